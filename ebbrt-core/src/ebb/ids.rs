@@ -1,0 +1,114 @@
+//! Well-known ids, and the id allocator Ebb that hands out the rest.
+//!
+//! Id space (all below [`TABLE_SIZE`]):
+//! - `0` is never used, so a zeroed id is always a bug;
+//! - `1..256`: system components, listed here;
+//! - `256..1024`: fixed ids chosen by applications, with [`app`];
+//! - `1024..TABLE_SIZE`: allocated at run time by [`IdAllocator`].
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use super::{Ebb, EbbError, EbbId, EbbRef, Shared, StaticEbb, TABLE_SIZE};
+
+/// The id allocator (this module's [`IdAllocator`]).
+pub const ID_ALLOCATOR: EbbId = EbbId::new(1);
+/// The console (serial port native, stdout hosted).
+pub const CONSOLE: EbbId = EbbId::new(2);
+/// The page (buddy) allocator.
+pub const PAGE_ALLOCATOR: EbbId = EbbId::new(3);
+/// The slab allocator.
+pub const SLAB_ALLOCATOR: EbbId = EbbId::new(4);
+/// The general-purpose allocator behind `#[global_allocator]`.
+pub const GP_ALLOCATOR: EbbId = EbbId::new(5);
+/// The network manager.
+pub const NETWORK_MANAGER: EbbId = EbbId::new(6);
+/// The NIC driver.
+pub const NET_DEVICE: EbbId = EbbId::new(7);
+/// The messenger (Ebb-to-Ebb messages between nodes).
+pub const MESSENGER: EbbId = EbbId::new(8);
+/// The global id map of a distributed application.
+pub const GLOBAL_ID_MAP: EbbId = EbbId::new(9);
+/// The node allocator (boots native nodes from a hosted process).
+pub const NODE_ALLOCATOR: EbbId = EbbId::new(10);
+
+/// First id of the range applications choose fixed ids from.
+pub const FIRST_APP: u32 = 256;
+/// First id handed out at run time.
+pub const FIRST_DYNAMIC: u32 = 1024;
+
+/// The `n`th fixed application id (`n < 768`), for application Ebbs that
+/// want a well-known id: `#[ebb(per_core, id = ebbrt_core::ebb::ids::app(0))]`.
+pub const fn app(n: u32) -> EbbId {
+    assert!(n < FIRST_DYNAMIC - FIRST_APP, "application fixed ids are app(0)..app(767)");
+    EbbId::new(FIRST_APP + n)
+}
+
+/// Hands out run-time ids. A shared Ebb at the well-known id [`ID_ALLOCATOR`]:
+/// the allocator is itself an Ebb. Ebbs are never destroyed, so ids are
+/// never returned; allocation is one atomic add.
+pub struct IdAllocator {
+    next: AtomicU32,
+}
+
+impl IdAllocator {
+    /// A fresh run-time id.
+    pub fn allocate(&self) -> Result<EbbId, EbbError> {
+        let raw = self.next.fetch_add(1, Ordering::Relaxed);
+        if raw as usize >= TABLE_SIZE {
+            // Keep `next` from wrapping around after many failed calls.
+            self.next.store(TABLE_SIZE as u32, Ordering::Relaxed);
+            return Err(EbbError::IdsExhausted);
+        }
+        Ok(EbbId::new(raw))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new_for_test(next: u32) -> Self {
+        IdAllocator {
+            next: AtomicU32::new(next),
+        }
+    }
+
+    /// How many run-time ids remain.
+    pub fn remaining(&self) -> usize {
+        TABLE_SIZE.saturating_sub(self.next.load(Ordering::Relaxed) as usize)
+    }
+}
+
+impl Ebb for IdAllocator {
+    fn miss(id: EbbId) -> &'static Self {
+        super::shared_miss(id)
+    }
+}
+
+impl Shared for IdAllocator {
+    fn new_instance() -> Option<Self> {
+        Some(IdAllocator {
+            next: AtomicU32::new(FIRST_DYNAMIC),
+        })
+    }
+}
+
+// SAFETY: `ID_ALLOCATOR` is reserved for this type (listed above, registered
+// in the component registry).
+unsafe impl StaticEbb for IdAllocator {
+    const ID: EbbId = ID_ALLOCATOR;
+}
+
+/// The id allocator Ebb.
+pub static ID_ALLOCATOR_REF: EbbRef<IdAllocator> = EbbRef::fixed();
+
+/// Allocates a run-time id from the id allocator Ebb.
+pub fn allocate() -> Result<EbbId, EbbError> {
+    ID_ALLOCATOR_REF.allocate()
+}
+
+crate::register_component! {
+    IdAllocator {
+        name: "IdAllocator",
+        kind: crate::EbbKind::Shared,
+        interface: "ebbrt_core::ebb::ids::IdAllocator",
+        summary: "Hands out run-time Ebb ids; itself a shared Ebb at a well-known id.",
+        id: Some(ID_ALLOCATOR),
+    }
+}

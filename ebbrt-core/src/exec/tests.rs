@@ -1,0 +1,207 @@
+use core::cell::Cell;
+use core::time::Duration;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use crate::testing::{CORES, block_on, instance, run_on};
+use crate::time::Instant;
+
+#[test]
+fn spawn_local_runs_not_send_futures_in_order() {
+    let out = run_on(0, || async {
+        let log = Rc::new(core::cell::RefCell::new(Vec::new()));
+        let a = {
+            let log = log.clone();
+            spawn_local(async move {
+                log.borrow_mut().push(1);
+                yield_now().await;
+                log.borrow_mut().push(3);
+                7
+            })
+        };
+        let b = {
+            let log = log.clone();
+            spawn_local(async move { log.borrow_mut().push(2) })
+        };
+        let seven = a.await;
+        b.await;
+        (seven, log.borrow().clone())
+    });
+    assert_eq!(out, (7, vec![1, 2, 3]));
+}
+
+#[test]
+fn spawn_on_runs_on_the_target_core() {
+    instance();
+    for target in 0..CORES as u32 {
+        let ran_on = block_on(spawn_on(CoreId(target), async { cpu::current() }));
+        assert_eq!(ran_on, CoreId(target));
+    }
+    // From a core to another and back.
+    let (there, back) = run_on(0, || async {
+        let there = spawn_on(CoreId(3), async { cpu::current() }).await;
+        (there, cpu::current())
+    });
+    assert_eq!((there, back), (CoreId(3), CoreId(0)));
+}
+
+#[test]
+fn spawn_on_with_builds_not_send_futures_there() {
+    instance();
+    let n = block_on(spawn_on_with(CoreId(2), || {
+        let local = Rc::new(Cell::new(40));
+        async move {
+            yield_now().await;
+            local.set(local.get() + 2);
+            (cpu::current(), local.get())
+        }
+    }));
+    assert_eq!(n, (CoreId(2), 42));
+}
+
+#[test]
+fn on_each_core_returns_in_core_order() {
+    instance();
+    let cores = run_on(1, || on_each_core(|c| async move { (c, cpu::current()) }));
+    assert_eq!(cores.len(), CORES);
+    for (i, (asked, ran)) in cores.into_iter().enumerate() {
+        assert_eq!(asked, CoreId(i as u32));
+        assert_eq!(ran, asked);
+    }
+}
+
+#[test]
+fn sleep_waits_and_timeout_elapses() {
+    let (slept, timed_out, fast) = run_on(3, || async {
+        let t0 = Instant::now();
+        sleep(Duration::from_millis(20)).await;
+        let slept = t0.elapsed();
+        let timed_out = timeout(Duration::from_millis(5), sleep(Duration::from_secs(60))).await;
+        let fast = timeout(Duration::from_secs(60), async { 5 }).await;
+        (slept, timed_out, fast)
+    });
+    assert!(slept >= Duration::from_millis(20), "{slept:?}");
+    assert_eq!(timed_out, Err(Elapsed));
+    assert_eq!(fast, Ok(5));
+    // The cancelled 60 s sleep left no timer behind.
+    let timers = run_on(3, || async { stats().timers });
+    assert_eq!(timers, 0);
+}
+
+#[test]
+fn many_timers_fire_in_deadline_order() {
+    let order = run_on(2, || async {
+        let log = Rc::new(core::cell::RefCell::new(Vec::new()));
+        let hs: Vec<_> = [30u64, 10, 20]
+            .into_iter()
+            .map(|ms| {
+                let log = log.clone();
+                spawn_local(async move {
+                    sleep(Duration::from_millis(ms)).await;
+                    log.borrow_mut().push(ms);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.await;
+        }
+        log.borrow().clone()
+    });
+    assert_eq!(order, vec![10, 20, 30]);
+}
+
+#[test]
+fn idle_pollers_run_until_dropped() {
+    let polls = run_on(1, || async {
+        let count = Rc::new(Cell::new(0u32));
+        let c = count.clone();
+        let poller = add_idle_poller(move || {
+            c.set(c.get() + 1);
+            false
+        });
+        assert_eq!(stats().idle_pollers, 1);
+        // While we sleep the loop has nothing to run: it must poll.
+        sleep(Duration::from_millis(10)).await;
+        drop(poller);
+        let seen = count.get();
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(count.get(), seen, "a dropped poller is not polled");
+        (seen, stats().idle_pollers)
+    });
+    assert!(polls.0 > 10, "polled {} times", polls.0);
+    assert_eq!(polls.1, 0);
+}
+
+#[test]
+fn a_poller_may_remove_itself() {
+    let n = run_on(0, || async {
+        let count = Rc::new(Cell::new(0u32));
+        let slot: Rc<Cell<Option<IdlePoller>>> = Rc::new(Cell::new(None));
+        let (c, s) = (count.clone(), slot.clone());
+        slot.set(Some(add_idle_poller(move || {
+            c.set(c.get() + 1);
+            if c.get() == 3 {
+                drop(s.take());
+            }
+            true
+        })));
+        sleep(Duration::from_millis(5)).await;
+        count.get()
+    });
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn cross_core_wakes_are_not_lost() {
+    instance();
+    let done = Arc::new(AtomicUsize::new(0));
+    let rounds = 2000;
+    let d = done.clone();
+    block_on(spawn_on(CoreId(0), async move {
+        for i in 0..rounds {
+            let target = CoreId(1 + (i % (CORES as u32 - 1)));
+            let d = d.clone();
+            spawn_on(target, async move {
+                d.fetch_add(1, Ordering::Relaxed);
+            })
+            .await;
+        }
+    }));
+    assert_eq!(done.load(Ordering::Relaxed), rounds as usize);
+}
+
+#[test]
+fn cancel_drops_the_task() {
+    let (out, dropped) = run_on(2, || async {
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let dropped = Rc::new(Cell::new(false));
+        let f = Flag(dropped.clone());
+        let h = spawn_local(async move {
+            let _f = f;
+            sleep(Duration::from_secs(60)).await;
+        });
+        yield_now().await;
+        let out = h.cancel().await;
+        (out, dropped.get())
+    });
+    assert_eq!(out, None);
+    assert!(dropped);
+}
+
+#[test]
+fn app_results_map_to_exit_codes() {
+    assert_eq!(().into_outcome(), (0, None));
+    assert_eq!(3.into_outcome(), (3, None));
+    let (code, msg) = Err::<(), _>("boom").into_outcome();
+    assert_eq!(code, 1);
+    assert!(msg.unwrap().contains("boom"));
+}

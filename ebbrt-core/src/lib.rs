@@ -1,0 +1,49 @@
+//! # ebbrt-core
+//!
+//! The heart of EbbRT: the **Elastic Building Block** (Ebb) model and the
+//! per-core, non-preemptive **executor**, both `no_std` + `alloc` so that the
+//! very same code runs in the native library OS and in the hosted (Linux)
+//! runtime.
+//!
+//! What this crate owns:
+//! - [`ebb`]: [`EbbId`], [`EbbRef`], the per-core translation table, roots and
+//!   representatives of per-core and shared Ebbs, and the id allocator Ebb.
+//! - [`exec`]: the per-core event loop polling Rust futures, `spawn_local`,
+//!   `spawn_on`, timers and idle pollers.
+//! - [`cpu`]: core identity and count; [`time`]: the monotonic clock types.
+//! - [`platform`]: the small trait a runtime implements (wake a core, the
+//!   clock, idle until an event or a deadline).
+//! - [`registry`]: the link-time records of every component (Ebb type).
+//!
+//! What it must not do: depend on `std`, know about any particular component,
+//! or grow device drivers. Platform code (the native kernel core) is fenced
+//! into the `native` module, compiled only for the `x86_64-ebbrt` target.
+#![no_std]
+#![feature(thread_local)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod cpu;
+pub mod ebb;
+pub mod exec;
+pub mod io;
+pub mod platform;
+pub mod registry;
+pub mod time;
+
+mod percore;
+
+#[cfg(test)]
+mod testing;
+
+pub use ebb::{Ebb, EbbError, EbbId, EbbKind, EbbRef, PerCore, PerCoreRoot, Shared, StaticEbb};
+pub use exec::{JoinHandle, on_each_core, spawn_local, spawn_on};
+
+/// Items used by code that `ebbrt-macros` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use linkme;
+}

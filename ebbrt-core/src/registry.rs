@@ -1,0 +1,151 @@
+//! The link-time registry of components.
+//!
+//! Every Ebb type declared with `#[ebb(...)]` (or registered by hand with
+//! [`register_component!`](crate::register_component)) leaves a
+//! [`ComponentRecord`] in the [`COMPONENTS`] slice, assembled by the linker.
+//! The runtimes check it for id conflicts at start-up, and the catalog
+//! generator (`cargo ebbrt docs`) renders it as `docs/components.md`.
+
+use core::fmt;
+
+use crate::ebb::{EbbId, EbbKind};
+
+/// What the registry knows about one component.
+#[derive(Debug, Clone, Copy)]
+pub struct ComponentRecord {
+    /// The component's type name.
+    pub name: &'static str,
+    /// Per-core or shared.
+    pub kind: EbbKind,
+    /// The full path of the type whose methods are the interface.
+    pub interface: &'static str,
+    /// The first paragraph of the type's documentation.
+    pub summary: &'static str,
+    /// Its fixed id, if it has one.
+    pub id: Option<EbbId>,
+    /// The crate that defines it.
+    pub crate_name: &'static str,
+    /// The Cargo feature (of the `ebbrt` facade) that selects it, if any.
+    pub feature: Option<&'static str>,
+    /// Whether it is selected when no feature says otherwise.
+    pub default: bool,
+}
+
+/// Every registered component in the final binary.
+#[linkme::distributed_slice]
+pub static COMPONENTS: [ComponentRecord];
+
+/// Registers a hand-written Ebb type in [`COMPONENTS`]:
+///
+/// ```ignore
+/// ebbrt_core::register_component! {
+///     MyEbb { name: "MyEbb", kind: EbbKind::Shared, interface: "my::MyEbb",
+///             summary: "What it does.", id: None }
+/// }
+/// ```
+#[macro_export]
+macro_rules! register_component {
+    ($ty:ident { name: $name:expr, kind: $kind:expr, interface: $iface:expr, summary: $summary:expr, id: $id:expr $(,)? }) => {
+        const _: () = {
+            #[$crate::__private::linkme::distributed_slice($crate::registry::COMPONENTS)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static RECORD: $crate::registry::ComponentRecord = $crate::registry::ComponentRecord {
+                name: $name,
+                kind: $kind,
+                interface: $iface,
+                summary: $summary,
+                id: $id,
+                crate_name: env!("CARGO_PKG_NAME"),
+                feature: None,
+                default: true,
+            };
+        };
+    };
+}
+
+/// Two components that claim the same fixed id.
+#[derive(Debug, Clone, Copy)]
+pub struct IdConflict {
+    /// The contested id.
+    pub id: EbbId,
+    /// One claimant.
+    pub first: &'static ComponentRecord,
+    /// The other.
+    pub second: &'static ComponentRecord,
+}
+
+impl fmt::Display for IdConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is claimed by both {} ({}) and {} ({})",
+            self.id, self.first.interface, self.first.crate_name, self.second.interface, self.second.crate_name
+        )
+    }
+}
+
+/// Checks that no two registered components claim one fixed id. Runtimes
+/// call this before any core starts: a conflict would make two types share
+/// a translation-table entry.
+pub fn check_static_ids() -> Result<(), IdConflict> {
+    check(&COMPONENTS)
+}
+
+fn check(records: &'static [ComponentRecord]) -> Result<(), IdConflict> {
+    for (i, a) in records.iter().enumerate() {
+        let Some(id) = a.id else { continue };
+        if let Some(b) = records[i + 1..].iter().find(|b| b.id == Some(id)) {
+            return Err(IdConflict { id, first: a, second: b });
+        }
+    }
+    Ok(())
+}
+
+/// Looks a component up by type name.
+pub fn find(name: &str) -> Option<&'static ComponentRecord> {
+    COMPONENTS.iter().find(|r| r.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn id_allocator_is_registered() {
+        let r = find("IdAllocator").expect("registered");
+        assert_eq!(r.kind, EbbKind::Shared);
+        assert_eq!(r.id, Some(crate::ebb::ids::ID_ALLOCATOR));
+        check_static_ids().unwrap();
+    }
+
+    #[test]
+    fn conflicts_are_found() {
+        static RECS: [ComponentRecord; 2] = [
+            ComponentRecord {
+                name: "A",
+                kind: EbbKind::Shared,
+                interface: "a::A",
+                summary: "",
+                id: Some(EbbId::new(300)),
+                crate_name: "a",
+                feature: None,
+                default: true,
+            },
+            ComponentRecord {
+                name: "B",
+                kind: EbbKind::PerCore,
+                interface: "b::B",
+                summary: "",
+                id: Some(EbbId::new(300)),
+                crate_name: "b",
+                feature: None,
+                default: true,
+            },
+        ];
+        let e = check(&RECS).unwrap_err();
+        assert_eq!(e.id, EbbId::new(300));
+        assert!(e.to_string().contains("a::A") && e.to_string().contains("b::B"));
+        assert!(check(&RECS[..1]).is_ok());
+    }
+}
