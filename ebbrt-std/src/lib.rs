@@ -1,1 +1,52 @@
-//! The hosted runtime (being written).
+//! # ebbrt-std
+//!
+//! The hosted EbbRT runtime: an EbbRT instance as an ordinary Linux process,
+//! with one pinned thread per core, each running the platform-independent
+//! event loop of `ebbrt-core` over its own `mio::Poll`.
+//!
+//! What this crate owns:
+//! - [`start_main`]: the start sequence of a hosted instance (configuration,
+//!   core threads, the application's main future, the exit code), and
+//!   [`args`], the command-line arguments left for the application.
+//! - The hosted `Platform`: the monotonic clock, cross-core wakes through
+//!   each core's `mio::Waker`, idling in `epoll` until an event or a timer
+//!   deadline (a `timerfd`, so timers are not rounded to milliseconds).
+//! - The per-core reactor: socket readiness becomes task wake-ups.
+//! - [`net`]: the async TCP/UDP API that the native network stack also
+//!   implements, over Linux sockets.
+//! - [`console`], [`boot_arg`] and a `log` logger (to stderr).
+//!
+//! What it must not do: implement anything the Ebb model or the executor
+//! already provide (those live in `ebbrt-core` and run unchanged here), or
+//! let an application tell it apart from the native runtime beyond what
+//! the shared interfaces say. Unsafe code stays in the two small system
+//! call wrappers (`affinity`, `timer`).
+//!
+//! Configuration (read once by [`start_main`]):
+//! - the core count: `--cores N` / `--cores=N` on the command line, else the
+//!   `EBBRT_CORES` environment variable, else `ebbrt.cores` in `EBBRT_ARGS`,
+//!   else the number of CPUs the process may run on;
+//! - boot arguments: `EBBRT_ARGS="key=value key2=value2"`, the hosted
+//!   equivalent of the native kernel command line ([`boot_arg`]);
+//! - the log filter: `EBBRT_LOG` (e.g. `debug` or `warn,ebbrt_std=trace`),
+//!   else `ebbrt.log` in `EBBRT_ARGS`, else `info`.
+//!
+//! A bad value prints a clear message and exits with status 2.
+#![warn(missing_docs)]
+
+mod affinity;
+mod config;
+pub mod console;
+mod io_error;
+mod logger;
+pub mod net;
+mod platform;
+mod reactor;
+mod start;
+mod timer;
+
+#[cfg(test)]
+mod testing;
+
+pub use config::{args, boot_arg};
+pub use start::start_main;

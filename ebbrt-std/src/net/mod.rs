@@ -1,0 +1,36 @@
+//! The async network API of EbbRT, hosted over Linux sockets.
+//!
+//! The same types with the same signatures exist in the native network
+//! stack, so an application's networking code builds for both. Every
+//! socket is registered with the reactor of the core that created it and is
+//! `!Send`: it lives, and is used, on that core. Per-core servers bind one
+//! listener per core: hosted, [`TcpListener::bind`] sets `SO_REUSEPORT`, so
+//! every core may bind the same port and Linux spreads incoming connections
+//! over them.
+//!
+//! Errors are [`ebbrt_core::io::Error`] values whose kind comes from the
+//! errno (connection refused, address in use, ...) and which keep the errno
+//! ([`Error::raw_os_error`](ebbrt_core::io::Error::raw_os_error)).
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ebbrt_std::net::TcpStream>(); // a socket never leaves its core
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ebbrt_std::net::TcpListener>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ebbrt_std::net::UdpSocket>();
+//! ```
+
+mod tcp;
+mod udp;
+
+pub use core::net::SocketAddr;
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,350 @@
+use core::future::Future;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ebbrt_core::cpu::{self, CoreId};
+use ebbrt_core::exec::{self, spawn_local};
+use ebbrt_core::io::ErrorKind;
+
+use super::*;
+use crate::testing::run_on;
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A loopback port nobody listens on (bound, then released).
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+async fn read_to_end(s: &TcpStream) -> ebbrt_core::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf).await? {
+            0 => return Ok(out),
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Binds a listener on `core` that serves one connection with `serve`, and
+/// returns its address.
+fn serve_once_on<S, Fut>(core: u32, serve: S) -> SocketAddr
+where
+    S: FnOnce(TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    run_on(core, move || async move {
+        let l = TcpListener::bind(loopback()).unwrap();
+        let addr = l.local_addr().unwrap();
+        spawn_local(async move {
+            let (s, peer) = l.accept().await.unwrap();
+            serve(s, peer).await;
+        })
+        .detach();
+        addr
+    })
+}
+
+#[test]
+fn accept_read_write_shutdown_and_addresses_on_one_core() {
+    let (echoed, peer_seen, client_local, server_addr, peer_of_client) = run_on(0, || async {
+        let l = TcpListener::bind(loopback()).unwrap();
+        let server_addr = l.local_addr().unwrap();
+        let server = spawn_local(async move {
+            let (s, peer) = l.accept().await.unwrap();
+            assert_eq!(s.peer_addr().unwrap(), peer);
+            let data = read_to_end(&s).await.unwrap();
+            s.write_all(&data).await.unwrap();
+            s.shutdown().await.unwrap();
+            peer
+        });
+        let c = TcpStream::connect(server_addr).await.unwrap();
+        // Once both halves are closed Linux forgets the peer: ask now.
+        let (local, peer) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
+        c.set_nodelay(true).unwrap();
+        c.write_all(b"hello, ebbrt").await.unwrap();
+        c.shutdown().await.unwrap();
+        let echoed = read_to_end(&c).await.unwrap();
+        let peer_seen = server.await;
+        (echoed, peer_seen, local, server_addr, peer)
+    });
+    assert_eq!(echoed, b"hello, ebbrt");
+    assert_eq!(peer_seen, client_local);
+    assert_eq!(peer_of_client, server_addr);
+}
+
+#[test]
+fn streams_work_across_cores_with_a_large_payload() {
+    let payload = pattern(4 << 20);
+    let addr = serve_once_on(0, |s, _| async move {
+        let data = read_to_end(&s).await.unwrap();
+        s.write_all(&data).await.unwrap();
+        s.shutdown().await.unwrap();
+    });
+    let expected = payload.clone();
+    let back = run_on(1, move || async move {
+        let c = Rc::new(TcpStream::connect(addr).await.unwrap());
+        // Write and read concurrently, from two tasks sharing the stream.
+        let w = c.clone();
+        let writer = spawn_local(async move {
+            w.write_all(&payload).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let back = read_to_end(&c).await.unwrap();
+        writer.await;
+        back
+    });
+    assert_eq!(back.len(), expected.len());
+    assert!(back == expected, "the echoed bytes differ");
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn a_blocked_write_sleeps_instead_of_spinning() {
+    // The server does not read for a while: the client's send buffer fills
+    // and its write must wait. Core 2 is used by no other test, so its
+    // thread's CPU time is this test's.
+    let addr = serve_once_on(0, |s, _| async move {
+        exec::sleep(Duration::from_millis(300)).await;
+        let data = read_to_end(&s).await.unwrap();
+        s.write_all(&(data.len() as u64).to_le_bytes())
+            .await
+            .unwrap();
+    });
+    let (received, spent) = run_on(2, move || async move {
+        let c = Rc::new(TcpStream::connect(addr).await.unwrap());
+        let w = c.clone();
+        let writer = spawn_local(async move {
+            w.write_all(&vec![7u8; 32 << 20]).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        exec::sleep(Duration::from_millis(50)).await;
+        let before = thread_cpu_time();
+        exec::sleep(Duration::from_millis(150)).await;
+        let spent = thread_cpu_time() - before;
+        writer.await;
+        let mut len = [0u8; 8];
+        let mut got = 0;
+        while got < 8 {
+            got += c.read(&mut len[got..]).await.unwrap();
+        }
+        (u64::from_le_bytes(len), spent)
+    });
+    assert_eq!(received, 32 << 20);
+    assert!(
+        spent < Duration::from_millis(40),
+        "a blocked writer used {spent:?} of CPU in 150 ms"
+    );
+}
+
+#[test]
+fn several_tasks_may_wait_on_one_listener() {
+    let accepted = run_on(1, || async {
+        let l = Rc::new(TcpListener::bind(loopback()).unwrap());
+        let addr = l.local_addr().unwrap();
+        let count = Rc::new(Cell::new(0));
+        let acceptors: Vec<_> = (0..3)
+            .map(|_| {
+                let (l, count) = (l.clone(), count.clone());
+                spawn_local(async move {
+                    let (s, _) = l.accept().await.unwrap();
+                    count.set(count.get() + 1);
+                    s
+                })
+            })
+            .collect();
+        // Let all three wait before any client connects.
+        exec::yield_now().await;
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
+        for a in acceptors {
+            a.await;
+        }
+        count.get()
+    });
+    assert_eq!(accepted, 3);
+}
+
+#[test]
+fn every_core_may_bind_the_same_port() {
+    // Listeners on cores 0 and 1 share the port; each answers with its core.
+    async fn serve(l: TcpListener) {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            s.write_all(&[cpu::current().0 as u8]).await.unwrap();
+        }
+    }
+    let addr = run_on(0, || async {
+        let l = TcpListener::bind(loopback()).unwrap();
+        let addr = l.local_addr().unwrap();
+        spawn_local(serve(l)).detach();
+        addr
+    });
+    run_on(1, move || async move {
+        let l = TcpListener::bind(addr).unwrap();
+        spawn_local(serve(l)).detach();
+    });
+    // Clients from a plain thread; each learns which core accepted it.
+    let mut seen = [0u32; 2];
+    for _ in 0..64 {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut c, &mut b).unwrap();
+        seen[b[0] as usize] += 1;
+    }
+    assert_eq!(seen[0] + seen[1], 64);
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "connections were not spread: {seen:?}"
+    );
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused() {
+    let addr = closed_port();
+    let e = run_on(1, move || async move {
+        TcpStream::connect(addr).await.unwrap_err()
+    });
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+}
+
+#[test]
+fn binding_a_port_held_without_reuseport_is_addr_in_use() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let e = run_on(
+        0,
+        move || async move { TcpListener::bind(addr).unwrap_err() },
+    );
+    assert_eq!(e.kind(), ErrorKind::AddrInUse);
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    let e = run_on(1, move || async move { UdpSocket::bind(addr).unwrap_err() });
+    assert_eq!(e.kind(), ErrorKind::AddrInUse);
+    // Not a local address at all.
+    let e = run_on(1, || async {
+        UdpSocket::bind("192.0.2.1:0".parse().unwrap()).unwrap_err()
+    });
+    assert_eq!(e.kind(), ErrorKind::AddrNotAvailable);
+}
+
+#[test]
+fn eof_and_writes_to_a_closed_peer() {
+    let addr = serve_once_on(0, |s, _| async move { drop(s) });
+    let (eof, write_err) = run_on(1, move || async move {
+        let c = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let eof = c.read(&mut buf).await.unwrap();
+        // The peer is gone: writes fail (the first may still be accepted).
+        let mut err = None;
+        for _ in 0..100 {
+            if let Err(e) = c.write(&[1; 1024]).await {
+                err = Some(e);
+                break;
+            }
+            exec::sleep(Duration::from_millis(1)).await;
+        }
+        (eof, err)
+    });
+    assert_eq!(eof, 0);
+    let kind = write_err
+        .expect("writing to a closed peer must fail")
+        .kind();
+    assert!(
+        matches!(kind, ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
+        "{kind:?}"
+    );
+}
+
+#[test]
+fn empty_reads_and_writes_return_zero_at_once() {
+    let addr = serve_once_on(0, |s, _| async move {
+        exec::sleep(Duration::from_millis(100)).await;
+        drop(s);
+    });
+    let (r, w) = run_on(1, move || async move {
+        let c = TcpStream::connect(addr).await.unwrap();
+        (c.read(&mut []).await.unwrap(), c.write(&[]).await.unwrap())
+    });
+    assert_eq!((r, w), (0, 0));
+}
+
+#[test]
+fn udp_round_trips_across_cores() {
+    let server = run_on(0, || async {
+        let s = UdpSocket::bind(loopback()).unwrap();
+        let addr = s.local_addr().unwrap();
+        spawn_local(async move {
+            let mut buf = [0u8; 2048];
+            for _ in 0..3 {
+                let (n, from) = s.recv_from(&mut buf).await.unwrap();
+                buf[..n].reverse();
+                s.send_to(&buf[..n], from).await.unwrap();
+            }
+        })
+        .detach();
+        addr
+    });
+    let replies = run_on(1, move || async move {
+        let c = UdpSocket::bind(loopback()).unwrap();
+        let mut replies = Vec::new();
+        for msg in [&b"abc"[..], b"", &[9u8; 1400]] {
+            assert_eq!(c.send_to(msg, server).await.unwrap(), msg.len());
+            let mut buf = [0u8; 2048];
+            let (n, from) = c.recv_from(&mut buf).await.unwrap();
+            assert_eq!(from, server);
+            replies.push(buf[..n].to_vec());
+        }
+        replies
+    });
+    assert_eq!(replies, vec![b"cba".to_vec(), vec![], vec![9u8; 1400]]);
+}
+
+#[test]
+fn udp_datagrams_are_truncated_to_the_buffer() {
+    let (n, data) = run_on(1, || async {
+        let a = UdpSocket::bind(loopback()).unwrap();
+        let b = UdpSocket::bind(loopback()).unwrap();
+        a.send_to(b"0123456789", b.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut small = [0u8; 4];
+        let (n, _) = b.recv_from(&mut small).await.unwrap();
+        (n, small)
+    });
+    assert_eq!((n, &data), (4, b"0123"));
+}
+
+#[test]
+fn sockets_are_usable_only_on_cores() {
+    let e = TcpListener::bind(loopback()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    let e = UdpSocket::bind(loopback()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    // And a core is what `run_on` gives.
+    assert_eq!(run_on(1, || async { cpu::current() }), CoreId(1));
+}

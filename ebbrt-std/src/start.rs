@@ -1,0 +1,205 @@
+//! The start sequence of a hosted instance (the shape every runtime shares):
+//! declare the cores, install the platform, check the component registry,
+//! start one pinned thread per core, run the application's main future on
+//! core 0, and exit with its code once it completes.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::PanicHookInfo;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ebbrt_core::cpu::{self, CoreId, CoreSetupError};
+use ebbrt_core::exec::{self, AppResult};
+use ebbrt_core::platform;
+use ebbrt_core::registry::{self, IdConflict};
+
+use crate::platform::HostedPlatform;
+use crate::{affinity, config, logger, reactor};
+
+/// Exit status for an unusable configuration (a bad `--cores`, say).
+const EXIT_CONFIG: i32 = 2;
+/// Exit status when the runtime itself cannot start.
+const EXIT_START: i32 = 1;
+/// Exit status after a panic, as for a Rust program that panics.
+const EXIT_PANIC: i32 = 101;
+/// How long core 0 waits for the other cores to leave their loops before
+/// the process exits anyway (a core may be stuck in a long event).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("cannot declare the cores: {0}")]
+    Cores(CoreSetupError),
+    #[error("cannot create a core's event loop: {0}")]
+    Poll(std::io::Error),
+    #[error("another EbbRT runtime is already running in this process")]
+    AlreadyInstalled,
+    #[error("component id conflict: {0}")]
+    Ids(IdConflict),
+}
+
+/// Steps 1 of the start sequence: declares `cores`, installs the platform
+/// and checks the registry. Returns one `mio::Poll` per core.
+pub(crate) fn boot(cores: usize) -> Result<Vec<mio::Poll>, StartError> {
+    cpu::set_count(cores).map_err(StartError::Cores)?;
+    let (platform, polls) = HostedPlatform::new(cores).map_err(StartError::Poll)?;
+    if !platform::install(Box::leak(Box::new(platform))) {
+        return Err(StartError::AlreadyInstalled);
+    }
+    registry::check_static_ids().map_err(StartError::Ids)?;
+    Ok(polls)
+}
+
+/// Step 2, on the thread that becomes `core`: pins it, installs its
+/// reactor, and enters the core.
+pub(crate) fn enter_core(core: CoreId, poll: mio::Poll, cpu_to_pin: Option<usize>) {
+    if let Some(cpu) = cpu_to_pin
+        && let Err(e) = affinity::pin_current_thread(cpu)
+    {
+        log::warn!("cannot pin {core} to CPU {cpu}: {e}; it runs unpinned");
+    }
+    if let Err(e) = reactor::install(poll) {
+        panic!("cannot set up the reactor of {core}: {e}");
+    }
+    // SAFETY: `core` is entered by exactly this thread, started for it (or
+    // the main thread for core 0), which remains that core until it exits.
+    unsafe { cpu::enter(core) };
+}
+
+/// Starts a hosted EbbRT instance running the application's main future,
+/// and exits the process with its exit code. This is what `#[ebbrt::main]`
+/// expands to.
+///
+/// `make` runs on core 0 (the process's main thread) and builds the main
+/// future there, so the future need not be `Send`. Every other core gets a
+/// thread of its own; each core's thread is pinned to one of the CPUs the
+/// process may use (round-robin when there are more cores than CPUs). The
+/// core count comes from `--cores N`/`--cores=N`, `EBBRT_CORES`, or
+/// `ebbrt.cores` in `EBBRT_ARGS` (see the crate docs); [`crate::args`]
+/// returns the arguments left for the application.
+///
+/// When the main future completes, the process exits with its code (see
+/// [`AppResult`]); an `Err` is printed to stderr as `Error: ...` and exits
+/// with 1. A bad configuration exits with 2, a panic on any core prints the
+/// panic and exits with 101.
+pub fn start_main<M, F, R>(make: M) -> !
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: Future<Output = R> + 'static,
+    R: AppResult + 'static,
+{
+    let cfg = match config::from_process() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ebbrt: error: {e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    logger::init(cfg.log);
+    config::set_app_args(cfg.app_args);
+    let cores = cfg.cores;
+    let polls = match boot(cores) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ebbrt: error: {e}");
+            std::process::exit(EXIT_START);
+        }
+    };
+    install_panic_hook();
+
+    let cpus = affinity::allowed_cpus().unwrap_or_else(|e| {
+        log::warn!("cannot read the CPUs this process may use ({e}); cores run unpinned");
+        Vec::new()
+    });
+    if cores > cpus.len() && !cpus.is_empty() {
+        log::warn!(
+            "{cores} cores on {} CPUs: several cores share a CPU",
+            cpus.len()
+        );
+    }
+    let cpu_for = |core: usize| (!cpus.is_empty()).then(|| cpus[core % cpus.len()]);
+    log::debug!("starting {cores} cores on CPUs {cpus:?}");
+
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut polls = polls.into_iter();
+    let poll0 = polls.next().expect("an instance has at least one core");
+    for (i, poll) in polls.enumerate().map(|(i, p)| (i + 1, p)) {
+        let core = CoreId(i as u32);
+        let cpu = cpu_for(i);
+        let done = done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ebbrt-core-{i}"))
+            .spawn(move || {
+                enter_core(core, poll, cpu);
+                exec::run();
+                let _ = done.send(());
+            });
+        if let Err(e) = spawned {
+            eprintln!("ebbrt: error: cannot start the thread of {core}: {e}");
+            std::process::exit(EXIT_START);
+        }
+    }
+
+    enter_core(CoreId(0), poll0, cpu_for(0));
+    exec::spawn_main(make(), report);
+    let code = exec::run();
+
+    let until = std::time::Instant::now() + SHUTDOWN_GRACE;
+    for _ in 1..cores {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            log::warn!(
+                "a core did not leave its event loop within {SHUTDOWN_GRACE:?}; exiting anyway"
+            );
+            break;
+        }
+    }
+    // `exit` flushes stdout.
+    std::process::exit(code)
+}
+
+/// Reports the outcome of the application's main future.
+fn report(code: i32, error: Option<String>) {
+    if let Some(e) = error {
+        eprintln!("{e}");
+    }
+    log::debug!("main returned; exiting with {code}");
+}
+
+fn payload_str(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "Box<dyn Any>"
+    }
+}
+
+/// A panic anywhere ends the instance: the other cores may be waiting for
+/// the panicking one, so going on could hang. Print it, exit with 101.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info: &PanicHookInfo<'_>| {
+        let msg = payload_str(info.payload());
+        let loc = info
+            .location()
+            .map_or_else(|| String::from("<unknown location>"), |l| l.to_string());
+        let who = match cpu::try_current() {
+            Some(c) => format!("core {}", c.0),
+            None => format!(
+                "thread '{}' (not an EbbRT core)",
+                std::thread::current().name().unwrap_or("<unnamed>")
+            ),
+        };
+        eprintln!("ebbrt: {who} panicked at {loc}:\n{msg}");
+        let bt = std::backtrace::Backtrace::capture();
+        if bt.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("backtrace:\n{bt}");
+        } else {
+            eprintln!("note: run with `RUST_BACKTRACE=1` to display a backtrace");
+        }
+        std::process::exit(EXIT_PANIC);
+    }));
+}
