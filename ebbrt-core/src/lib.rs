@@ -32,6 +32,7 @@ pub mod exec;
 pub mod io;
 pub mod platform;
 pub mod registry;
+pub mod test_support;
 pub mod time;
 
 mod percore;

@@ -21,6 +21,8 @@ pub struct ComponentRecord {
     pub interface: &'static str,
     /// The first paragraph of the type's documentation.
     pub summary: &'static str,
+    /// The type's whole documentation (Markdown).
+    pub docs: &'static str,
     /// Its fixed id, if it has one.
     pub id: Option<EbbId>,
     /// The crate that defines it.
@@ -43,9 +45,12 @@ pub static COMPONENTS: [ComponentRecord];
 ///             summary: "What it does.", id: None }
 /// }
 /// ```
+///
+/// An optional `docs: "..."` after `id` gives the full documentation; it
+/// defaults to the summary.
 #[macro_export]
 macro_rules! register_component {
-    ($ty:ident { name: $name:expr, kind: $kind:expr, interface: $iface:expr, summary: $summary:expr, id: $id:expr $(,)? }) => {
+    ($ty:ident { name: $name:expr, kind: $kind:expr, interface: $iface:expr, summary: $summary:expr, id: $id:expr $(, docs: $docs:expr)? $(,)? }) => {
         const _: () = {
             #[$crate::__private::linkme::distributed_slice($crate::registry::COMPONENTS)]
             #[linkme(crate = $crate::__private::linkme)]
@@ -54,6 +59,11 @@ macro_rules! register_component {
                 kind: $kind,
                 interface: $iface,
                 summary: $summary,
+                docs: {
+                    let docs: &str = $summary;
+                    $(let docs: &str = $docs;)?
+                    docs
+                },
                 id: $id,
                 crate_name: env!("CARGO_PKG_NAME"),
                 feature: None,
@@ -127,6 +137,7 @@ mod tests {
                 kind: EbbKind::Shared,
                 interface: "a::A",
                 summary: "",
+                docs: "",
                 id: Some(EbbId::new(300)),
                 crate_name: "a",
                 feature: None,
@@ -137,6 +148,7 @@ mod tests {
                 kind: EbbKind::PerCore,
                 interface: "b::B",
                 summary: "",
+                docs: "",
                 id: Some(EbbId::new(300)),
                 crate_name: "b",
                 feature: None,

@@ -1,1 +1,100 @@
-//! Attribute macros of EbbRT (being written).
+//! # ebbrt-macros
+//!
+//! The attribute macros of EbbRT, re-exported by the facade `ebbrt`:
+//!
+//! - [`macro@ebb`] — `#[ebb(per_core | shared, ...)]` on a struct declares an
+//!   Elastic Building Block: it implements `Ebb` (the miss handler),
+//!   `PerCore` or `Shared`, `StaticEbb` when the Ebb has a fixed id, and
+//!   leaves a `ComponentRecord` in the link-time component registry.
+//! - [`macro@main`] — `#[ebbrt::main] async fn main()` is the entry of an
+//!   application, hosted (a Linux `main`) and native (the symbol the kernel
+//!   calls once its boot core is up) from one source.
+//! - [`macro@test`] — `#[ebbrt::test]` registers a test case with the
+//!   in-kernel test runner of `ebbrt_core::test_support`.
+//!
+//! What this crate owns: parsing those attributes, reporting misuse as
+//! compile errors that point at the user's code, and emitting code that
+//! only calls public items of `ebbrt-core` and of the facade.
+//!
+//! What it must not do: hold run-time logic (that lives in `ebbrt-core`,
+//! where it is tested), or rely on anything but the public traits — the
+//! macros are sugar, and every Ebb they declare can be written by hand.
+#![warn(missing_docs)]
+
+use proc_macro::TokenStream;
+
+mod ebb;
+mod entry;
+mod paths;
+
+/// Declares an Elastic Building Block: the struct is its representative.
+///
+/// ```ignore
+/// use core::cell::Cell;
+/// use ebbrt::{ebb, ebb::ids, EbbRef};
+///
+/// /// Counts hits on each core without atomics.
+/// #[ebb(per_core, id = ids::app(0))]
+/// #[derive(Default)]
+/// pub struct Hits { n: Cell<u64> }
+///
+/// static HITS: EbbRef<Hits> = EbbRef::fixed();
+/// ```
+///
+/// The first argument is the kind:
+/// - `per_core`: one representative per core, built on that core at its
+///   first use, sharing one root (`PerCore`). The representative may (and
+///   usually does) use `Cell`/`RefCell`: it never leaves its core.
+/// - `shared`: one instance for every core (`Shared`); it must be `Sync`.
+///
+/// Optional arguments:
+/// - `id = EXPR`: a fixed, well-known `EbbId` (a `const` expression). The
+///   Ebb then implements `StaticEbb`, so `EbbRef::fixed()` reaches it, and
+///   its root (per-core) or instance (shared) is built at its first use.
+///   Without `id`, instances are made at run time with `PerCore::create` or
+///   `Shared::create`.
+/// - `new = PATH`: how to build a representative. Per-core: a
+///   `fn(&'static PerCoreRoot<Self>, CoreId) -> Self`; shared (with `id`
+///   only): a `fn() -> Self`. Without it, `#[derive(Default)]` on the struct
+///   (written below `#[ebb]`) makes `Default::default()` the builder.
+/// - `root = TYPE` (per-core only): the state shared by all representatives,
+///   `()` by default.
+/// - `root_new = PATH` (per-core with `id` only): a `fn() -> Root` building
+///   the fixed instance's root; without it `Root: Default` is used.
+/// - `feature = "name"`: the Cargo feature of the facade that selects this
+///   component; the registry then marks it as not selected by default.
+///
+/// The component record carries the type's name, kind, full path
+/// (`module_path!()::Name`), first doc paragraph and full docs, id, crate
+/// and feature; `cargo ebbrt docs` renders it into the component catalog.
+#[proc_macro_attribute]
+pub fn ebb(args: TokenStream, item: TokenStream) -> TokenStream {
+    ebb::expand(args.into(), item.into()).into()
+}
+
+/// Marks the application's entry point: `#[ebbrt::main] async fn main() -> R`
+/// where `R` is `()`, an `i32` exit code or a `Result<_, E: Debug>`.
+///
+/// The function becomes the first task on core 0 of a running instance; the
+/// instance shuts down with its result's exit code when it returns. It
+/// expands to a hosted `fn main` and to the native entry symbol
+/// `__ebbrt_app_main`, each behind its `cfg`, so that an application crate
+/// that starts with `#![cfg_attr(target_os = "none", no_std, no_main)]`
+/// builds for both. Needs the facade `ebbrt` as a dependency.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::main(args.into(), item.into()).into()
+}
+
+/// Registers a test case with the EbbRT test runner
+/// (`ebbrt_core::test_support`): `#[ebbrt::test] async fn name()`, which
+/// may return `Result<(), E: Debug>` (an `Err` fails the test), or a
+/// plain `fn`.
+///
+/// Test cases run one after another on core 0 of a running instance, in
+/// name order, when the binary's entry is `ebbrt::test_main!()`. The case
+/// is named by its path inside the crate (`module::name`).
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::test(args.into(), item.into()).into()
+}

@@ -1,0 +1,506 @@
+//! `#[ebb(...)]`: parse the arguments, check the struct, emit the trait
+//! impls and the component record.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, GenericParam, Ident, Item, ItemStruct, LitStr, Path, Token, Type};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    PerCore,
+    Shared,
+}
+
+/// An argument's value and the span of its key, for errors about the key.
+struct Arg<T> {
+    key: Span,
+    value: T,
+}
+
+#[derive(Default)]
+struct Args {
+    kind: Option<Arg<Kind>>,
+    id: Option<Arg<Expr>>,
+    root: Option<Arg<Type>>,
+    new: Option<Arg<Path>>,
+    root_new: Option<Arg<Path>>,
+    feature: Option<Arg<LitStr>>,
+}
+
+const ARGUMENTS: &str = "`id`, `root`, `new`, `root_new` or `feature`";
+
+impl Args {
+    fn parse(tokens: TokenStream) -> syn::Result<Args> {
+        let mut args = Args::default();
+        let parser = syn::meta::parser(|meta| {
+            let Some(key) = meta.path.get_ident().map(Ident::to_string) else {
+                return Err(meta.error(format_args!(
+                    "unknown #[ebb] argument; expected an Ebb kind or {ARGUMENTS}"
+                )));
+            };
+            let span = meta.path.span();
+            let has_value = meta.input.peek(Token![=]);
+            match key.as_str() {
+                "per_core" | "shared" => {
+                    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                        return Err(meta.error(format_args!("the Ebb kind `{key}` takes no value")));
+                    }
+                    if args.kind.is_some() {
+                        return Err(meta
+                            .error("duplicate Ebb kind: an Ebb is either `per_core` or `shared`"));
+                    }
+                    let value = if key == "per_core" {
+                        Kind::PerCore
+                    } else {
+                        Kind::Shared
+                    };
+                    args.kind = Some(Arg { key: span, value });
+                    Ok(())
+                }
+                "id" | "root" | "new" | "root_new" | "feature" => {
+                    if !has_value {
+                        let example = match key.as_str() {
+                            "id" => "id = EXPR",
+                            "root" => "root = TYPE",
+                            "feature" => "feature = \"name\"",
+                            _ => "= path::to::function",
+                        };
+                        return Err(meta.error(format_args!("`{key}` needs a value: `{example}`")));
+                    }
+                    let value = meta.value()?;
+                    let dup = match key.as_str() {
+                        "id" => set(&mut args.id, span, value.parse()?),
+                        "root" => set(&mut args.root, span, value.parse()?),
+                        "new" => set(&mut args.new, span, value.parse()?),
+                        "root_new" => set(&mut args.root_new, span, value.parse()?),
+                        _ => set(&mut args.feature, span, value.parse()?),
+                    };
+                    if dup {
+                        return Err(meta.error(format_args!("duplicate #[ebb] argument `{key}`")));
+                    }
+                    Ok(())
+                }
+                _ if has_value || !meta.input.is_empty() && !meta.input.peek(Token![,]) => {
+                    Err(meta.error(format_args!(
+                        "unknown #[ebb] argument `{key}`; expected {ARGUMENTS}"
+                    )))
+                }
+                _ => Err(meta.error(format_args!(
+                    "unknown Ebb kind `{key}`; expected `per_core` or `shared`"
+                ))),
+            }
+        });
+        syn::parse::Parser::parse2(parser, tokens)?;
+        Ok(args)
+    }
+}
+
+/// Sets `slot`; returns whether it was already set.
+fn set<T>(slot: &mut Option<Arg<T>>, key: Span, value: T) -> bool {
+    let dup = slot.is_some();
+    *slot = Some(Arg { key, value });
+    dup
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    match try_expand(args, item.clone()) {
+        Ok(out) => out,
+        Err(e) => {
+            // Keep the item, so that the only errors are ours.
+            let e = e.to_compile_error();
+            quote!(#e #item)
+        }
+    }
+}
+
+fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args = Args::parse(args)?;
+    let item = check_item(syn::parse2(item)?)?;
+    let Some(kind) = &args.kind else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "missing Ebb kind: write #[ebb(per_core, ...)] or #[ebb(shared, ...)]",
+        ));
+    };
+    let core = crate::paths::core_path()?;
+    let kind_impl = match kind.value {
+        Kind::PerCore => per_core(&core, &args, &item)?,
+        Kind::Shared => shared(&core, &args, &item)?,
+    };
+    let ident = &item.ident;
+    let static_impl = args.id.as_ref().map(|id| {
+        let id = &id.value;
+        quote! {
+            // SAFETY: the id is registered in the component record below;
+            // runtimes refuse to start when two records claim one id.
+            #[allow(unsafe_code)]
+            unsafe impl #core::StaticEbb for #ident {
+                const ID: #core::EbbId = #id;
+            }
+        }
+    });
+    let record = record(&core, &args, &item, kind.value);
+    Ok(quote! {
+        #item
+        #kind_impl
+        #static_impl
+        #record
+    })
+}
+
+fn check_item(item: Item) -> syn::Result<ItemStruct> {
+    let (span, what) = match item {
+        Item::Struct(s) => {
+            check_generics(&s)?;
+            return Ok(s);
+        }
+        Item::Enum(e) => (e.enum_token.span, "an enum"),
+        Item::Union(u) => (u.union_token.span, "a union"),
+        Item::Fn(f) => (f.sig.fn_token.span, "a function"),
+        other => (other.span(), "this item"),
+    };
+    Err(syn::Error::new(
+        span,
+        format_args!("#[ebb] applies to a struct (the Ebb's representative type), not to {what}"),
+    ))
+}
+
+fn check_generics(s: &ItemStruct) -> syn::Result<()> {
+    for p in &s.generics.params {
+        if let GenericParam::Lifetime(l) = p {
+            return Err(syn::Error::new(
+                l.span(),
+                "#[ebb] types cannot have lifetime parameters: a representative lives as long as the program",
+            ));
+        }
+    }
+    if !s.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            s.generics.params.span(),
+            "an EbbId names one concrete type: #[ebb] types cannot be generic",
+        ));
+    }
+    if let Some(w) = &s.generics.where_clause {
+        return Err(syn::Error::new(
+            w.span(),
+            "#[ebb] types cannot have a where clause",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the struct has `#[derive(..., Default, ...)]` (below `#[ebb]`:
+/// attributes above it have been expanded already and are not seen here).
+fn derives_default(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("derive"))
+        .any(|a| {
+            let mut found = false;
+            // A derive list that fails to parse is reported by `derive` itself.
+            let _ = a.parse_nested_meta(|m| {
+                found |= m.path.segments.last().is_some_and(|s| s.ident == "Default");
+                Ok(())
+            });
+            found
+        })
+}
+
+fn per_core(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<TokenStream> {
+    let ident = &item.ident;
+    let new_rep = match (&args.new, derives_default(&item.attrs)) {
+        (Some(new), _) => {
+            let path = &new.value;
+            quote_spanned!(path.span()=> #path(root, core))
+        }
+        (None, true) => quote!({
+            let _ = (root, core);
+            <Self as ::core::default::Default>::default()
+        }),
+        (None, false) => {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "a per-core Ebb needs a way to build its representatives: add `new = path::to::fn` \
+                 (a `fn(&'static PerCoreRoot<Self>, CoreId) -> Self`) to #[ebb(...)], \
+                 or #[derive(Default)] below #[ebb(...)]",
+            ));
+        }
+    };
+    let root = match &args.root {
+        Some(r) => {
+            let ty = &r.value;
+            quote!(#ty)
+        }
+        None => quote!(()),
+    };
+    let new_root = match (&args.id, &args.root_new) {
+        (Some(_), Some(f)) => {
+            let path = &f.value;
+            Some(quote_spanned!(path.span()=> #path()))
+        }
+        (Some(_), None) => {
+            let span = args
+                .root
+                .as_ref()
+                .map_or_else(Span::call_site, |r| r.value.span());
+            Some(quote_spanned!(span=> <#root as ::core::default::Default>::default()))
+        }
+        (None, Some(f)) => {
+            return Err(syn::Error::new(
+                f.key,
+                "`root_new` builds the root of an Ebb with a fixed `id`; an Ebb without one gets its root \
+                 from `PerCore::create(root)`",
+            ));
+        }
+        (None, None) => None,
+    };
+    let new_root = new_root.map(|make| {
+        quote! {
+            fn new_root() -> ::core::option::Option<Self::Root> {
+                ::core::option::Option::Some(#make)
+            }
+        }
+    });
+    Ok(quote! {
+        impl #core::Ebb for #ident {
+            #[inline]
+            fn miss(id: #core::EbbId) -> &'static Self {
+                #core::ebb::per_core_miss::<Self>(id)
+            }
+        }
+        impl #core::PerCore for #ident {
+            type Root = #root;
+            fn new_rep(root: &'static #core::PerCoreRoot<Self>, core: #core::cpu::CoreId) -> Self {
+                #new_rep
+            }
+            #new_root
+        }
+    })
+}
+
+fn shared(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<TokenStream> {
+    for (arg, name) in [
+        (args.root.as_ref().map(|a| a.key), "root"),
+        (args.root_new.as_ref().map(|a| a.key), "root_new"),
+    ] {
+        if let Some(key) = arg {
+            return Err(syn::Error::new(
+                key,
+                format_args!(
+                    "`{name}` only applies to per-core Ebbs: the single instance of a shared Ebb holds its own state"
+                ),
+            ));
+        }
+    }
+    let ident = &item.ident;
+    let new_instance = match (&args.id, &args.new, derives_default(&item.attrs)) {
+        (Some(_), Some(new), _) => {
+            let path = &new.value;
+            Some(quote_spanned!(path.span()=> #path()))
+        }
+        (Some(_), None, true) => Some(quote!(<Self as ::core::default::Default>::default())),
+        (Some(_), None, false) => {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "a shared Ebb with a fixed `id` needs a way to build its instance: add `new = path::to::fn` \
+                 (a `fn() -> Self`) to #[ebb(...)], or #[derive(Default)] below #[ebb(...)]",
+            ));
+        }
+        (None, Some(new), _) => {
+            return Err(syn::Error::new(
+                new.key,
+                "`new` builds the instance of a shared Ebb with a fixed `id`; an Ebb without one gets its \
+                 instance from `Shared::create(instance)`",
+            ));
+        }
+        (None, None, _) => None,
+    };
+    let new_instance = new_instance.map(|make| {
+        quote! {
+            fn new_instance() -> ::core::option::Option<Self> {
+                ::core::option::Option::Some(#make)
+            }
+        }
+    });
+    // Spanned at the struct's name, so that a `!Sync` type is reported there:
+    // "`Cell<u32>` cannot be shared between threads safely".
+    let span = ident.span();
+    let assert_sync = quote_spanned! {span=>
+        const _: () = {
+            fn shared_ebb_must_be_sync<T: ::core::marker::Sync>() {}
+            let _ = shared_ebb_must_be_sync::<#ident>;
+        };
+    };
+    let shared_impl = quote_spanned! {span=>
+        impl #core::Shared for #ident {
+            #new_instance
+        }
+    };
+    Ok(quote! {
+        #assert_sync
+        impl #core::Ebb for #ident {
+            #[inline]
+            fn miss(id: #core::EbbId) -> &'static Self {
+                #core::ebb::shared_miss::<Self>(id)
+            }
+        }
+        #shared_impl
+    })
+}
+
+/// The doc comment of the struct: all of it, and its first paragraph.
+fn docs(attrs: &[Attribute]) -> (String, String) {
+    let mut lines = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("doc")) {
+        let syn::Meta::NameValue(nv) = &attr.meta else {
+            continue;
+        };
+        // `#[doc = include_str!(..)]` and other macros are not expanded here.
+        let Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) = &nv.value
+        else {
+            continue;
+        };
+        // Not `lines()`: an empty `///` line is a paragraph break.
+        for line in s.value().split('\n') {
+            lines.push(
+                line.strip_prefix(' ')
+                    .unwrap_or(line)
+                    .trim_end()
+                    .to_string(),
+            );
+        }
+    }
+    let start = lines
+        .iter()
+        .position(|l| !l.trim().is_empty())
+        .unwrap_or(lines.len());
+    let end = lines
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(start, |i| i + 1);
+    let lines = &lines[start..end];
+    let summary = lines
+        .iter()
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (lines.join("\n"), summary)
+}
+
+fn record(core: &TokenStream, args: &Args, item: &ItemStruct, kind: Kind) -> TokenStream {
+    let ident = &item.ident;
+    let name = ident.to_string();
+    let (docs, summary) = docs(&item.attrs);
+    let kind = match kind {
+        Kind::PerCore => quote!(#core::EbbKind::PerCore),
+        Kind::Shared => quote!(#core::EbbKind::Shared),
+    };
+    let id = match &args.id {
+        Some(_) => quote!(::core::option::Option::Some(<#ident as #core::StaticEbb>::ID)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (feature, default) = match &args.feature {
+        Some(f) => {
+            let f = &f.value;
+            (quote!(::core::option::Option::Some(#f)), false)
+        }
+        None => (quote!(::core::option::Option::None), true),
+    };
+    quote! {
+        const _: () = {
+            #[#core::__private::linkme::distributed_slice(#core::registry::COMPONENTS)]
+            #[linkme(crate = #core::__private::linkme)]
+            static COMPONENT: #core::registry::ComponentRecord = #core::registry::ComponentRecord {
+                name: #name,
+                kind: #kind,
+                interface: ::core::concat!(::core::module_path!(), "::", #name),
+                summary: #summary,
+                docs: #docs,
+                id: #id,
+                crate_name: ::core::env!("CARGO_PKG_NAME"),
+                feature: #feature,
+                default: #default,
+            };
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(src: &str) -> Vec<Attribute> {
+        let item: ItemStruct = syn::parse_str(&format!("{src} struct S;")).unwrap();
+        item.attrs
+    }
+
+    #[test]
+    fn summary_is_the_first_paragraph() {
+        let (docs, summary) = docs(&attrs(
+            "///\n/// Counts hits\n/// on each core.\n///\n/// More *detail*.\n///   indented\n///\n",
+        ));
+        assert_eq!(summary, "Counts hits on each core.");
+        assert_eq!(
+            docs,
+            "Counts hits\non each core.\n\nMore *detail*.\n  indented"
+        );
+    }
+
+    #[test]
+    fn block_docs_and_no_docs() {
+        let (docs, summary) = docs(&attrs("/** One line.\n  Two.\n\n Three. */"));
+        assert_eq!(summary, "One line. Two.");
+        assert!(docs.ends_with("Three."), "{docs:?}");
+        assert_eq!(
+            super::docs(&attrs("#[derive(Debug)]")),
+            (String::new(), String::new())
+        );
+    }
+
+    #[test]
+    fn default_derives_are_found() {
+        assert!(derives_default(&attrs("#[derive(Debug, Default)]")));
+        assert!(derives_default(&attrs("#[derive(core::default::Default)]")));
+        assert!(!derives_default(&attrs(
+            "#[derive(Debug)] #[doc = \"Default\"]"
+        )));
+    }
+
+    fn parse_err(args: &str) -> String {
+        match Args::parse(args.parse().unwrap()) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn argument_errors() {
+        assert_eq!(
+            parse_err("per_core, id = ids::app(3), root = Vec<u8>, feature = \"x\""),
+            "ok"
+        );
+        assert_eq!(
+            parse_err("percore"),
+            "unknown Ebb kind `percore`; expected `per_core` or `shared`"
+        );
+        assert_eq!(
+            parse_err("per_core, shared"),
+            "duplicate Ebb kind: an Ebb is either `per_core` or `shared`"
+        );
+        assert_eq!(
+            parse_err("shared, id = 1, id = 2"),
+            "duplicate #[ebb] argument `id`"
+        );
+        assert!(parse_err("shared, size = 3").starts_with("unknown #[ebb] argument `size`"));
+        assert_eq!(parse_err("shared, id"), "`id` needs a value: `id = EXPR`");
+        assert_eq!(
+            parse_err("shared = 1"),
+            "the Ebb kind `shared` takes no value"
+        );
+    }
+}
