@@ -114,7 +114,7 @@ where
         Vec::new()
     });
     if cores > cpus.len() && !cpus.is_empty() {
-        log::warn!(
+        log::info!(
             "{cores} cores on {} CPUs: several cores share a CPU",
             cpus.len()
         );
