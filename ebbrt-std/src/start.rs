@@ -179,7 +179,8 @@ fn payload_str(payload: &(dyn Any + Send)) -> &str {
 }
 
 /// A panic anywhere ends the instance: the other cores may be waiting for
-/// the panicking one, so going on could hang. Print it, exit with 101.
+/// the panicking one, so going on could hang. Report it to the test runner
+/// when a test is running, print it, exit with 101.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info: &PanicHookInfo<'_>| {
         let msg = payload_str(info.payload());
@@ -193,6 +194,8 @@ fn install_panic_hook() {
                 std::thread::current().name().unwrap_or("<unnamed>")
             ),
         };
+        // Inside a test kernel, the runner's protocol line names the test.
+        ebbrt_core::test_support::report_panic(format_args!("{loc}: {msg}"));
         eprintln!("ebbrt: {who} panicked at {loc}:\n{msg}");
         let bt = std::backtrace::Backtrace::capture();
         if bt.status() == std::backtrace::BacktraceStatus::Captured {

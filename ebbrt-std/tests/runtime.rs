@@ -13,6 +13,28 @@ use ebbrt_core::exec;
 
 const PROBE_ENV: &str = "EBBRT_STD_PROBE";
 
+// Two test cases for the `tests` scenario: the runtime's panic hook must
+// report the panic of the second against it.
+use ebbrt_core::test_support::{TEST_CASES, TestCase, async_case};
+
+#[ebbrt_core::__private::linkme::distributed_slice(TEST_CASES)]
+#[linkme(crate = ebbrt_core::__private::linkme)]
+static PASSES: TestCase = TestCase {
+    name: "a_passes",
+    run: || async_case(async {}),
+};
+
+#[ebbrt_core::__private::linkme::distributed_slice(TEST_CASES)]
+#[linkme(crate = ebbrt_core::__private::linkme)]
+static PANICS: TestCase = TestCase {
+    name: "b_panics_on_core_1",
+    run: || {
+        async_case(async {
+            exec::spawn_on(CoreId(1), async { panic!("test panic on purpose") }).await;
+        })
+    },
+};
+
 fn main() {
     match std::env::var(PROBE_ENV) {
         Ok(scenario) => probe(&scenario),
@@ -52,6 +74,9 @@ fn probe(scenario: &str) -> ! {
             ebbrt_std::console::eprint(format_args!("to stderr\n"));
         }),
         "code" => ebbrt_std::start_main(|| async { 7 }),
+        "tests" => ebbrt_std::start_main(|| {
+            ebbrt_core::test_support::run_all(0, ebbrt_std::console::print)
+        }),
         "error" => ebbrt_std::start_main(|| async { Err::<(), _>("it went wrong") }),
         "panic_core1" => ebbrt_std::start_main(|| async {
             // Core 0 waits for core 1 forever: the panic must end the process.
@@ -310,6 +335,27 @@ fn drive() {
             let o = run("panic_main", &["--cores", "3"], &[]);
             expect(o.code == Some(101), "exit 101", &o)?;
             expect(o.stderr.contains("core 0 panicked at"), "names core 0", &o)
+        }),
+        ("a_panic_in_a_test_is_reported_against_it", || {
+            let o = run("tests", &["--cores", "2"], &[]);
+            expect(o.code == Some(101), "exit 101", &o)?;
+            expect(
+                o.stdout.contains("ebbrt-test: [0] a_passes ... ok\n"),
+                "first test passed",
+                &o,
+            )?;
+            expect(
+                o.stdout
+                    .contains("ebbrt-test: [1] b_panics_on_core_1 ... FAILED: panicked at ebbrt-std/tests/runtime.rs:"),
+                "the panic is the test's failure",
+                &o,
+            )?;
+            expect(
+                o.stdout.contains(": test panic on purpose\n"),
+                "with its message",
+                &o,
+            )?;
+            expect(o.stderr.contains("core 1 panicked at"), "and on stderr", &o)
         }),
         ("timers_and_wakes_on_every_core", || {
             let o = run("timers", &["--cores", "4"], &[]);
