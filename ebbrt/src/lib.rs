@@ -24,6 +24,13 @@ pub use ebbrt_std as runtime;
 #[cfg(target_os = "none")]
 pub use ebbrt_core::native as runtime;
 
+/// The network API of the runtime being built: async TCP and UDP sockets
+/// (`TcpListener`, `TcpStream`, `UdpSocket`) with the same signatures on
+/// both runtimes. Hosted, they are Linux sockets (`ebbrt_std::net`); a
+/// listener sets `SO_REUSEPORT`, so every core may bind the same port.
+#[cfg(not(target_os = "none"))]
+pub use runtime::net;
+
 /// Items used by code the macros generate. Not a public API.
 #[doc(hidden)]
 pub mod __rt {
