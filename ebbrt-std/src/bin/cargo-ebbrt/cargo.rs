@@ -1,0 +1,471 @@
+//! What the tool asks cargo: the workspace (`cargo metadata`), native builds
+//! (`-Zbuild-std` for `x86_64-ebbrt.json`, executables read from
+//! `--message-format=json`), and the commands of hosted runs and host tests.
+//!
+//! Every cargo command runs in the workspace root, where `.cargo/config.toml`
+//! enables JSON target specs. The target directory is cargo's own choice
+//! (the workspace's `target/`, or `CARGO_TARGET_DIR`).
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::Error;
+
+/// File name of the native target specification, in the workspace root.
+pub const TARGET_SPEC: &str = "x86_64-ebbrt.json";
+/// Prefix of the names of in-QEMU test kernels.
+pub const TEST_KERNEL_PREFIX: &str = "qemu";
+
+/// The cargo that runs the tool (`$CARGO`), else `cargo` from PATH.
+pub fn cargo_program() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// The workspace, as `cargo metadata --no-deps` describes it.
+#[derive(Debug)]
+pub struct Workspace {
+    /// Its root directory.
+    pub root: PathBuf,
+    /// Its member packages.
+    pub packages: Vec<Package>,
+}
+
+/// A workspace member.
+#[derive(Debug)]
+pub struct Package {
+    /// Package name.
+    pub name: String,
+    /// Package id, as in cargo's JSON messages.
+    pub id: String,
+    /// Directory of its Cargo.toml.
+    pub dir: PathBuf,
+    /// Its targets: (name, kinds).
+    pub targets: Vec<(String, Vec<String>)>,
+}
+
+/// A test kernel: an integration test named `qemu*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestKernel {
+    /// The package that has it.
+    pub package: String,
+    /// The test target's name.
+    pub name: String,
+}
+
+impl TestKernel {
+    /// `package/name`, as the tool prints it.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.package, self.name)
+    }
+}
+
+impl Workspace {
+    /// Runs `cargo metadata` from the current directory.
+    pub fn load() -> Result<Workspace, Error> {
+        let out = Command::new(cargo_program())
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| Error::Tool(format!("cannot run `cargo metadata`: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Tool(
+                "`cargo metadata` failed (see above); is this inside the EbbRT workspace?".into(),
+            ));
+        }
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::Tool(format!("cannot read `cargo metadata` output: {e}")))?;
+        Workspace::from_metadata(&v)
+            .ok_or_else(|| Error::Tool("unexpected `cargo metadata` output".into()))
+    }
+
+    /// Reads the JSON of `cargo metadata --format-version 1 --no-deps`.
+    pub fn from_metadata(v: &Value) -> Option<Workspace> {
+        let root = PathBuf::from(v.get("workspace_root")?.as_str()?);
+        let members: Vec<&str> = v
+            .get("workspace_members")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut packages = Vec::new();
+        for p in v.get("packages")?.as_array()? {
+            let id = p.get("id")?.as_str()?;
+            if !members.contains(&id) {
+                continue;
+            }
+            let manifest = Path::new(p.get("manifest_path")?.as_str()?);
+            let mut targets = Vec::new();
+            for t in p.get("targets")?.as_array()? {
+                let kinds = t
+                    .get("kind")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect();
+                targets.push((t.get("name")?.as_str()?.to_string(), kinds));
+            }
+            packages.push(Package {
+                name: p.get("name")?.as_str()?.to_string(),
+                id: id.to_string(),
+                dir: manifest.parent()?.to_path_buf(),
+                targets,
+            });
+        }
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(Workspace { root, packages })
+    }
+
+    /// The applications: members under `examples/` with a binary.
+    pub fn examples(&self) -> Vec<&Package> {
+        let dir = self.root.join("examples");
+        self.packages
+            .iter()
+            .filter(|p| {
+                p.dir.starts_with(&dir)
+                    && p.targets.iter().any(|(_, k)| k.iter().any(|k| k == "bin"))
+            })
+            .collect()
+    }
+
+    /// The example called `name`, or a usage error listing them all.
+    pub fn example(&self, name: &str) -> Result<&Package, Error> {
+        let examples = self.examples();
+        if let Some(p) = examples.iter().find(|p| p.name == name) {
+            return Ok(p);
+        }
+        let list: Vec<&str> = examples.iter().map(|p| p.name.as_str()).collect();
+        let list = if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        };
+        Err(Error::Usage(format!(
+            "there is no example called `{name}`; the examples are: {list}"
+        )))
+    }
+
+    /// Every test kernel of the workspace, in package then name order.
+    pub fn test_kernels(&self) -> Vec<TestKernel> {
+        let mut out = Vec::new();
+        for p in &self.packages {
+            for (name, kinds) in &p.targets {
+                if name.starts_with(TEST_KERNEL_PREFIX) && kinds.iter().any(|k| k == "test") {
+                    out.push(TestKernel {
+                        package: p.name.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
+        out
+    }
+
+    fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.name == name)
+    }
+
+    /// `cargo <verb> ... --target <root>/x86_64-ebbrt.json -Zbuild-std ...`
+    fn native_command(&self, verb: &[&str], release: bool) -> Command {
+        let mut c = Command::new(cargo_program());
+        c.current_dir(&self.root).args(verb);
+        if release {
+            c.arg("--release");
+        }
+        c.arg("--target")
+            .arg(self.root.join(TARGET_SPEC))
+            .args([
+                "-Zbuild-std=core,alloc,compiler_builtins",
+                "-Zbuild-std-features=compiler-builtins-mem",
+            ])
+            .arg("--message-format=json-render-diagnostics");
+        c
+    }
+
+    /// Builds an example for the native target; returns its ELF image.
+    pub fn build_native_example(&self, pkg: &Package, release: bool) -> Result<PathBuf, Error> {
+        let bins: Vec<&str> = pkg
+            .targets
+            .iter()
+            .filter(|(_, k)| k.iter().any(|k| k == "bin"))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let bin = match bins.as_slice() {
+            [one] => *one,
+            _ if bins.contains(&pkg.name.as_str()) => pkg.name.as_str(),
+            _ => {
+                return Err(Error::Tool(format!(
+                    "example `{}` has several binaries ({}) and none is named after it",
+                    pkg.name,
+                    bins.join(", ")
+                )));
+            }
+        };
+        let mut c = self.native_command(&["build", "-p", &pkg.name, "--bin", bin], release);
+        let what = format!("native build of `{}`", pkg.name);
+        run_for_executable(&mut c, &what, |m| {
+            m.package_id == pkg.id
+                && m.target_name == bin
+                && m.kinds.iter().any(|k| k == "bin")
+                && !m.test
+        })
+    }
+
+    /// Builds a test kernel for the native target; returns its ELF image.
+    pub fn build_native_test_kernel(&self, k: &TestKernel) -> Result<PathBuf, Error> {
+        let pkg = self.package(&k.package).ok_or_else(|| {
+            Error::Tool(format!("package `{}` is not in the workspace", k.package))
+        })?;
+        let mut c = self.native_command(
+            &["test", "--no-run", "-p", &k.package, "--test", &k.name],
+            false,
+        );
+        let what = format!("native build of test kernel `{}`", k.label());
+        run_for_executable(&mut c, &what, |m| {
+            m.package_id == pkg.id && m.target_name == k.name && m.test
+        })
+    }
+
+    /// `cargo run --quiet -p <example> [--release] -- --cores N <app args>`, with
+    /// `EBBRT_ARGS` set to the boot arguments.
+    pub fn hosted_run_command(
+        &self,
+        pkg: &Package,
+        release: bool,
+        cores: u32,
+        append: &str,
+        app_args: &[String],
+    ) -> Command {
+        let mut c = Command::new(cargo_program());
+        c.current_dir(&self.root)
+            .args(["run", "--quiet", "-p", &pkg.name]);
+        if release {
+            c.arg("--release");
+        }
+        c.args(["--", "--cores", &cores.to_string()]).args(app_args);
+        if !append.is_empty() {
+            c.env("EBBRT_ARGS", append);
+        }
+        c
+    }
+
+    /// `cargo test --workspace --no-fail-fast`.
+    pub fn host_test_command(&self) -> Command {
+        let mut c = Command::new(cargo_program());
+        c.current_dir(&self.root)
+            .args(["test", "--workspace", "--no-fail-fast"]);
+        c
+    }
+}
+
+/// The parts of a `compiler-artifact` message the tool looks at.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Artifact {
+    /// `package_id`.
+    pub package_id: String,
+    /// `target.name`.
+    pub target_name: String,
+    /// `target.kind`.
+    pub kinds: Vec<String>,
+    /// `profile.test`: built with the test harness configuration.
+    pub test: bool,
+    /// `executable`.
+    pub executable: PathBuf,
+}
+
+/// Reads one line of `--message-format=json` output; `Some` for a
+/// `compiler-artifact` message that has an executable.
+pub fn parse_artifact(line: &str) -> Option<Artifact> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    if v.get("reason")?.as_str()? != "compiler-artifact" {
+        return None;
+    }
+    let target = v.get("target")?;
+    Some(Artifact {
+        package_id: v.get("package_id")?.as_str()?.to_string(),
+        target_name: target.get("name")?.as_str()?.to_string(),
+        kinds: target
+            .get("kind")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        test: v.get("profile")?.get("test")?.as_bool()?,
+        executable: PathBuf::from(v.get("executable")?.as_str()?),
+    })
+}
+
+/// Runs a build whose stdout is cargo's JSON messages (stderr goes to the
+/// terminal) and returns the one executable `wanted` picks.
+fn run_for_executable(
+    c: &mut Command,
+    what: &str,
+    wanted: impl Fn(&Artifact) -> bool,
+) -> Result<PathBuf, Error> {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::Tool(format!("{what}: cannot run cargo: {e}")))?;
+    let mut found = None;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if let Some(a) = parse_artifact(&line).filter(|a| wanted(a)) {
+            found = Some(a.executable);
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::Tool(format!("{what}: {e}")))?;
+    if !status.success() {
+        return Err(Error::Tool(format!(
+            "{what} failed (cargo's messages are above)"
+        )));
+    }
+    found.ok_or_else(|| Error::Tool(format!("{what}: cargo reported no executable")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METADATA: &str = r#"{
+      "packages": [
+        {"name": "hello", "id": "p:hello", "manifest_path": "/w/examples/hello/Cargo.toml",
+         "targets": [{"name": "hello", "kind": ["bin"]}]},
+        {"name": "ebbrt-core", "id": "p:core", "manifest_path": "/w/ebbrt-core/Cargo.toml",
+         "targets": [{"name": "ebbrt_core", "kind": ["lib"]},
+                     {"name": "qemu_exec", "kind": ["test"]},
+                     {"name": "unit", "kind": ["test"]},
+                     {"name": "qemu_bench", "kind": ["bench"]}]},
+        {"name": "echo", "id": "p:echo", "manifest_path": "/w/examples/echo/Cargo.toml",
+         "targets": [{"name": "echo", "kind": ["bin"]}, {"name": "qemu_echo", "kind": ["test"]}]},
+        {"name": "notamember", "id": "registry+x#1", "manifest_path": "/w/examples/x/Cargo.toml",
+         "targets": [{"name": "x", "kind": ["bin"]}]},
+        {"name": "exlib", "id": "p:exlib", "manifest_path": "/w/examples/exlib/Cargo.toml",
+         "targets": [{"name": "exlib", "kind": ["lib"]}]}
+      ],
+      "workspace_members": ["p:hello", "p:core", "p:echo", "p:exlib"],
+      "workspace_root": "/w"
+    }"#;
+
+    fn ws() -> Workspace {
+        Workspace::from_metadata(&serde_json::from_str(METADATA).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn examples_are_members_with_a_binary_under_examples() {
+        let w = ws();
+        let names: Vec<&str> = w.examples().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["echo", "hello"]);
+        assert_eq!(
+            w.example("hello").unwrap().dir,
+            Path::new("/w/examples/hello")
+        );
+        let Err(Error::Usage(msg)) = w.example("nope") else {
+            panic!()
+        };
+        assert_eq!(
+            msg,
+            "there is no example called `nope`; the examples are: echo, hello"
+        );
+    }
+
+    #[test]
+    fn test_kernels_are_tests_named_qemu() {
+        let labels: Vec<String> = ws().test_kernels().iter().map(TestKernel::label).collect();
+        assert_eq!(labels, ["ebbrt-core/qemu_exec", "echo/qemu_echo"]);
+    }
+
+    #[test]
+    fn artifacts() {
+        let line = concat!(
+            r#"{"reason":"compiler-artifact","package_id":"p:hello","#,
+            r#""target":{"kind":["bin"],"name":"hello"},"profile":{"test":false},"#,
+            r#""executable":"/w/target/x86_64-ebbrt/debug/hello","fresh":true}"#
+        );
+        assert_eq!(
+            parse_artifact(line),
+            Some(Artifact {
+                package_id: "p:hello".into(),
+                target_name: "hello".into(),
+                kinds: vec!["bin".into()],
+                test: false,
+                executable: "/w/target/x86_64-ebbrt/debug/hello".into(),
+            })
+        );
+        let lib = concat!(
+            r#"{"reason":"compiler-artifact","package_id":"p","#,
+            r#""target":{"kind":["lib"],"name":"l"},"profile":{"test":false},"executable":null}"#
+        );
+        assert_eq!(parse_artifact(lib), None);
+        assert_eq!(
+            parse_artifact(r#"{"reason":"build-finished","success":true}"#),
+            None
+        );
+        assert_eq!(parse_artifact("not json"), None);
+    }
+
+    #[test]
+    fn hosted_command() {
+        let w = ws();
+        let c = w.hosted_run_command(
+            w.example("echo").unwrap(),
+            true,
+            3,
+            "a=1",
+            &["x".to_string()],
+        );
+        let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--quiet",
+                "-p",
+                "echo",
+                "--release",
+                "--",
+                "--cores",
+                "3",
+                "x"
+            ]
+        );
+        let env: Vec<_> = c.get_envs().collect();
+        assert_eq!(
+            env,
+            [(
+                std::ffi::OsStr::new("EBBRT_ARGS"),
+                Some(std::ffi::OsStr::new("a=1"))
+            )]
+        );
+        assert_eq!(c.get_current_dir(), Some(Path::new("/w")));
+    }
+
+    #[test]
+    fn native_command_line() {
+        let w = ws();
+        let c = w.native_command(&["build", "-p", "hello"], false);
+        let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "build",
+                "-p",
+                "hello",
+                "--target",
+                "/w/x86_64-ebbrt.json",
+                "-Zbuild-std=core,alloc,compiler_builtins",
+                "-Zbuild-std-features=compiler-builtins-mem",
+                "--message-format=json-render-diagnostics"
+            ]
+        );
+    }
+}

@@ -1,0 +1,544 @@
+//! Command-line parsing for `cargo ebbrt`.
+//!
+//! Hand-rolled on purpose: the grammar is tiny, and a parser we own gives
+//! exact error messages without adding a dependency to the hosted runtime's
+//! package. Every error is a [`UsageError`]; `main` prints it with the usage
+//! text of the subcommand and exits with status 2.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::accel::Accel;
+use crate::qemu::MemSize;
+
+/// Default number of cores of a run (native `-smp`, hosted `--cores`).
+pub const DEFAULT_CORES: u32 = 2;
+/// Default per-boot timeout of a test kernel.
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A parsed command line.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// `cargo ebbrt run ...`
+    Run(RunArgs),
+    /// `cargo ebbrt test ...`
+    Test(TestArgs),
+    /// `--help` somewhere: print this text and exit 0.
+    Help(&'static str),
+}
+
+/// Arguments of `cargo ebbrt run`.
+#[derive(Debug, PartialEq)]
+pub struct RunArgs {
+    /// The example (a package under `examples/`).
+    pub example: String,
+    /// Run as a Linux process instead of booting under QEMU.
+    pub hosted: bool,
+    /// Number of cores.
+    pub cores: u32,
+    /// Guest memory (native only).
+    pub mem: Option<MemSize>,
+    /// `k=v ...`: the kernel command line (native) or `EBBRT_ARGS` (hosted).
+    pub append: Option<String>,
+    /// Accelerator override (native only).
+    pub accel: Option<Accel>,
+    /// Build with `--release`.
+    pub release: bool,
+    /// Stop the run after this long (exit status 124).
+    pub timeout: Option<Duration>,
+    /// Everything after `--`.
+    pub app_args: Vec<String>,
+}
+
+/// Arguments of `cargo ebbrt test`.
+#[derive(Debug, PartialEq)]
+pub struct TestArgs {
+    /// Run only the test kernels whose name contains this.
+    pub filter: Option<String>,
+    /// Skip `cargo test --workspace`.
+    pub no_host: bool,
+    /// Skip the in-QEMU test kernels.
+    pub no_qemu: bool,
+    /// Per-boot timeout of a test kernel.
+    pub timeout: Duration,
+    /// Show every line a test kernel prints, not only the protocol lines.
+    pub verbose: bool,
+}
+
+/// A command line that cannot be obeyed; `usage` is the text to show with it.
+#[derive(Debug, PartialEq)]
+pub struct UsageError {
+    /// What is wrong, one sentence.
+    pub message: String,
+    /// The usage text of the (sub)command concerned.
+    pub usage: &'static str,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}\n\n{}", self.message, self.usage)
+    }
+}
+
+/// Usage of the whole tool.
+pub const USAGE: &str = "\
+Usage: cargo ebbrt <COMMAND> [OPTIONS]
+
+Commands:
+  run <EXAMPLE>   build an application and boot it under QEMU (or --hosted: run it on Linux)
+  test            run every test: host tests, then every in-QEMU test kernel
+
+Run `cargo ebbrt <COMMAND> --help` for the options of a command.";
+
+/// Usage of `cargo ebbrt run`.
+pub const RUN_USAGE: &str = "\
+Usage: cargo ebbrt run <EXAMPLE> [OPTIONS] [-- <APP ARGS>...]
+
+Builds the example for the native target and boots it under QEMU, the serial
+console on this terminal. The exit status is the application's.
+
+Options:
+  --hosted            build and run it as a Linux process instead
+  --cores <N>         number of cores (default 2)
+  --mem <SIZE>        guest memory, e.g. 512M or 1G (default 256M; native only)
+  --append <\"k=v ..\"> boot arguments: the kernel command line (native) or EBBRT_ARGS (hosted)
+  --accel <kvm|tcg>   override the accelerator choice (native only)
+  --release           build with the release profile
+  --timeout <SECS>    stop the run after SECS seconds (exit status 124)
+  -h, --help          print this help";
+
+/// Usage of `cargo ebbrt test`.
+pub const TEST_USAGE: &str = "\
+Usage: cargo ebbrt test [OPTIONS]
+
+Runs `cargo test --workspace` (host tests, including every test kernel run
+hosted), then builds every test kernel (a test target whose name starts with
+`qemu`) for the native target and boots it under QEMU. Ends with the line
+`N passed, N failed` (in-QEMU totals); exit status 0 iff everything passed.
+
+Options:
+  --filter <NAME>     run only the test kernels whose name contains NAME
+  --no-host           skip the host tests
+  --no-qemu           skip the in-QEMU test kernels
+  --timeout <SECS>    time limit of one boot of a test kernel (default 120)
+  -v, --verbose       show everything the test kernels print
+  -h, --help          print this help";
+
+/// Parses the arguments after the program name.
+///
+/// A leading `ebbrt` is skipped, so the binary also works when cargo runs it
+/// as the external subcommand `cargo-ebbrt` (cargo then passes `ebbrt`).
+pub fn parse<I, S>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut args: Vec<String> = args.into_iter().map(Into::into).collect();
+    if args.first().map(String::as_str) == Some("ebbrt") {
+        args.remove(0);
+    }
+    let mut args = args.into_iter();
+    match args.next().as_deref() {
+        None => Err(usage_error("no command given", USAGE)),
+        Some("-h" | "--help" | "help") => Ok(Command::Help(USAGE)),
+        Some("run") => parse_run(args),
+        Some("test") => parse_test(args),
+        Some(other) if other.starts_with('-') => {
+            Err(usage_error(format!("unknown flag `{other}`"), USAGE))
+        }
+        Some(other) => Err(usage_error(format!("unknown command `{other}`"), USAGE)),
+    }
+}
+
+fn usage_error(message: impl Into<String>, usage: &'static str) -> UsageError {
+    UsageError {
+        message: message.into(),
+        usage,
+    }
+}
+
+/// Walks flags of the form `--name`, `--name value` and `--name=value`.
+struct Flags<I: Iterator<Item = String>> {
+    args: I,
+    usage: &'static str,
+}
+
+/// One item of a command line.
+enum Item {
+    /// `--name` or `--name=value` (value kept for the flag's own parser).
+    Flag(String, Option<String>),
+    /// A positional argument.
+    Positional(String),
+    /// `--`: the rest belongs to the application.
+    Rest(Vec<String>),
+}
+
+impl<I: Iterator<Item = String>> Flags<I> {
+    fn next(&mut self) -> Option<Item> {
+        let arg = self.args.next()?;
+        if arg == "--" {
+            return Some(Item::Rest(self.args.by_ref().collect()));
+        }
+        if arg.starts_with("--") {
+            return Some(match arg.split_once('=') {
+                Some((name, value)) => Item::Flag(name.to_string(), Some(value.to_string())),
+                None => Item::Flag(arg, None),
+            });
+        }
+        if arg.starts_with('-') && arg.len() > 1 {
+            return Some(Item::Flag(arg, None));
+        }
+        Some(Item::Positional(arg))
+    }
+
+    /// The value of `flag`: the `=value` part, or the next argument.
+    fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, UsageError> {
+        if let Some(v) = inline {
+            return Ok(v);
+        }
+        match self.args.next() {
+            Some(v) if !v.starts_with("--") => Ok(v),
+            _ => Err(usage_error(format!("`{flag}` needs a value"), self.usage)),
+        }
+    }
+
+    fn no_value(&self, flag: &str, inline: Option<String>) -> Result<(), UsageError> {
+        match inline {
+            None => Ok(()),
+            Some(_) => Err(usage_error(format!("`{flag}` takes no value"), self.usage)),
+        }
+    }
+}
+
+fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+    let usage = RUN_USAGE;
+    let mut flags = Flags { args, usage };
+    let mut example = None;
+    let mut hosted = false;
+    let mut cores = None;
+    let mut mem = None;
+    let mut append = None;
+    let mut accel = None;
+    let mut release = false;
+    let mut timeout = None;
+    let mut app_args = Vec::new();
+    while let Some(item) = flags.next() {
+        match item {
+            Item::Rest(rest) => app_args = rest,
+            Item::Positional(p) if example.is_none() => example = Some(p),
+            Item::Positional(p) => {
+                return Err(usage_error(
+                    format!("unexpected argument `{p}` (application arguments go after `--`)"),
+                    usage,
+                ));
+            }
+            Item::Flag(name, inline) => match name.as_str() {
+                "-h" | "--help" => return Ok(Command::Help(usage)),
+                "--hosted" => {
+                    flags.no_value(&name, inline)?;
+                    hosted = true;
+                }
+                "--release" => {
+                    flags.no_value(&name, inline)?;
+                    release = true;
+                }
+                "--cores" => cores = Some(parse_cores(&flags.value(&name, inline)?, usage)?),
+                "--mem" => {
+                    let v = flags.value(&name, inline)?;
+                    mem = Some(
+                        MemSize::parse(&v)
+                            .map_err(|e| usage_error(format!("--mem {v}: {e}"), usage))?,
+                    );
+                }
+                "--append" => append = Some(parse_append(&flags.value(&name, inline)?, usage)?),
+                "--accel" => {
+                    let v = flags.value(&name, inline)?;
+                    accel = Some(match v.as_str() {
+                        "kvm" => Accel::Kvm,
+                        "tcg" => Accel::Tcg,
+                        _ => {
+                            return Err(usage_error(
+                                format!("--accel must be `kvm` or `tcg`, not `{v}`"),
+                                usage,
+                            ));
+                        }
+                    });
+                }
+                "--timeout" => timeout = Some(parse_secs(&flags.value(&name, inline)?, usage)?),
+                _ => {
+                    return Err(usage_error(
+                        format!("unknown flag `{name}` for `cargo ebbrt run`"),
+                        usage,
+                    ));
+                }
+            },
+        }
+    }
+    let Some(example) = example else {
+        return Err(usage_error("missing the name of the example to run", usage));
+    };
+    if hosted {
+        if mem.is_some() {
+            return Err(usage_error(
+                "--mem applies to native runs only, not with --hosted",
+                usage,
+            ));
+        }
+        if accel.is_some() {
+            return Err(usage_error(
+                "--accel applies to native runs only, not with --hosted",
+                usage,
+            ));
+        }
+    }
+    Ok(Command::Run(RunArgs {
+        example,
+        hosted,
+        cores: cores.unwrap_or(DEFAULT_CORES),
+        mem,
+        append,
+        accel,
+        release,
+        timeout,
+        app_args,
+    }))
+}
+
+fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+    let usage = TEST_USAGE;
+    let mut flags = Flags { args, usage };
+    let mut out = TestArgs {
+        filter: None,
+        no_host: false,
+        no_qemu: false,
+        timeout: DEFAULT_TEST_TIMEOUT,
+        verbose: false,
+    };
+    while let Some(item) = flags.next() {
+        match item {
+            Item::Rest(_) => {
+                return Err(usage_error(
+                    "`cargo ebbrt test` takes no arguments after `--`",
+                    usage,
+                ));
+            }
+            Item::Positional(p) => {
+                return Err(usage_error(
+                    format!("unexpected argument `{p}` (did you mean `--filter {p}`?)"),
+                    usage,
+                ));
+            }
+            Item::Flag(name, inline) => match name.as_str() {
+                "-h" | "--help" => return Ok(Command::Help(usage)),
+                "--filter" => {
+                    let v = flags.value(&name, inline)?;
+                    if v.is_empty() {
+                        return Err(usage_error("--filter needs a non-empty name", usage));
+                    }
+                    out.filter = Some(v);
+                }
+                "--no-host" => {
+                    flags.no_value(&name, inline)?;
+                    out.no_host = true;
+                }
+                "--no-qemu" => {
+                    flags.no_value(&name, inline)?;
+                    out.no_qemu = true;
+                }
+                "--timeout" => out.timeout = parse_secs(&flags.value(&name, inline)?, usage)?,
+                "-v" | "--verbose" => {
+                    flags.no_value(&name, inline)?;
+                    out.verbose = true;
+                }
+                _ => {
+                    return Err(usage_error(
+                        format!("unknown flag `{name}` for `cargo ebbrt test`"),
+                        usage,
+                    ));
+                }
+            },
+        }
+    }
+    if out.no_host && out.no_qemu {
+        return Err(usage_error(
+            "--no-host and --no-qemu together leave nothing to test",
+            usage,
+        ));
+    }
+    Ok(Command::Test(out))
+}
+
+fn parse_cores(v: &str, usage: &'static str) -> Result<u32, UsageError> {
+    let max = ebbrt_core::cpu::MAX_CORES;
+    match v.parse::<u32>() {
+        Ok(n) if n >= 1 && n as usize <= max => Ok(n),
+        _ => Err(usage_error(
+            format!("--cores must be a whole number from 1 to {max}, not `{v}`"),
+            usage,
+        )),
+    }
+}
+
+fn parse_secs(v: &str, usage: &'static str) -> Result<Duration, UsageError> {
+    match v.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(Duration::from_secs(n)),
+        _ => Err(usage_error(
+            format!("--timeout must be a whole number of seconds (at least 1), not `{v}`"),
+            usage,
+        )),
+    }
+}
+
+/// Boot arguments are whitespace-separated `key=value` words, as the
+/// runtimes' `boot_arg` reads them.
+fn parse_append(v: &str, usage: &'static str) -> Result<String, UsageError> {
+    for word in v.split_whitespace() {
+        match word.split_once('=') {
+            Some((k, _)) if !k.is_empty() => {}
+            _ => {
+                return Err(usage_error(
+                    format!(
+                        "--append takes `key=value` words separated by spaces; `{word}` is not one"
+                    ),
+                    usage,
+                ));
+            }
+        }
+    }
+    Ok(v.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> RunArgs {
+        match parse(args.iter().copied()) {
+            Ok(Command::Run(r)) => r,
+            other => panic!("expected a run command, got {other:?}"),
+        }
+    }
+
+    fn test(args: &[&str]) -> TestArgs {
+        match parse(args.iter().copied()) {
+            Ok(Command::Test(t)) => t,
+            other => panic!("expected a test command, got {other:?}"),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        match parse(args.iter().copied()) {
+            Err(e) => e.message,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_defaults() {
+        let r = run(&["run", "hello"]);
+        assert_eq!(r.example, "hello");
+        assert!(!r.hosted && !r.release);
+        assert_eq!(r.cores, DEFAULT_CORES);
+        assert_eq!(
+            (r.mem, r.append, r.accel, r.timeout),
+            (None, None, None, None)
+        );
+        assert!(r.app_args.is_empty());
+    }
+
+    #[test]
+    fn run_all_flags_both_spellings() {
+        let r = run(&[
+            "run",
+            "--cores=4",
+            "echo",
+            "--mem",
+            "1G",
+            "--append",
+            "a=1  b=2",
+            "--accel=tcg",
+            "--release",
+            "--timeout",
+            "30",
+            "--",
+            "--port",
+            "7",
+        ]);
+        assert_eq!(r.example, "echo");
+        assert_eq!(r.cores, 4);
+        assert_eq!(r.mem.map(|m| m.to_string()), Some("1G".to_string()));
+        assert_eq!(r.append.as_deref(), Some("a=1 b=2"));
+        assert_eq!(r.accel, Some(Accel::Tcg));
+        assert!(r.release);
+        assert_eq!(r.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(r.app_args, vec!["--port", "7"]);
+    }
+
+    #[test]
+    fn leading_ebbrt_is_skipped() {
+        assert!(run(&["ebbrt", "run", "hello", "--hosted"]).hosted);
+    }
+
+    #[test]
+    fn run_errors() {
+        assert!(err(&["run"]).contains("missing the name of the example"));
+        assert!(err(&["run", "hello", "--bogus"]).contains("unknown flag `--bogus`"));
+        assert!(err(&["run", "hello", "world"]).contains("unexpected argument `world`"));
+        assert!(err(&["run", "hello", "--cores"]).contains("`--cores` needs a value"));
+        assert!(err(&["run", "hello", "--cores", "0"]).contains("--cores must be"));
+        assert!(err(&["run", "hello", "--cores", "257"]).contains("--cores must be"));
+        assert!(err(&["run", "hello", "--cores", "--hosted"]).contains("needs a value"));
+        assert!(err(&["run", "hello", "--mem", "lots"]).contains("--mem lots"));
+        assert!(err(&["run", "hello", "--accel", "hvf"]).contains("`kvm` or `tcg`"));
+        assert!(err(&["run", "hello", "--append", "novalue"]).contains("`novalue` is not one"));
+        assert!(err(&["run", "hello", "--append", "=x"]).contains("`=x` is not one"));
+        assert!(err(&["run", "hello", "--hosted=yes"]).contains("takes no value"));
+        assert!(err(&["run", "hello", "--hosted", "--mem", "1G"]).contains("native runs only"));
+        assert!(err(&["run", "hello", "--hosted", "--accel", "kvm"]).contains("native runs only"));
+        assert!(err(&["run", "hello", "--timeout", "0"]).contains("--timeout must be"));
+    }
+
+    #[test]
+    fn top_level_errors_and_help() {
+        assert!(err(&[]).contains("no command"));
+        assert!(err(&["frob"]).contains("unknown command `frob`"));
+        assert!(err(&["--frob"]).contains("unknown flag `--frob`"));
+        assert_eq!(parse(["--help"]), Ok(Command::Help(USAGE)));
+        assert_eq!(parse(["run", "--help"]), Ok(Command::Help(RUN_USAGE)));
+        assert_eq!(parse(["run", "hello", "-h"]), Ok(Command::Help(RUN_USAGE)));
+        assert_eq!(parse(["test", "--help"]), Ok(Command::Help(TEST_USAGE)));
+    }
+
+    #[test]
+    fn test_flags() {
+        let t = test(&["test"]);
+        assert_eq!(
+            t,
+            TestArgs {
+                filter: None,
+                no_host: false,
+                no_qemu: false,
+                timeout: DEFAULT_TEST_TIMEOUT,
+                verbose: false
+            }
+        );
+        let t = test(&[
+            "test",
+            "--filter",
+            "qemu_exec",
+            "--no-host",
+            "--timeout=5",
+            "-v",
+        ]);
+        assert_eq!(t.filter.as_deref(), Some("qemu_exec"));
+        assert!(t.no_host && !t.no_qemu && t.verbose);
+        assert_eq!(t.timeout, Duration::from_secs(5));
+        assert!(err(&["test", "qemu_exec"]).contains("did you mean `--filter qemu_exec`"));
+        assert!(err(&["test", "--no-host", "--no-qemu"]).contains("nothing to test"));
+        assert!(err(&["test", "--filter"]).contains("needs a value"));
+        assert!(err(&["test", "--filter="]).contains("non-empty"));
+        assert!(
+            err(&["test", "--release"]).contains("unknown flag `--release` for `cargo ebbrt test`")
+        );
+    }
+}

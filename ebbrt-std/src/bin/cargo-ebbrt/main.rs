@@ -1,0 +1,80 @@
+//! `cargo ebbrt`: the host-side tool of EbbRT.
+//!
+//! - `cargo ebbrt run <example>` builds an application for the native target
+//!   and boots it under QEMU (or, with `--hosted`, runs it as a Linux
+//!   process), and exits with the application's status.
+//! - `cargo ebbrt test` runs the host tests of the workspace and then every
+//!   in-QEMU test kernel, and ends with `N passed, N failed`.
+//!
+//! It is reached through the cargo alias in `.cargo/config.toml`. It owns
+//! the command line, the QEMU command construction, the exit-status mapping
+//! and the test-kernel protocol reader; it must not know anything about what
+//! runs inside the guest beyond CONTRACTS.md. docs/tooling.md is its manual.
+
+mod accel;
+mod cargo;
+mod cli;
+mod exit;
+mod process;
+mod protocol;
+mod qemu;
+mod run_cmd;
+mod session;
+mod setup;
+mod test_cmd;
+
+use std::process::ExitCode;
+
+/// Why the tool could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line (or an example/test name in it) is wrong: status 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Something the tool needed failed (a build, QEMU, rustup, ...): status 1.
+    #[error("{0}")]
+    Tool(String),
+}
+
+/// A message from the tool itself, on stderr (stdout is the application's).
+pub fn note(msg: &str) {
+    eprintln!("ebbrt: {msg}");
+}
+
+fn main() -> ExitCode {
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let Ok(args) = args else {
+        eprintln!("error: command-line arguments must be valid UTF-8");
+        return code(exit::EXIT_USAGE);
+    };
+    let result = match cli::parse(args) {
+        Ok(cli::Command::Help(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(cli::Command::Run(a)) => run_cmd::run(a),
+        Ok(cli::Command::Test(a)) => test_cmd::test(a),
+        Err(e) => {
+            eprintln!("{e}");
+            return code(exit::EXIT_USAGE);
+        }
+    };
+    match result {
+        Ok(status) => code(status),
+        Err(Error::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            code(exit::EXIT_USAGE)
+        }
+        Err(Error::Tool(msg)) => {
+            eprintln!("error: {msg}");
+            code(exit::EXIT_TOOL)
+        }
+    }
+}
+
+fn code(status: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(status).unwrap_or(exit::EXIT_TOOL as u8))
+}

@@ -1,0 +1,246 @@
+//! Running a child (QEMU, a hosted application) under a time limit.
+//!
+//! Only the tool's own children are ever signalled, by their pid. QEMU's
+//! stderr is always piped through the tool (echoed line by line) so its
+//! messages can be read back ([`crate::exit::QemuStderr`]); stdout is either
+//! the terminal or, for test kernels, read line by line.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::exit::RawStatus;
+
+/// Where a child's stdout goes.
+pub enum Stdout<'a> {
+    /// To the terminal, untouched.
+    Inherit,
+    /// Read line by line (lossily decoded, without the line end) and handed
+    /// to the callback as it arrives.
+    Lines(&'a mut dyn FnMut(&str)),
+}
+
+/// How to run a child.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Stop it after this long.
+    pub timeout: Option<Duration>,
+    /// The child owns the terminal: stdin is inherited and the tool ignores
+    /// SIGINT while the child runs (the child gets the terminal's Ctrl-C and
+    /// the tool reports how it ended). Otherwise stdin is closed.
+    pub interactive: bool,
+    /// Pipe stderr through the tool (echoed as it comes, and kept in
+    /// [`Finished::stderr`]); otherwise it is the tool's own stderr.
+    pub capture_stderr: bool,
+}
+
+/// How a child ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its status (when it was killed for the timeout: the kill's).
+    pub status: RawStatus,
+    /// It was still running at the deadline and was killed.
+    pub timed_out: bool,
+    /// Every line it wrote to stderr, when captured.
+    pub stderr: Vec<String>,
+}
+
+/// Grace period between SIGTERM and SIGKILL at a timeout: enough for QEMU to
+/// restore the terminal settings it changed.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Runs `cmd` to completion or until the timeout, whichever is first.
+pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Result<Finished> {
+    cmd.stdin(if opts.interactive {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    });
+    cmd.stderr(if opts.capture_stderr {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    });
+    cmd.stdout(match stdout {
+        Stdout::Inherit => Stdio::inherit(),
+        Stdout::Lines(_) => Stdio::piped(),
+    });
+    let mut child = cmd.spawn()?;
+    // Set after spawning, so the child does not inherit SIG_IGN.
+    let _sigint = opts.interactive.then(IgnoreSigint::new);
+
+    let stderr_reader = child.stderr.take().map(|err_pipe| {
+        thread::spawn(move || {
+            let mut lines = Vec::new();
+            for_each_line(err_pipe, |line| {
+                let mut e = io::stderr().lock();
+                // The terminal may be gone; the child's stderr still gets drained.
+                let _ = writeln!(e, "{line}");
+                lines.push(line.to_string());
+            });
+            lines
+        })
+    });
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout_reader = child.stdout.take().map(|out| {
+        thread::spawn(move || {
+            for_each_line(out, |line| {
+                let _ = tx.send(line.to_string());
+            })
+        })
+    });
+
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let mut deliver = |line: String| {
+        if let Stdout::Lines(f) = &mut stdout {
+            f(&line);
+        }
+    };
+    let mut timed_out = false;
+    let status = loop {
+        if let Ok(line) = rx.recv_timeout(POLL) {
+            deliver(line);
+            continue;
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            timed_out = true;
+            break stop(&mut child)?;
+        }
+    };
+    if let Some(reader) = stdout_reader {
+        // The reader ends at EOF, which follows the child's exit.
+        let _ = reader.join();
+    }
+    for line in rx.try_iter() {
+        deliver(line);
+    }
+    let stderr = stderr_reader
+        .map(|r| r.join().unwrap_or_default())
+        .unwrap_or_default();
+    Ok(Finished {
+        status: status.into(),
+        timed_out,
+        stderr,
+    })
+}
+
+/// SIGTERM, a grace period, then SIGKILL: our own child, by pid.
+fn stop(child: &mut Child) -> io::Result<std::process::ExitStatus> {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with our own child's pid, which cannot have been
+        // reused: the child has not been reaped (try_wait returned None).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let until = Instant::now() + TERM_GRACE;
+        while Instant::now() < until {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            thread::sleep(POLL);
+        }
+    }
+    child.kill()?;
+    child.wait()
+}
+
+/// Calls `f` with each line of `r` (lossy UTF-8, line end and `\r` removed).
+pub fn for_each_line(r: impl Read, mut f: impl FnMut(&str)) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                f(&String::from_utf8_lossy(&buf));
+            }
+        }
+    }
+}
+
+/// Ignores SIGINT in the tool until dropped.
+struct IgnoreSigint(libc::sighandler_t);
+
+impl IgnoreSigint {
+    fn new() -> Self {
+        // SAFETY: signal(2) with SIG_IGN installs no handler code; the
+        // previous disposition is restored on drop.
+        IgnoreSigint(unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) })
+    }
+}
+
+impl Drop for IgnoreSigint {
+    fn drop(&mut self) {
+        // SAFETY: restores the disposition signal(2) returned in `new`.
+        unsafe { libc::signal(libc::SIGINT, self.0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    fn limit(ms: u64) -> Options {
+        Options {
+            timeout: Some(Duration::from_millis(ms)),
+            interactive: false,
+            capture_stderr: true,
+        }
+    }
+
+    #[test]
+    fn lines_status_and_stderr() {
+        let mut seen = Vec::new();
+        let mut f = |l: &str| seen.push(l.to_string());
+        let done = run(
+            sh("printf 'a\\r\\nb\\n\\377c'; echo oops >&2; exit 3"),
+            limit(20_000),
+            Stdout::Lines(&mut f),
+        )
+        .unwrap();
+        assert_eq!(done.status, RawStatus::Code(3));
+        assert!(!done.timed_out);
+        assert_eq!(done.stderr, vec!["oops"]);
+        assert_eq!(seen, vec!["a", "b", "\u{fffd}c"]);
+    }
+
+    #[test]
+    fn timeout_kills_the_child() {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        let mut f = |l: &str| seen.push(l.to_string());
+        let done = run(
+            sh("echo started; exec sleep 30"),
+            limit(300),
+            Stdout::Lines(&mut f),
+        )
+        .unwrap();
+        assert!(done.timed_out);
+        assert_eq!(done.status, RawStatus::Signal(libc::SIGTERM));
+        assert_eq!(seen, vec!["started"]);
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn sigterm_ignored_means_sigkill() {
+        let mut f = |_: &str| {};
+        let script = "trap '' TERM; echo ready; while :; do sleep 0.05; done";
+        let done = run(sh(script), limit(300), Stdout::Lines(&mut f)).unwrap();
+        assert!(done.timed_out);
+        assert_eq!(done.status, RawStatus::Signal(libc::SIGKILL));
+    }
+}

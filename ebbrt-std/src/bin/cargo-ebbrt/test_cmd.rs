@@ -1,0 +1,251 @@
+//! `cargo ebbrt test`: the host tests of the whole workspace, then every
+//! in-QEMU test kernel, ending with the line `N passed, N failed` (in-QEMU
+//! totals).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::accel::{self, Accel};
+use crate::cargo::{TestKernel, Workspace};
+use crate::cli::{DEFAULT_CORES, TestArgs};
+use crate::exit::Outcome;
+use crate::process::{self, Options, Stdout};
+use crate::protocol::{self, Event, MARKER, TestResult};
+use crate::qemu::{self, Boot};
+use crate::session::{self, Booter, KernelReport};
+use crate::{Error, note, setup};
+
+/// Lines of a failed boot's output shown when not `--verbose`.
+const TAIL_LINES: usize = 25;
+
+/// Runs the command; returns the status the tool exits with.
+pub fn test(a: TestArgs) -> Result<i32, Error> {
+    let ws = Workspace::load()?;
+    let kernels = select(ws.test_kernels(), a.filter.as_deref())?;
+    // Set the machine up first: a missing QEMU should not wait for the host tests.
+    let mut machine = None;
+    if !a.no_qemu && !kernels.is_empty() {
+        let qemu = setup::ensure_qemu()?;
+        setup::ensure_rust_src(&ws.root)?;
+        machine = Some((qemu, accel::detect(None)));
+    }
+
+    let mut host_ok = true;
+    if !a.no_host {
+        heading("host tests: cargo test --workspace --no-fail-fast");
+        let status = ws
+            .host_test_command()
+            .status()
+            .map_err(|e| Error::Tool(format!("cannot run cargo: {e}")))?;
+        host_ok = status.success();
+        println!(
+            "host tests: {}",
+            if host_ok {
+                "ok".to_string()
+            } else {
+                format!("FAILED (cargo test: {status})")
+            }
+        );
+    }
+
+    let (mut passed, mut failed) = (0, 0);
+    if !a.no_qemu {
+        if let Some((qemu, choice)) = machine {
+            heading(&format!("in-QEMU test kernels ({})", kernels.len()));
+            note(&format!("accelerator: {}", choice.reason));
+            for k in &kernels {
+                let report = run_test_kernel(&ws, k, &qemu, choice.accel, &a);
+                print_report(k, &report);
+                passed += report.passed();
+                failed += report.failed();
+            }
+        } else {
+            println!("no in-QEMU test kernels in the workspace (test targets named `qemu*`)");
+        }
+    }
+    if !host_ok {
+        println!("host tests FAILED (see above)");
+    }
+    println!("{passed} passed, {failed} failed");
+    let _ = std::io::stdout().flush();
+    Ok(if host_ok && failed == 0 { 0 } else { 1 })
+}
+
+/// The kernels `filter` selects (all without one); a filter that selects
+/// nothing is a usage error.
+fn select(kernels: Vec<TestKernel>, filter: Option<&str>) -> Result<Vec<TestKernel>, Error> {
+    let Some(f) = filter else { return Ok(kernels) };
+    let all: Vec<String> = kernels.iter().map(TestKernel::label).collect();
+    let chosen: Vec<TestKernel> = kernels
+        .into_iter()
+        .filter(|k| k.label().contains(f))
+        .collect();
+    if chosen.is_empty() {
+        let all = if all.is_empty() {
+            "none".to_string()
+        } else {
+            all.join(", ")
+        };
+        return Err(Error::Usage(format!(
+            "no test kernel matches `--filter {f}`; the test kernels are: {all}"
+        )));
+    }
+    Ok(chosen)
+}
+
+fn heading(s: &str) {
+    println!("\n== {s}");
+    let _ = std::io::stdout().flush();
+}
+
+fn run_test_kernel(
+    ws: &Workspace,
+    k: &TestKernel,
+    qemu: &std::path::Path,
+    accel: Accel,
+    a: &TestArgs,
+) -> KernelReport {
+    println!("\n-- {}", k.label());
+    let _ = std::io::stdout().flush();
+    let kernel = match ws.build_native_test_kernel(k) {
+        Ok(p) => p,
+        Err(e) => {
+            return KernelReport {
+                errors: vec![e.to_string()],
+                ..KernelReport::default()
+            };
+        }
+    };
+    let mut booter = QemuBooter {
+        qemu: qemu.to_path_buf(),
+        kernel,
+        accel,
+        timeout: a.timeout,
+        verbose: a.verbose,
+    };
+    session::run_kernel(&mut booter)
+}
+
+fn print_report(k: &TestKernel, r: &KernelReport) {
+    let boots = if r.boots == 1 {
+        "1 boot".to_string()
+    } else {
+        format!("{} boots", r.boots)
+    };
+    println!(
+        "{}: {} passed, {} failed ({boots})",
+        k.label(),
+        r.passed(),
+        r.failed()
+    );
+    for (i, t) in &r.tests {
+        if let TestResult::Failed(why) = &t.result {
+            println!("    FAILED [{i}] {}: {why}", t.name);
+        }
+    }
+    for e in &r.errors {
+        println!("    ERROR {e}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// Boots a test kernel under QEMU, showing the protocol lines as they come.
+struct QemuBooter {
+    qemu: PathBuf,
+    kernel: PathBuf,
+    accel: Accel,
+    timeout: Duration,
+    verbose: bool,
+}
+
+impl Booter for QemuBooter {
+    fn boot(&mut self, start: usize) -> Result<session::Boot, String> {
+        let append = if start == 0 {
+            String::new()
+        } else {
+            format!("ebbrt.test.start={start}")
+        };
+        let boot = Boot {
+            kernel: self.kernel.clone(),
+            accel: self.accel,
+            cores: DEFAULT_CORES,
+            mem: qemu::DEFAULT_MEM,
+            append,
+        };
+        if self.verbose || start > 0 {
+            note(&format!("booting: {}", boot.display(&self.qemu)));
+        }
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args(boot.args());
+        let mut lines = Vec::new();
+        let verbose = self.verbose;
+        let mut on_line = |line: &str| {
+            if verbose {
+                println!("  | {line}");
+            } else if protocol::parse_line(line)
+                .is_some_and(|e| !matches!(e, Event::Test { result: None, .. }))
+            {
+                let at = line.find(MARKER).unwrap_or(0) + MARKER.len();
+                println!("  {}", &line[at..]);
+            }
+            lines.push(line.to_string());
+        };
+        let opts = Options {
+            timeout: Some(self.timeout),
+            interactive: false,
+            capture_stderr: true,
+        };
+        let done = process::run(cmd, opts, Stdout::Lines(&mut on_line))
+            .map_err(|e| format!("cannot run {}: {e}", self.qemu.display()))?;
+        let outcome = crate::run_cmd::qemu_outcome(&done, opts);
+        let finished = lines
+            .iter()
+            .any(|l| matches!(protocol::parse_line(l), Some(Event::Done { .. })));
+        if !finished && !self.verbose {
+            println!("  the kernel {outcome}; its last lines:");
+            for l in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
+                println!("  | {l}");
+            }
+        }
+        if let Outcome::QemuFailed(e) = &outcome {
+            return Err(format!("QEMU failed: {e}"));
+        }
+        Ok(session::Boot { lines, outcome })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(p: &str, n: &str) -> TestKernel {
+        TestKernel {
+            package: p.into(),
+            name: n.into(),
+        }
+    }
+
+    #[test]
+    fn filter() {
+        let all = vec![
+            k("ebbrt-core", "qemu_exec"),
+            k("ebbrt-core", "qemu_ebb"),
+            k("echo", "qemu_net"),
+        ];
+        assert_eq!(select(all.clone(), None).unwrap(), all);
+        assert_eq!(
+            select(all.clone(), Some("exec")).unwrap(),
+            [k("ebbrt-core", "qemu_exec")]
+        );
+        assert_eq!(select(all.clone(), Some("ebbrt-core/")).unwrap().len(), 2);
+        let Err(Error::Usage(m)) = select(all, Some("zzz")) else {
+            panic!()
+        };
+        assert!(
+            m.contains("ebbrt-core/qemu_exec, ebbrt-core/qemu_ebb, echo/qemu_net"),
+            "{m}"
+        );
+    }
+}
