@@ -74,10 +74,26 @@ impl Args {
                         "root" => set(&mut args.root, span, value.parse()?),
                         "new" => set(&mut args.new, span, value.parse()?),
                         "root_new" => set(&mut args.root_new, span, value.parse()?),
-                        _ => set(&mut args.feature, span, value.parse()?),
+                        _ => {
+                            let expr: Expr = value.parse()?;
+                            let Expr::Lit(syn::ExprLit {
+                                lit: syn::Lit::Str(name),
+                                ..
+                            }) = expr
+                            else {
+                                return Err(syn::Error::new(
+                                    expr.span(),
+                                    "`feature` names a Cargo feature: `feature = \"name\"`",
+                                ));
+                            };
+                            set(&mut args.feature, span, name)
+                        }
                     };
                     if dup {
-                        return Err(meta.error(format_args!("duplicate #[ebb] argument `{key}`")));
+                        return Err(syn::Error::new(
+                            span,
+                            format_args!("duplicate #[ebb] argument `{key}`"),
+                        ));
                     }
                     Ok(())
                 }
@@ -190,41 +206,45 @@ fn check_generics(s: &ItemStruct) -> syn::Result<()> {
     Ok(())
 }
 
-/// Whether the struct has `#[derive(..., Default, ...)]` (below `#[ebb]`:
-/// attributes above it have been expanded already and are not seen here).
-fn derives_default(attrs: &[Attribute]) -> bool {
-    attrs
-        .iter()
-        .filter(|a| a.path().is_ident("derive"))
-        .any(|a| {
-            let mut found = false;
-            // A derive list that fails to parse is reported by `derive` itself.
-            let _ = a.parse_nested_meta(|m| {
-                found |= m.path.segments.last().is_some_and(|s| s.ident == "Default");
-                Ok(())
-            });
-            found
-        })
+/// `Default::default()` of `ty`, through a local trait whose
+/// `on_unimplemented` says what to do when `ty` is not `Default`: the
+/// error (at `span`) is ours, with rustc's `#[derive(Default)]` hint below.
+fn by_default(ty: &TokenStream, span: Span, message: &str, label: &str) -> TokenStream {
+    quote_spanned! {span=>
+        {
+            #[diagnostic::on_unimplemented(message = #message, label = #label)]
+            trait BuildByDefault: ::core::marker::Sized {
+                fn build() -> Self;
+            }
+            impl<T: ::core::default::Default> BuildByDefault for T {
+                fn build() -> Self {
+                    T::default()
+                }
+            }
+            <#ty as BuildByDefault>::build()
+        }
+    }
 }
 
 fn per_core(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<TokenStream> {
     let ident = &item.ident;
-    let new_rep = match (&args.new, derives_default(&item.attrs)) {
-        (Some(new), _) => {
+    let new_rep = match &args.new {
+        Some(new) => {
             let path = &new.value;
             quote_spanned!(path.span()=> #path(root, core))
         }
-        (None, true) => quote!({
-            let _ = (root, core);
-            <Self as ::core::default::Default>::default()
-        }),
-        (None, false) => {
-            return Err(syn::Error::new(
+        None => {
+            let build = by_default(
+                &quote!(Self),
                 Span::call_site(),
-                "a per-core Ebb needs a way to build its representatives: add `new = path::to::fn` \
-                 (a `fn(&'static PerCoreRoot<Self>, CoreId) -> Self`) to #[ebb(...)], \
-                 or #[derive(Default)] below #[ebb(...)]",
-            ));
+                "a per-core Ebb needs a way to build its representatives, and `{Self}` is not `Default`",
+                "add `new = path::to::fn` (a `fn(&'static PerCoreRoot<Self>, CoreId) -> Self`) \
+                 to #[ebb(...)], or #[derive(Default)] to the struct",
+            );
+            quote!({
+                let _ = (root, core);
+                #build
+            })
         }
     };
     let root = match &args.root {
@@ -244,7 +264,12 @@ fn per_core(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<T
                 .root
                 .as_ref()
                 .map_or_else(Span::call_site, |r| r.value.span());
-            Some(quote_spanned!(span=> <#root as ::core::default::Default>::default()))
+            Some(by_default(
+                &root,
+                span,
+                "the root of a per-core Ebb with a fixed `id` is built at its first use, and `{Self}` is not `Default`",
+                "add `root_new = path::to::fn` (a `fn() -> Root`) to #[ebb(...)], or make the root type `Default`",
+            ))
         }
         (None, Some(f)) => {
             return Err(syn::Error::new(
@@ -294,27 +319,25 @@ fn shared(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<Tok
         }
     }
     let ident = &item.ident;
-    let new_instance = match (&args.id, &args.new, derives_default(&item.attrs)) {
-        (Some(_), Some(new), _) => {
+    let new_instance = match (&args.id, &args.new) {
+        (Some(_), Some(new)) => {
             let path = &new.value;
             Some(quote_spanned!(path.span()=> #path()))
         }
-        (Some(_), None, true) => Some(quote!(<Self as ::core::default::Default>::default())),
-        (Some(_), None, false) => {
-            return Err(syn::Error::new(
-                Span::call_site(),
-                "a shared Ebb with a fixed `id` needs a way to build its instance: add `new = path::to::fn` \
-                 (a `fn() -> Self`) to #[ebb(...)], or #[derive(Default)] below #[ebb(...)]",
-            ));
-        }
-        (None, Some(new), _) => {
+        (Some(_), None) => Some(by_default(
+            &quote!(Self),
+            Span::call_site(),
+            "a shared Ebb with a fixed `id` needs a way to build its instance, and `{Self}` is not `Default`",
+            "add `new = path::to::fn` (a `fn() -> Self`) to #[ebb(...)], or #[derive(Default)] to the struct",
+        )),
+        (None, Some(new)) => {
             return Err(syn::Error::new(
                 new.key,
                 "`new` builds the instance of a shared Ebb with a fixed `id`; an Ebb without one gets its \
                  instance from `Shared::create(instance)`",
             ));
         }
-        (None, None, _) => None,
+        (None, None) => None,
     };
     let new_instance = new_instance.map(|make| {
         quote! {
@@ -323,22 +346,16 @@ fn shared(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<Tok
             }
         }
     });
-    // Spanned at the struct's name, so that a `!Sync` type is reported there:
-    // "`Cell<u32>` cannot be shared between threads safely".
-    let span = ident.span();
-    let assert_sync = quote_spanned! {span=>
-        const _: () = {
-            fn shared_ebb_must_be_sync<T: ::core::marker::Sync>() {}
-            let _ = shared_ebb_must_be_sync::<#ident>;
-        };
-    };
-    let shared_impl = quote_spanned! {span=>
+    // The impl is the `Sync` assertion (`Shared: Sync`): spanned at the
+    // struct's name, a `!Sync` type is reported there, once: "`Cell<u32>`
+    // cannot be shared between threads safely ... required by a bound in
+    // `Shared`". A separate assertion would only repeat that error.
+    let shared_impl = quote_spanned! {ident.span()=>
         impl #core::Shared for #ident {
             #new_instance
         }
     };
     Ok(quote! {
-        #assert_sync
         impl #core::Ebb for #ident {
             #[inline]
             fn miss(id: #core::EbbId) -> &'static Self {
@@ -460,15 +477,6 @@ mod tests {
             super::docs(&attrs("#[derive(Debug)]")),
             (String::new(), String::new())
         );
-    }
-
-    #[test]
-    fn default_derives_are_found() {
-        assert!(derives_default(&attrs("#[derive(Debug, Default)]")));
-        assert!(derives_default(&attrs("#[derive(core::default::Default)]")));
-        assert!(!derives_default(&attrs(
-            "#[derive(Debug)] #[doc = \"Default\"]"
-        )));
     }
 
     fn parse_err(args: &str) -> String {

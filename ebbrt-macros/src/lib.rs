@@ -55,8 +55,8 @@ mod paths;
 ///   `Shared::create`.
 /// - `new = PATH`: how to build a representative. Per-core: a
 ///   `fn(&'static PerCoreRoot<Self>, CoreId) -> Self`; shared (with `id`
-///   only): a `fn() -> Self`. Without it, `#[derive(Default)]` on the struct
-///   (written below `#[ebb]`) makes `Default::default()` the builder.
+///   only): a `fn() -> Self`. Without it the struct must be `Default`
+///   (`#[derive(Default)]`), and `Default::default()` builds it.
 /// - `root = TYPE` (per-core only): the state shared by all representatives,
 ///   `()` by default.
 /// - `root_new = PATH` (per-core with `id` only): a `fn() -> Root` building

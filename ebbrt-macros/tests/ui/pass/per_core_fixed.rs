@@ -1,7 +1,7 @@
 //! A per-core Ebb at a fixed id: its root is built at first use (by
 //! `root_new`), each core builds its own representative (by `new`), and the
 //! `!Sync` reps count without atomics.
-#![deny(unsafe_code)]
+#![deny(warnings, unsafe_code)]
 
 #[path = "../support/mod.rs"]
 #[allow(unsafe_code)] // the test runtime enters cores
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ebbrt_core::cpu::{self, CoreId};
 use ebbrt_core::ebb::ids;
-use ebbrt_core::{EbbKind, EbbRef, PerCoreRoot, StaticEbb, on_each_core};
+use ebbrt_core::{EbbKind, EbbRef, PerCoreRoot, StaticEbb, on_each_core, spawn_local};
 use ebbrt_macros::ebb;
 
 /// Counts hits on each core.
@@ -65,6 +65,9 @@ fn main() {
         assert_eq!(COUNTER.hit(), 3);
         assert_eq!(COUNTER.root.data().load(Ordering::Relaxed), 102);
         assert_eq!(COUNTER.root.id(), ids::app(1));
+        // A rep reference may be kept by work that stays on its core.
+        let rep: &'static Counter = COUNTER.rep();
+        assert_eq!(spawn_local(async move { rep.hit() }).await, 4);
         assert_eq!(cpu::current(), CoreId(0));
         let n = ebbrt_core::exec::spawn_on_with(CoreId(1), || async {
             PLAIN.n.set(PLAIN.n.get() + 1);

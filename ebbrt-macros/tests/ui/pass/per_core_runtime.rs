@@ -1,5 +1,6 @@
 //! Per-core Ebbs without a fixed id, created at run time with
 //! `PerCore::create`: several instances of one type, each with its root.
+#![deny(warnings)]
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -33,6 +34,25 @@ struct Scratch {
     used: std::cell::Cell<bool>,
 }
 
+/// `Default` derived above the attribute, for a fixed-id Ebb.
+#[derive(Default)]
+#[ebb(per_core, id = ebbrt_core::ebb::ids::app(5))]
+struct Above {
+    n: std::cell::Cell<u32>,
+}
+
+/// `Default` implemented by hand.
+#[ebb(per_core)]
+struct ByHand {
+    n: u32,
+}
+
+impl Default for ByHand {
+    fn default() -> Self {
+        ByHand { n: 7 }
+    }
+}
+
 fn main() {
     support::run(2, || async {
         let a: EbbRef<Log> = Log::create("a".to_string()).unwrap();
@@ -54,6 +74,10 @@ fn main() {
         let s = Scratch::create(()).unwrap();
         assert!(!s.used.replace(true));
         assert!(s.used.get());
+        let above: EbbRef<Above> = EbbRef::fixed();
+        above.n.set(3);
+        assert_eq!(above.n.get(), 3);
+        assert_eq!(ByHand::create(()).unwrap().n, 7);
     });
     // Without an id there is no `StaticEbb` impl and no root to build.
     assert!(<Log as PerCore>::new_root().is_none());

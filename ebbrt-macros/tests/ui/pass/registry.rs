@@ -1,4 +1,5 @@
 //! The component records `#[ebb]` leaves in the registry, field by field.
+#![deny(warnings)]
 
 use ebbrt_core::ebb::ids;
 use ebbrt_core::registry::{COMPONENTS, check_static_ids, find};

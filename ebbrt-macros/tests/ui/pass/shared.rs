@@ -1,5 +1,6 @@
 //! Shared Ebbs: one `Sync` instance, at a fixed id (built by `new` or by
 //! `Default`) or created at run time with `Shared::create`.
+#![deny(warnings)]
 
 #[path = "../support/mod.rs"]
 mod support;

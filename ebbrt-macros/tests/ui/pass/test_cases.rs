@@ -1,5 +1,6 @@
 //! `#[ebbrt::test]` registers test cases that `run_all` runs in name order,
 //! printing the protocol lines.
+#![deny(warnings)]
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,0 +1,8 @@
+use ebbrt_macros::ebb;
+
+#[ebb(shared)]
+struct Borrowed<'a> {
+    name: &'a str,
+}
+
+fn main() {}
