@@ -37,6 +37,17 @@ pub mod time;
 
 mod percore;
 
+#[cfg(target_os = "none")]
+pub mod native;
+
+// The hardware-independent parts of the native kernel, unit-tested on the host.
+#[cfg(all(test, not(target_os = "none")))]
+#[path = "native/cmdline.rs"]
+mod native_cmdline;
+#[cfg(all(test, not(target_os = "none")))]
+#[path = "native/regions.rs"]
+mod native_regions;
+
 #[cfg(test)]
 mod testing;
 

@@ -1,0 +1,45 @@
+//! Backtraces by frame-pointer walking (the target spec keeps frame
+//! pointers in every function, `core` and `alloc` included).
+
+use core::arch::asm;
+
+use super::mem;
+
+/// Most frames printed.
+const MAX_FRAMES: usize = 48;
+
+/// Calls `f` with each return address found from the frame at `rbp`
+/// upwards. Stops at a null, misaligned, non-RAM or non-increasing frame
+/// pointer, so a corrupt stack ends the walk instead of faulting.
+pub(crate) fn walk(mut rbp: u64, mut f: impl FnMut(u64)) {
+    for _ in 0..MAX_FRAMES {
+        if rbp == 0 || rbp % 8 != 0 || !mem::is_ram(rbp..rbp + 16) {
+            return;
+        }
+        // SAFETY: `rbp..rbp+16` is identity-mapped RAM (checked above);
+        // reading it has no side effects even when it is not a frame.
+        let (next, ret) = unsafe {
+            (
+                (rbp as *const u64).read(),
+                (rbp as *const u64).add(1).read(),
+            )
+        };
+        if ret == 0 {
+            return;
+        }
+        f(ret);
+        if next <= rbp {
+            return;
+        }
+        rbp = next;
+    }
+}
+
+/// The caller's frame pointer.
+#[inline(always)]
+pub(crate) fn current_frame() -> u64 {
+    let rbp: u64;
+    // SAFETY: reads a register.
+    unsafe { asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    rbp
+}

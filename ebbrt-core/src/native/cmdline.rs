@@ -1,0 +1,40 @@
+//! Kernel command-line arguments: `key=value` words separated by spaces.
+//!
+//! Hardware-independent, so it is also unit-tested on the host.
+
+/// The value of `key` in `cmdline`: `Some(value)` for `key=value`,
+/// `Some("")` for a bare `key`, `None` when absent. The last occurrence
+/// wins, as on Linux.
+pub fn lookup<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|word| match word.split_once('=') {
+            Some((k, v)) if k == key => Some(v),
+            None if word == key => Some(""),
+            _ => None,
+        })
+        .last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lookup;
+
+    #[test]
+    fn finds_values_and_flags() {
+        let line = "ebbrt.log=debug  ebbrt.boottime ebbrt.test.start=3 x=a=b";
+        assert_eq!(lookup(line, "ebbrt.log"), Some("debug"));
+        assert_eq!(lookup(line, "ebbrt.boottime"), Some(""));
+        assert_eq!(lookup(line, "ebbrt.test.start"), Some("3"));
+        assert_eq!(lookup(line, "x"), Some("a=b"));
+        assert_eq!(lookup(line, "ebbrt"), None);
+        assert_eq!(lookup(line, "ebbrt.test"), None);
+        assert_eq!(lookup("", "a"), None);
+    }
+
+    #[test]
+    fn last_occurrence_wins() {
+        assert_eq!(lookup("a=1 a=2", "a"), Some("2"));
+        assert_eq!(lookup("a=1 a", "a"), Some(""));
+    }
+}

@@ -1,0 +1,180 @@
+//! The interrupt descriptor table and the assembly entry stubs.
+//!
+//! Every vector has a 16-byte stub that pushes a zero error code (where the
+//! CPU does not push one) and the vector number, then jumps to one common
+//! entry that saves the general-purpose registers as a [`TrapFrame`].
+//! Exceptions (vectors below 32) go to [`super::trap::exception`], which
+//! reports and exits; interrupts additionally save the SSE state and go to
+//! [`super::irq::interrupt`], which only records the event and returns.
+
+use alloc::boxed::Box;
+
+use x86_64::VirtAddr;
+use x86_64::structures::idt::InterruptDescriptorTable;
+
+use super::gdt;
+
+/// The registers saved on entry, lowest address first.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// The vector number.
+    pub vector: u64,
+    /// The CPU's error code, or 0.
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.ebbrt_vectors, "ax", @progbits
+    .balign 16
+    .global ebbrt_vector_stubs
+ebbrt_vector_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    .if vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp ebbrt_trap_common
+    .set vec, vec + 1
+    .endr
+
+    .section .text.ebbrt_trap_common, "ax", @progbits
+ebbrt_trap_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %rdi
+    cmpq $32, 120(%rsp)
+    jb .Lexception
+    movq %rsp, %rbx
+    subq $512, %rsp
+    andq $-16, %rsp
+    fxsave64 (%rsp)
+    call {irq}
+    fxrstor64 (%rsp)
+    movq %rbx, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+.Lexception:
+    call {exc}
+    ud2
+"#,
+    irq = sym super::irq::interrupt,
+    exc = sym super::trap::exception,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    /// 256 stubs, 16 bytes apart (defined above).
+    static ebbrt_vector_stubs: [u8; 256 * 16];
+}
+
+fn stub(vector: usize) -> VirtAddr {
+    VirtAddr::from_ptr(
+        (&raw const ebbrt_vector_stubs)
+            .cast::<u8>()
+            .wrapping_add(vector * 16),
+    )
+}
+
+/// Builds an IDT whose every vector enters through its stub; the double
+/// fault, NMI and machine check run on their IST stacks.
+pub(crate) fn new_idt() -> &'static InterruptDescriptorTable {
+    let idt = Box::leak(Box::new(InterruptDescriptorTable::new()));
+    // SAFETY (all blocks below): each stub is a valid interrupt entry point
+    // that saves the interrupted state and either never returns or returns
+    // with `iretq`; the IST indices name stacks that every core's TSS sets
+    // up (`gdt::new_tables`).
+    unsafe {
+        idt.divide_error.set_handler_addr(stub(0));
+        idt.debug.set_handler_addr(stub(1));
+        idt.non_maskable_interrupt
+            .set_handler_addr(stub(2))
+            .set_stack_index(gdt::IST_NMI - 1);
+        idt.breakpoint.set_handler_addr(stub(3));
+        idt.overflow.set_handler_addr(stub(4));
+        idt.bound_range_exceeded.set_handler_addr(stub(5));
+        idt.invalid_opcode.set_handler_addr(stub(6));
+        idt.device_not_available.set_handler_addr(stub(7));
+        idt.double_fault
+            .set_handler_addr(stub(8))
+            .set_stack_index(gdt::IST_DOUBLE_FAULT - 1);
+        idt.invalid_tss.set_handler_addr(stub(10));
+        idt.segment_not_present.set_handler_addr(stub(11));
+        idt.stack_segment_fault.set_handler_addr(stub(12));
+        idt.general_protection_fault.set_handler_addr(stub(13));
+        idt.page_fault.set_handler_addr(stub(14));
+        idt.x87_floating_point.set_handler_addr(stub(16));
+        idt.alignment_check.set_handler_addr(stub(17));
+        idt.machine_check
+            .set_handler_addr(stub(18))
+            .set_stack_index(gdt::IST_MACHINE_CHECK - 1);
+        idt.simd_floating_point.set_handler_addr(stub(19));
+        idt.virtualization.set_handler_addr(stub(20));
+        idt.cp_protection_exception.set_handler_addr(stub(21));
+        idt.hv_injection_exception.set_handler_addr(stub(28));
+        idt.vmm_communication_exception.set_handler_addr(stub(29));
+        idt.security_exception.set_handler_addr(stub(30));
+        for v in 32..=255u8 {
+            idt[v].set_handler_addr(stub(usize::from(v)));
+        }
+    }
+    idt
+}
+
+/// Loads `idt` on the calling core.
+pub(crate) fn load(idt: &'static InterruptDescriptorTable) {
+    idt.load();
+}

@@ -1,0 +1,56 @@
+//! The panic handler: location, message and backtrace on the serial port,
+//! the running test's `FAILED` line, then exit with
+//! [`exit::PANIC`](super::exit::PANIC).
+
+use core::fmt::Write;
+use core::panic::PanicInfo;
+use core::sync::atomic::Ordering;
+
+use super::{backtrace, exit, percpu, serial};
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    // A panic while reporting a panic (say, in a Display impl) must not
+    // recurse: say so on the raw port and leave.
+    if let Some(cpu) = percpu::this()
+        && cpu.panicking.swap(true, Ordering::AcqRel)
+    {
+        let _ = writeln!(
+            serial::emergency(),
+            "\nebbrt: panic while panicking: {}",
+            info.message()
+        );
+        exit::exit(exit::PANIC);
+    }
+    super::console::flush_local();
+    let core = percpu::current_index().map_or(-1, |c| c as i64);
+    {
+        let mut out = serial::emergency();
+        match info.location() {
+            Some(loc) => {
+                let _ = writeln!(
+                    out,
+                    "\nebbrt: core {core} panicked at {loc}:\n{}",
+                    info.message()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "\nebbrt: core {core} panicked:\n{}", info.message());
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  backtrace (return addresses; addr2line -e <image> -f -C ADDR):"
+        );
+        let mut i = 0;
+        backtrace::walk(backtrace::current_frame(), |ret| {
+            let _ = writeln!(out, "    #{i} {ret:#018x}");
+            i += 1;
+        });
+    }
+    match info.location() {
+        Some(loc) => crate::test_support::report_panic(format_args!("{loc}: {}", info.message())),
+        None => crate::test_support::report_panic(format_args!("{}", info.message())),
+    };
+    exit::exit(exit::PANIC)
+}

@@ -1,0 +1,225 @@
+//! Bringing up the other cores: INIT-SIPI-SIPI to a real-mode trampoline.
+//!
+//! The trampoline is copied to [`TRAMPOLINE`] (a page below 1 MiB, which
+//! the memory manager never hands out). It goes real mode → protected mode
+//! → long mode on the boot page tables, turns SSE on and calls [`ap_entry`]
+//! on a stack the boot core allocated. Cores are started one at a time, so
+//! one parameter block in the trampoline page is enough. Each core loads
+//! its own GDT/TSS/IDT, enables its local APIC, says it is alive, and waits
+//! for the boot core's go before entering its event loop.
+
+use alloc::boxed::Box;
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use x86_64::structures::idt::InterruptDescriptorTable;
+
+use super::gdt::{self, CoreTables};
+use super::{apic, boot, clock, exit, idt, mem, percpu};
+use crate::cpu::{self, CoreId, MAX_CORES};
+use crate::percore::CoreLocal;
+
+/// Physical address the trampoline runs at (SIPI vector 0x08).
+const TRAMPOLINE: u64 = 0x8000;
+/// Bytes of each application processor's main stack.
+const AP_STACK_SIZE: usize = 256 * 1024;
+
+core::arch::global_asm!(
+    r#"
+    .section .rodata.ebbrt_ap_trampoline, "a", @progbits
+    .balign 16
+    .code16
+    .global ebbrt_ap_trampoline
+ebbrt_ap_trampoline:
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl {base} + (.Lap_gdt_ptr - ebbrt_ap_trampoline)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, ${base} + (.Lap32 - ebbrt_ap_trampoline)
+
+    .code32
+.Lap32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $0x20, %eax
+    movl %eax, %cr4
+    movl ${pml4}, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80000000, %eax
+    movl %eax, %cr0
+    ljmpl $0x18, ${base} + (.Lap64 - ebbrt_ap_trampoline)
+
+    .code64
+.Lap64:
+    xorl %eax, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    movl %eax, %ss
+    movl %eax, %fs
+    movl %eax, %gs
+    movq {base} + (.Lap_stack - ebbrt_ap_trampoline), %rsp
+    movl $ebbrt_enable_sse, %eax
+    call *%rax
+    movq {base} + (.Lap_arg - ebbrt_ap_trampoline), %rdi
+    xorl %ebp, %ebp
+    movl ${entry}, %eax
+    call *%rax
+    ud2
+
+    .balign 16
+.Lap_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff
+    .quad 0x00cf92000000ffff
+    .quad 0x00af9a000000ffff
+.Lap_gdt_ptr:
+    .word 31
+    .long {base} + (.Lap_gdt - ebbrt_ap_trampoline)
+    .balign 8
+    .global ebbrt_ap_params
+ebbrt_ap_params:
+.Lap_stack:
+    .quad 0
+.Lap_arg:
+    .quad 0
+    .global ebbrt_ap_trampoline_end
+ebbrt_ap_trampoline_end:
+"#,
+    base = const TRAMPOLINE,
+    pml4 = sym boot::BOOT_PML4,
+    entry = sym ap_entry,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static ebbrt_ap_trampoline: u8;
+    static ebbrt_ap_params: u8;
+    static ebbrt_ap_trampoline_end: u8;
+}
+
+/// What the boot core prepares for one application processor.
+struct ApBoot {
+    index: u32,
+    local: &'static CoreLocal,
+    tables: &'static CoreTables,
+    idt: &'static InterruptDescriptorTable,
+    alive: AtomicBool,
+}
+
+/// Released by the boot core once the core count and the platform are set.
+static GO: AtomicBool = AtomicBool::new(false);
+
+/// Lets every started core enter its event loop.
+pub(crate) fn release() {
+    GO.store(true, Ordering::Release);
+}
+
+extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
+    // SAFETY: the block was allocated for this core alone.
+    unsafe { percpu::install(boot.local) };
+    gdt::load(boot.tables);
+    idt::load(boot.idt);
+    apic::init_local();
+    boot.alive.store(true, Ordering::Release);
+    while !GO.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    if boot.index as usize >= cpu::count() {
+        // Started after the boot core gave up on it: stay out of the way.
+        exit::halt_forever();
+    }
+    // SAFETY: index `boot.index` was given to this core only, GS is set.
+    unsafe { cpu::enter(CoreId(boot.index)) };
+    let code = crate::exec::run();
+    exit::exit(code)
+}
+
+fn stack() -> Range<u64> {
+    let s = Box::leak(Box::<[u8]>::new_uninit_slice(AP_STACK_SIZE));
+    let r = s.as_ptr_range();
+    r.start as u64..(r.end as u64 & !15)
+}
+
+fn wait_alive(b: &ApBoot, ns: u64) -> bool {
+    let end = clock::now_ns() + ns;
+    while clock::now_ns() < end {
+        if b.alive.load(Ordering::Acquire) {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    b.alive.load(Ordering::Acquire)
+}
+
+/// Starts the cores with APIC ids `apic_ids` (the boot core's own id is
+/// skipped). Returns how many cores run in total, the boot core included;
+/// they are numbered in start order.
+pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
+    let tramp = (&raw const ebbrt_ap_trampoline) as usize;
+    let len = (&raw const ebbrt_ap_trampoline_end) as usize - tramp;
+    let params_off = (&raw const ebbrt_ap_params) as usize - tramp;
+    if !apic_ids.iter().any(|&id| id != bsp_apic) {
+        return 1;
+    }
+    if !mem::is_ram(TRAMPOLINE..TRAMPOLINE + 4096) {
+        log::warn!("no RAM at {TRAMPOLINE:#x} for the AP trampoline: running on one core");
+        return 1;
+    }
+    // SAFETY: the trampoline page is RAM below 1 MiB, which the memory
+    // manager never hands out; the source is the assembled trampoline.
+    unsafe { core::ptr::copy_nonoverlapping(tramp as *const u8, TRAMPOLINE as *mut u8, len) };
+    let params = (TRAMPOLINE as usize + params_off) as *mut u64;
+    // Real hardware wants 10 ms between INIT and SIPI; hypervisors don't.
+    let hypervisor = raw_cpuid::CpuId::new()
+        .get_feature_info()
+        .is_some_and(|f| f.has_hypervisor());
+    let mut next: u32 = 1;
+    for &id in apic_ids.iter().filter(|&&id| id != bsp_apic) {
+        if next as usize >= MAX_CORES {
+            log::warn!("more than {MAX_CORES} processors: ignoring the rest");
+            break;
+        }
+        let stack = stack();
+        let ap: &'static ApBoot = Box::leak(Box::new(ApBoot {
+            index: next,
+            local: Box::leak(Box::new(CoreLocal::new())),
+            tables: gdt::new_tables(),
+            idt: idt::new_idt(),
+            alive: AtomicBool::new(false),
+        }));
+        // SAFETY: `params` points at the two quadwords (stack, argument)
+        // of the copied trampoline; no AP is running it right now.
+        unsafe {
+            params.write_volatile(stack.end);
+            params.add(1).write_volatile(ap as *const ApBoot as u64);
+        }
+        apic::send_init(id);
+        if !hypervisor {
+            clock::spin_for_ns(10_000_000);
+        }
+        apic::send_startup(id, (TRAMPOLINE >> 12) as u8);
+        if !wait_alive(ap, 1_000_000) {
+            apic::send_startup(id, (TRAMPOLINE >> 12) as u8);
+            if !wait_alive(ap, 1_000_000_000) {
+                log::warn!("processor with APIC id {id} did not start; parking it");
+                apic::send_init(id);
+                continue;
+            }
+        }
+        percpu::register(CoreId(next), id, stack);
+        next += 1;
+    }
+    next
+}
