@@ -1,7 +1,7 @@
 //! Entry points: `#[ebbrt::main]` and `#[ebbrt::test]`.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ReturnType};
 
@@ -24,7 +24,7 @@ pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 fn try_main(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     const WHAT: &str = "#[ebbrt::main]";
     no_args(WHAT, args)?;
-    let f = the_fn(WHAT, "`async fn main()`", item)?;
+    let f = the_fn(WHAT, "an `async fn main()`", item)?;
     if f.sig.asyncness.is_none() {
         return Err(syn::Error::new(
             f.sig.fn_token.span,
@@ -41,7 +41,7 @@ fn try_main(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => Span::call_site(),
     };
-    let start = quote_spanned!(span=> #facade::__rt::start_main(__ebbrt_main));
+    let start = respan(quote!(#facade::__rt::start_main(__ebbrt_main)), span);
     Ok(quote! {
         #[cfg(not(target_os = "none"))]
         fn main() {
@@ -75,7 +75,7 @@ pub(crate) fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 fn try_test(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     const WHAT: &str = "#[ebbrt::test]";
     no_args(WHAT, args)?;
-    let f = the_fn(WHAT, "test function", item)?;
+    let f = the_fn(WHAT, "a test function", item)?;
     check_signature(WHAT, &f)?;
     let core = crate::paths::core_path()?;
     let ident = &f.sig.ident;
@@ -86,10 +86,11 @@ fn try_test(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
         ReturnType::Default => ident.span(),
     };
     let case = if f.sig.asyncness.is_some() {
-        quote_spanned!(span=> #core::test_support::async_case(#ident()))
+        quote!(#core::test_support::async_case(#ident()))
     } else {
-        quote_spanned!(span=> #core::test_support::sync_case(#ident))
+        quote!(#core::test_support::sync_case(#ident))
     };
+    let case = respan(case, span);
     Ok(quote! {
         #f
         const _: () = {
@@ -122,7 +123,7 @@ fn the_fn(what: &str, expected: &str, item: TokenStream) -> syn::Result<ItemFn> 
         Item::Fn(f) => Ok(f),
         other => Err(syn::Error::new(
             item_keyword_span(&other),
-            format_args!("{what} applies to a function: write it on an {expected}"),
+            format_args!("{what} applies to a function: write it on {expected}"),
         )),
     }
 }
@@ -179,4 +180,22 @@ fn check_signature(what: &str, f: &ItemFn) -> syn::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `tokens` with every span set to `span`, so that a type error in the
+/// generated call is reported at the user's code that caused it.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let TokenTree::Group(g) = &t {
+                let mut inner = Group::new(g.delimiter(), respan(g.stream(), span));
+                inner.set_span(span);
+                t = TokenTree::Group(inner);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
 }

@@ -14,7 +14,7 @@ pub use ebbrt_core::{
     Ebb, EbbError, EbbId, EbbKind, EbbRef, JoinHandle, PerCore, PerCoreRoot, Shared, StaticEbb, cpu, ebb, exec, io,
     on_each_core, registry, spawn_local, spawn_on, time,
 };
-pub use ebbrt_macros::{ebb, main};
+pub use ebbrt_macros::{ebb, main, test};
 
 /// The runtime of the target being built: hosted (`ebbrt-std`).
 #[cfg(not(target_os = "none"))]
@@ -49,4 +49,52 @@ macro_rules! print {
 macro_rules! println {
     () => { $crate::print!("\n") };
     ($($arg:tt)*) => { $crate::runtime::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Defines the entry of a test kernel: a binary of `#[ebbrt::test]`
+/// functions (an integration test with `harness = false`) that runs hosted
+/// under `cargo test` and natively under `cargo ebbrt test`.
+///
+/// It runs every test case with `ebbrt_core::test_support::run_all`,
+/// starting at the index given by the boot argument `ebbrt.test.start`
+/// (default 0), and exits with 0 iff every test that ran passed. A start
+/// index that is not a number is reported and exits with failure.
+///
+/// ```ignore
+/// #![cfg_attr(target_os = "none", no_std, no_main)]
+///
+/// #[ebbrt::test]
+/// async fn spawn_on_reaches_core_1() {
+///     assert_eq!(ebbrt::spawn_on(ebbrt::cpu::CoreId(1), async { ebbrt::cpu::current().0 }).await, 1);
+/// }
+///
+/// ebbrt::test_main!();
+/// ```
+#[macro_export]
+macro_rules! test_main {
+    () => {
+        async fn __ebbrt_test_main()
+        -> ::core::result::Result<i32, $crate::__rt::ebbrt_core::test_support::StartIndexError> {
+            let start = $crate::__rt::ebbrt_core::test_support::parse_start($crate::runtime::boot_arg(
+                "ebbrt.test.start",
+            ))?;
+            ::core::result::Result::Ok(
+                $crate::__rt::ebbrt_core::test_support::run_all(start, $crate::runtime::console::print).await,
+            )
+        }
+
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            $crate::__rt::start_main(__ebbrt_test_main)
+        }
+
+        /// The test kernel's entry, called by the native kernel on its boot
+        /// core once the kernel is up.
+        #[cfg(target_os = "none")]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "Rust" fn __ebbrt_app_main() -> ! {
+            $crate::__rt::start_main(__ebbrt_test_main)
+        }
+    };
 }

@@ -1,0 +1,2 @@
+#[ebbrt::main(threads = 2)]
+async fn main() {}

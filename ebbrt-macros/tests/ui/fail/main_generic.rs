@@ -1,0 +1,2 @@
+#[ebbrt::main]
+async fn main<T: Default>() {}

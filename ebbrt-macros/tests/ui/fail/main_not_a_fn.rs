@@ -1,0 +1,2 @@
+#[ebbrt::main]
+struct App;

@@ -1,0 +1,2 @@
+#[ebbrt::main]
+fn main() {}
