@@ -1,0 +1,600 @@
+//! One owner's slab caches: the data structure of a slab allocator
+//! representative, and the slab layout.
+//!
+//! A slab is a buddy block of `PAGE_SIZE << order` bytes, aligned to its
+//! size. Objects start at its base; a [`SlabHeader`] sits at its end (and,
+//! in debug builds, an allocation bitmap just before the header). Given a
+//! pointer and its class, the header is found by masking: no lookup table.
+//!
+//! Per class an owner keeps a free list of objects ready to hand out
+//! (`ClassCache::free`: the fast path is one pop), the *current* slab those
+//! objects come from, and a list of other slabs that have free objects.
+//! A free on the owner pushes onto the object's slab's own list; when a slab
+//! that is not current becomes empty it goes to a small per-owner stash of
+//! empty slabs and, past the stash limit, back to the page allocator.
+//!
+//! Everything here is touched by the owner only (a core, or whoever holds
+//! the shared cache's lock), except the remote-free lists of
+//! [`crate::remote`] and the debug bitmaps, which are atomic.
+#![allow(unsafe_code)]
+
+use core::cell::Cell;
+use core::ptr::{self, NonNull};
+
+use ebbrt_page_alloc::{AllocError, PAGE_SIZE, pages};
+#[cfg(debug_assertions)]
+use ebbrt_page_alloc::{FreeError, FreeErrorKind};
+
+use crate::class::{MIN_SLAB_ORDER, NUM_CLASSES, SizeClass};
+use crate::remote;
+
+/// A free object's link, in its first word.
+#[repr(C)]
+pub(crate) struct FreeObj {
+    pub(crate) next: *mut FreeObj,
+}
+
+const MAGIC: usize = 0x51ab_a110_c8ed_0000;
+
+/// The header at the end of every slab.
+#[repr(C, align(64))]
+struct SlabHeader {
+    // Set when the slab is (re)initialised and unchanged while it holds
+    // objects: other cores read `owner` to route remote frees.
+    magic: usize,
+    owner: u32,
+    class: u32,
+    // The owner's alone from here on.
+    /// Objects freed on the owner, not yet taken back by the cache.
+    free: Cell<*mut FreeObj>,
+    free_len: Cell<u32>,
+    /// Objects handed to users or sitting in the cache's free list.
+    inuse: Cell<u32>,
+    /// Next never-used object, and the end of the object area.
+    bump: Cell<usize>,
+    limit: usize,
+    /// Current, or on the partial list.
+    linked: Cell<bool>,
+    next: Cell<*mut SlabHeader>,
+    prev: Cell<*mut SlabHeader>,
+}
+
+const HEADER: usize = size_of::<SlabHeader>();
+
+/// Where a class's slabs keep their header, and how many objects they hold.
+#[derive(Clone, Copy)]
+struct Geometry {
+    order: u32,
+    mask: usize,
+    header_offset: usize,
+    objects: usize,
+    #[cfg(debug_assertions)]
+    bitmap_words: usize,
+}
+
+const fn geometry(c: SizeClass) -> Geometry {
+    let order = c.slab_order();
+    let slab = PAGE_SIZE << order;
+    let room = slab - HEADER;
+    #[cfg(debug_assertions)]
+    let (objects, bitmap_words) = {
+        let words = (room / c.size()).div_ceil(64);
+        ((room - words * 8) / c.size(), words)
+    };
+    #[cfg(not(debug_assertions))]
+    let objects = room / c.size();
+    Geometry {
+        order,
+        mask: !(slab - 1),
+        header_offset: slab - HEADER,
+        objects,
+        #[cfg(debug_assertions)]
+        bitmap_words,
+    }
+}
+
+static GEOMETRY: [Geometry; NUM_CLASSES] = {
+    let mut g = [geometry(SizeClass::from_index(0).unwrap()); NUM_CLASSES];
+    let mut i = 1;
+    while i < NUM_CLASSES {
+        g[i] = geometry(SizeClass::from_index(i).unwrap());
+        i += 1;
+    }
+    g
+};
+
+/// The slab orders in use: 3 (32 KiB) to 6 (256 KiB).
+const STASH_ORDERS: usize = 4;
+/// Empty slabs an owner keeps for reuse before returning pages.
+pub const STASH_LIMIT_BYTES: usize = 2 << 20;
+
+#[inline(always)]
+fn header_of(obj: usize, class: SizeClass) -> *mut SlabHeader {
+    let g = &GEOMETRY[class.index()];
+    ((obj & g.mask) + g.header_offset) as *mut SlabHeader
+}
+
+/// Reads the owner of the slab holding `obj` (another core may own it).
+///
+/// # Safety
+/// `obj` must be an object of `class` handed out by some cache.
+#[inline(always)]
+pub(crate) unsafe fn owner_of(obj: NonNull<u8>, class: SizeClass) -> u32 {
+    let h = header_of(obj.as_ptr() as usize, class);
+    // SAFETY: the slab is live (it holds `obj`), so its header is
+    // initialised, and `owner` does not change while it holds objects.
+    unsafe { ptr::addr_of!((*h).owner).read() }
+}
+
+/// Debug-build checks of a free: that `obj` is an object of `class` in a
+/// live slab and is allocated; clears its bit. Any core may call it.
+#[cfg(debug_assertions)]
+pub(crate) fn check_free(obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeError> {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    let addr = obj.as_ptr() as usize;
+    let err = |kind| FreeError {
+        allocator: "slab allocator",
+        addr,
+        size: class.size(),
+        kind,
+    };
+    if !pages().contains(addr) {
+        return Err(err(FreeErrorKind::Foreign));
+    }
+    let g = &GEOMETRY[class.index()];
+    let base = addr & g.mask;
+    let h = header_of(addr, class);
+    // SAFETY: the header address lies in memory the page allocator manages
+    // (mapped, identity-mapped natively), so reading it is defined even if
+    // it is not a slab; we only compare the values.
+    let (magic, hclass) = unsafe {
+        (
+            ptr::addr_of!((*h).magic).read(),
+            ptr::addr_of!((*h).class).read(),
+        )
+    };
+    if magic != MAGIC ^ base {
+        return Err(err(FreeErrorKind::Foreign));
+    }
+    if hclass as usize != class.index() {
+        return Err(err(FreeErrorKind::WrongSize));
+    }
+    let off = addr - base;
+    if !off.is_multiple_of(class.size()) || off / class.size() >= g.objects {
+        return Err(err(FreeErrorKind::NotAllocated));
+    }
+    let i = off / class.size();
+    let words = (h as usize - g.bitmap_words * 8) as *const AtomicU64;
+    // SAFETY: a live slab of this class has `bitmap_words` words just below
+    // its header; atomics make concurrent checks from several cores sound.
+    let word = unsafe { &*words.add(i / 64) };
+    let bit = 1u64 << (i % 64);
+    if word.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+        return Err(err(FreeErrorKind::DoubleFree));
+    }
+    Ok(())
+}
+
+#[cfg(debug_assertions)]
+fn mark_allocated(obj: *mut FreeObj, class: SizeClass) {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    let g = &GEOMETRY[class.index()];
+    let addr = obj as usize;
+    let h = header_of(addr, class);
+    let i = (addr - (addr & g.mask)) / class.size();
+    let words = (h as usize - g.bitmap_words * 8) as *const AtomicU64;
+    // SAFETY: `obj` comes from a live slab of `class`; see `check_free`.
+    let word = unsafe { &*words.add(i / 64) };
+    let bit = 1u64 << (i % 64);
+    let was = word.fetch_or(bit, Ordering::AcqRel);
+    assert!(
+        was & bit == 0,
+        "slab allocator: object {addr:#x} of {} bytes handed out twice: the free lists are corrupted \
+         (a use after free?)",
+        class.size()
+    );
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+fn mark_allocated(_: *mut FreeObj, _: SizeClass) {}
+
+#[derive(Default)]
+struct ClassCache {
+    /// Objects ready to hand out, all from `current`.
+    free: Cell<*mut FreeObj>,
+    current: Cell<*mut SlabHeader>,
+    /// Other slabs with free objects (doubly linked through headers).
+    partial: Cell<*mut SlabHeader>,
+}
+
+impl ClassCache {
+    const fn new() -> Self {
+        ClassCache {
+            free: Cell::new(ptr::null_mut()),
+            current: Cell::new(ptr::null_mut()),
+            partial: Cell::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// An empty slab in the stash.
+struct Stashed {
+    next: *mut Stashed,
+}
+
+/// One owner's caches for every class.
+pub struct Cache {
+    owner: u32,
+    classes: [ClassCache; NUM_CLASSES],
+    stash: [Cell<*mut Stashed>; STASH_ORDERS],
+    stash_bytes: Cell<usize>,
+    /// Slabs this owner holds (current, partial, full; not stashed).
+    slabs: Cell<usize>,
+}
+
+/// Figures of one cache, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Slabs holding (or ready to hold) objects.
+    pub slabs: usize,
+    /// Bytes of empty slabs kept for reuse.
+    pub stashed_bytes: usize,
+}
+
+impl Cache {
+    pub(crate) const fn new(owner: u32) -> Self {
+        Cache {
+            owner,
+            classes: [const { ClassCache::new() }; NUM_CLASSES],
+            stash: [const { Cell::new(ptr::null_mut()) }; STASH_ORDERS],
+            stash_bytes: Cell::new(0),
+            slabs: Cell::new(0),
+        }
+    }
+
+    /// The owner index (a core, or [`remote::SHARED`]).
+    pub(crate) fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    /// Allocates one object of `class`.
+    #[inline(always)]
+    pub(crate) fn alloc(&self, class: SizeClass) -> Result<NonNull<u8>, AllocError> {
+        let cc = &self.classes[class.index()];
+        let obj = cc.free.get();
+        if !obj.is_null() {
+            // SAFETY: objects on the cache's free list are free objects of
+            // this class owned by this cache; their first word is the link.
+            cc.free.set(unsafe { (*obj).next });
+            mark_allocated(obj, class);
+            // SAFETY: not null, checked above.
+            return Ok(unsafe { NonNull::new_unchecked(obj.cast()) });
+        }
+        self.alloc_slow(class)
+    }
+
+    #[inline(never)]
+    fn alloc_slow(&self, class: SizeClass) -> Result<NonNull<u8>, AllocError> {
+        self.refill(class)?;
+        self.alloc(class)
+    }
+
+    /// Fills the class's free list from the current slab, remote frees, a
+    /// partial slab or a new slab, in that order.
+    fn refill(&self, class: SizeClass) -> Result<(), AllocError> {
+        let cc = &self.classes[class.index()];
+        debug_assert!(cc.free.get().is_null());
+        if self.take_from_current(cc, class) {
+            return Ok(());
+        }
+        if remote::take_pending(self.owner, class) {
+            self.free_remote_list(remote::take_list(self.owner, class), class);
+            if self.take_from_current(cc, class) {
+                return Ok(());
+            }
+        }
+        // The current slab is full: it leaves the cache until a free.
+        let cur = cc.current.get();
+        if !cur.is_null() {
+            // SAFETY: `current` is a live slab of this cache.
+            unsafe { (*cur).linked.set(false) };
+            cc.current.set(ptr::null_mut());
+        }
+        // Remote frees may empty slabs or refill this class's partial list.
+        self.drain_remote_frees();
+        let next = cc.partial.get();
+        if !next.is_null() {
+            self.unlink_partial(cc, next);
+            // SAFETY: a slab on the partial list is live and ours.
+            unsafe { (*next).linked.set(true) };
+            cc.current.set(next);
+            let ok = self.take_from_current(cc, class);
+            debug_assert!(ok, "partial slabs have free objects");
+            return Ok(());
+        }
+        let slab = self.new_slab(class)?;
+        cc.current.set(slab);
+        let ok = self.take_from_current(cc, class);
+        debug_assert!(ok, "a fresh slab has objects");
+        Ok(())
+    }
+
+    /// Moves the current slab's freed objects, or a batch of never-used
+    /// ones, to the cache's free list.
+    fn take_from_current(&self, cc: &ClassCache, class: SizeClass) -> bool {
+        let h = cc.current.get();
+        if h.is_null() {
+            return false;
+        }
+        // SAFETY: `current` is a live slab of this cache.
+        let h = unsafe { &*h };
+        let list = h.free.get();
+        if !list.is_null() {
+            cc.free.set(list);
+            h.free.set(ptr::null_mut());
+            h.inuse.set(h.inuse.get() + h.free_len.get());
+            h.free_len.set(0);
+            return true;
+        }
+        let (bump, limit, size) = (h.bump.get(), h.limit, class.size());
+        if bump == limit {
+            return false;
+        }
+        // Thread a batch of fresh objects: enough to amortise this path,
+        // few enough not to touch much memory before it is used.
+        let n = ((limit - bump) / size).min(64);
+        let mut p = bump;
+        for _ in 0..n - 1 {
+            // SAFETY: `p` and `p + size` are never-used objects of this slab.
+            unsafe {
+                (p as *mut FreeObj).write(FreeObj {
+                    next: (p + size) as *mut FreeObj,
+                })
+            };
+            p += size;
+        }
+        // SAFETY: as above, the last of the batch.
+        unsafe {
+            (p as *mut FreeObj).write(FreeObj {
+                next: ptr::null_mut(),
+            })
+        };
+        cc.free.set(bump as *mut FreeObj);
+        h.bump.set(bump + n * size);
+        h.inuse.set(h.inuse.get() + n as u32);
+        true
+    }
+
+    /// Frees an object of `class` that this cache owns.
+    ///
+    /// # Safety
+    /// `obj` must be an allocated object of `class` owned by this cache, not
+    /// used after this call.
+    #[inline(always)]
+    pub(crate) unsafe fn free_local(&self, obj: NonNull<u8>, class: SizeClass) {
+        let o = obj.as_ptr() as *mut FreeObj;
+        // SAFETY: the object's slab is live and ours (caller's contract).
+        let h = unsafe { &*header_of(o as usize, class) };
+        // SAFETY: the object is ours to reuse.
+        unsafe { o.write(FreeObj { next: h.free.get() }) };
+        h.free.set(o);
+        h.free_len.set(h.free_len.get() + 1);
+        let inuse = h.inuse.get() - 1;
+        h.inuse.set(inuse);
+        if inuse == 0 || !h.linked.get() {
+            self.free_transition(h, class);
+        }
+    }
+
+    /// A free made a slab empty, or gave a free object to a full slab.
+    #[inline(never)]
+    fn free_transition(&self, h: &SlabHeader, class: SizeClass) {
+        let cc = &self.classes[class.index()];
+        let hp = h as *const SlabHeader as *mut SlabHeader;
+        if hp == cc.current.get() {
+            return;
+        }
+        if h.inuse.get() == 0 {
+            if h.linked.get() {
+                self.unlink_partial(cc, hp);
+            }
+            self.release_slab(hp, class);
+        } else {
+            h.linked.set(true);
+            self.push_partial(cc, hp);
+        }
+    }
+
+    fn push_partial(&self, cc: &ClassCache, h: *mut SlabHeader) {
+        let head = cc.partial.get();
+        // SAFETY: `h` and `head` (if not null) are live slabs of this cache.
+        unsafe {
+            (*h).prev.set(ptr::null_mut());
+            (*h).next.set(head);
+            if !head.is_null() {
+                (*head).prev.set(h);
+            }
+        }
+        cc.partial.set(h);
+    }
+
+    fn unlink_partial(&self, cc: &ClassCache, h: *mut SlabHeader) {
+        // SAFETY: `h` is on this class's partial list; its neighbours too.
+        unsafe {
+            let (prev, next) = ((*h).prev.get(), (*h).next.get());
+            if prev.is_null() {
+                cc.partial.set(next);
+            } else {
+                (*prev).next.set(next);
+            }
+            if !next.is_null() {
+                (*next).prev.set(prev);
+            }
+        }
+    }
+
+    /// Frees a list of objects that other owners pushed back to this one.
+    fn free_remote_list(&self, mut p: *mut FreeObj, class: SizeClass) {
+        while let Some(obj) = NonNull::new(p) {
+            // SAFETY: remote lists hold objects of `class` that this cache
+            // owns, each pushed once by the core that freed it.
+            unsafe {
+                p = (*obj.as_ptr()).next;
+                self.free_local(obj.cast(), class);
+            }
+        }
+    }
+
+    /// Takes back every object other owners freed to this one.
+    pub(crate) fn drain_remote_frees(&self) {
+        let mut mask = remote::take_all_pending(self.owner);
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let class = SizeClass::from_index(i).expect("pending bit of a class");
+            self.free_remote_list(remote::take_list(self.owner, class), class);
+        }
+    }
+
+    fn new_slab(&self, class: SizeClass) -> Result<*mut SlabHeader, AllocError> {
+        let g = &GEOMETRY[class.index()];
+        let order = g.order;
+        let si = (order - MIN_SLAB_ORDER) as usize;
+        let stashed = self.stash[si].get();
+        let base = if !stashed.is_null() {
+            // SAFETY: stashed slabs are empty slabs this cache owns; their
+            // first word links the stash.
+            self.stash[si].set(unsafe { (*stashed).next });
+            self.stash_bytes
+                .set(self.stash_bytes.get() - (PAGE_SIZE << order));
+            stashed as usize
+        } else {
+            pages()
+                .alloc(order as usize)
+                .map_err(|e| AllocError {
+                    allocator: "slab allocator",
+                    size: class.size(),
+                    align: class.align(),
+                    ..e
+                })?
+                .as_ptr() as usize
+        };
+        let h = (base + g.header_offset) as *mut SlabHeader;
+        // SAFETY: `base..base + slab` is a block of ours, unused; the header
+        // and bitmap sit at its end.
+        unsafe {
+            h.write(SlabHeader {
+                magic: MAGIC ^ base,
+                owner: self.owner,
+                class: class.index() as u32,
+                free: Cell::new(ptr::null_mut()),
+                free_len: Cell::new(0),
+                inuse: Cell::new(0),
+                bump: Cell::new(base),
+                limit: base + g.objects * class.size(),
+                linked: Cell::new(true),
+                next: Cell::new(ptr::null_mut()),
+                prev: Cell::new(ptr::null_mut()),
+            });
+            #[cfg(debug_assertions)]
+            ptr::write_bytes((h as *mut u64).sub(g.bitmap_words), 0, g.bitmap_words);
+        }
+        self.slabs.set(self.slabs.get() + 1);
+        Ok(h)
+    }
+
+    fn release_slab(&self, h: *mut SlabHeader, class: SizeClass) {
+        let g = &GEOMETRY[class.index()];
+        let base = h as usize - g.header_offset;
+        // Poison the magic so stale pointers into it are caught as foreign.
+        // SAFETY: the slab is empty and ours.
+        unsafe { (*h).magic = 0 };
+        self.slabs.set(self.slabs.get() - 1);
+        let bytes = PAGE_SIZE << g.order;
+        if self.stash_bytes.get() + bytes <= STASH_LIMIT_BYTES {
+            let si = (g.order - MIN_SLAB_ORDER) as usize;
+            let s = base as *mut Stashed;
+            // SAFETY: the empty slab is ours; its first word links the stash.
+            unsafe {
+                s.write(Stashed {
+                    next: self.stash[si].get(),
+                })
+            };
+            self.stash[si].set(s);
+            self.stash_bytes.set(self.stash_bytes.get() + bytes);
+        } else {
+            self.return_pages(base, g.order);
+        }
+    }
+
+    fn return_pages(&self, base: usize, order: u32) {
+        let block = NonNull::new(base as *mut u8).expect("slab at address 0");
+        // SAFETY: the block came from the page allocator with this order and
+        // nothing in it is used any more.
+        let r = unsafe { pages().free(block, order as usize) };
+        if let Err(e) = r {
+            panic!("slab allocator: returning an empty slab failed: {e}");
+        }
+    }
+
+    /// Gives back to the page allocator every empty slab: the stash, and
+    /// each class's current slab if nothing in it is allocated.
+    pub(crate) fn trim(&self) {
+        self.drain_remote_frees();
+        for (i, cc) in self.classes.iter().enumerate() {
+            let class = SizeClass::from_index(i).expect("class index");
+            let h = cc.current.get();
+            if h.is_null() {
+                continue;
+            }
+            // Put the cache's free objects back into their slab.
+            let mut p = cc.free.replace(ptr::null_mut());
+            // SAFETY: `current` is live and ours; every object on the cache's
+            // free list belongs to it.
+            unsafe {
+                while !p.is_null() {
+                    let next = (*p).next;
+                    (*p).next = (*h).free.get();
+                    (*h).free.set(p);
+                    (*h).free_len.set((*h).free_len.get() + 1);
+                    (*h).inuse.set((*h).inuse.get() - 1);
+                    p = next;
+                }
+                if (*h).inuse.get() == 0 {
+                    cc.current.set(ptr::null_mut());
+                    self.release_slab(h, class);
+                }
+            }
+        }
+        for (si, head) in self.stash.iter().enumerate() {
+            let order = si as u32 + MIN_SLAB_ORDER;
+            let mut s = head.replace(ptr::null_mut());
+            while !s.is_null() {
+                // SAFETY: stashed slabs are ours and empty.
+                let next = unsafe { (*s).next };
+                self.return_pages(s as usize, order);
+                s = next;
+            }
+        }
+        self.stash_bytes.set(0);
+    }
+
+    /// This cache's figures.
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            slabs: self.slabs.get(),
+            stashed_bytes: self.stash_bytes.get(),
+        }
+    }
+}
+
+/// The number of objects a slab of `class` holds.
+pub fn objects_per_slab(class: SizeClass) -> usize {
+    GEOMETRY[class.index()].objects
+}
+
+/// Bytes in a slab of `class`.
+pub fn slab_bytes(class: SizeClass) -> usize {
+    PAGE_SIZE << GEOMETRY[class.index()].order
+}

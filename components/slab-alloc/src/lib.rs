@@ -1,0 +1,211 @@
+//! # ebbrt-slab-alloc
+//!
+//! The slab allocator Ebb: per-core caches of fixed-size objects, one set
+//! per size class ([`SizeClass`], 8 B to 16 KiB), with slabs taken from the
+//! page allocator Ebb ([`ebbrt_page_alloc`]).
+//!
+//! - **No locks, no atomics on the fast path.** Events are never preempted,
+//!   so a core's representative is touched by that core alone: allocation
+//!   is a pop from a per-class list, a local free a push onto the object's
+//!   slab.
+//! - **Remote frees go home.** A free on a core that does not own the slab
+//!   pushes the object onto the owner's lock-free remote-free list for its
+//!   class; the owner takes the whole list back when it next needs objects
+//!   (or on [`SlabAllocator::drain_remote_frees`]).
+//! - **Empty slabs return pages**: an empty slab goes to a small per-core
+//!   stash ([`STASH_LIMIT_BYTES`]) and beyond it back to the page allocator.
+//! - **Not a core?** Threads that are not EbbRT cores (early boot, plain
+//!   Linux threads of a hosted process) use one shared cache under a spin
+//!   lock ([`alloc`], [`free`]); frees still find the owner by address.
+//! - **Debug builds** keep an allocation bitmap per slab and refuse double
+//!   frees, foreign pointers and size mismatches with a [`FreeError`].
+//!
+//! The representative type is [`SlabAllocator`], at the well-known id
+//! [`ids::SLAB_ALLOCATOR`](ebbrt_core::ebb::ids::SLAB_ALLOCATOR), reached
+//! through [`SLAB_ALLOCATOR`]. Reps live in a static per-core table, so the
+//! Ebb's miss path needs no heap.
+//!
+//! It must not allocate from the heap.
+#![no_std]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+use core::ptr::NonNull;
+
+use ebbrt_core::cpu::{self, CoreId};
+use ebbrt_core::ebb::ids;
+use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb};
+pub use ebbrt_page_alloc::{AllocError, FreeError, FreeErrorKind};
+
+mod cache;
+mod class;
+mod remote;
+mod reps;
+
+pub use cache::{CacheStats, STASH_LIMIT_BYTES, objects_per_slab, slab_bytes};
+pub use class::{CLASS_SIZES, MAX_SMALL, NUM_CLASSES, SizeClass};
+
+use cache::Cache;
+use remote::SHARED;
+
+/// A representative of the slab allocator Ebb: one core's caches.
+pub struct SlabAllocator {
+    cache: Cache,
+}
+
+/// The slab allocator Ebb.
+pub static SLAB_ALLOCATOR: EbbRef<SlabAllocator> = EbbRef::fixed();
+
+impl SlabAllocator {
+    const fn new(owner: u32) -> Self {
+        SlabAllocator {
+            cache: Cache::new(owner),
+        }
+    }
+
+    /// The core this representative belongs to (`None` for the shared
+    /// cache of threads that are not cores).
+    pub fn core(&self) -> Option<CoreId> {
+        let o = self.cache.owner();
+        (o != SHARED).then_some(CoreId(o))
+    }
+
+    /// Allocates one object of `class`.
+    #[inline(always)]
+    pub fn alloc(&self, class: SizeClass) -> Result<NonNull<u8>, AllocError> {
+        self.cache.alloc(class)
+    }
+
+    /// Frees an object of `class` allocated by any representative: a local
+    /// free if this one owns its slab, a lock-free push to the owner
+    /// otherwise. In debug builds a double free, a foreign pointer or a
+    /// wrong class is refused.
+    ///
+    /// # Safety
+    /// `obj` must come from this allocator with `class` and not be used
+    /// after the call. (Debug builds catch most violations, release builds
+    /// trust the caller.)
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub unsafe fn free(&self, obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeError> {
+        #[cfg(debug_assertions)]
+        cache::check_free(obj, class)?;
+        // SAFETY: `obj` is a live object of `class` (caller's contract).
+        let owner = unsafe { cache::owner_of(obj, class) };
+        if owner == self.cache.owner() {
+            // SAFETY: we own its slab.
+            unsafe { self.cache.free_local(obj, class) };
+        } else {
+            // SAFETY: as above; the owner takes it back.
+            unsafe { free_elsewhere(owner, obj, class) };
+        }
+        Ok(())
+    }
+
+    /// Takes back the objects other cores freed to this one. The allocation
+    /// slow path does this by itself; a runtime may also call it when idle.
+    pub fn drain_remote_frees(&self) {
+        self.cache.drain_remote_frees()
+    }
+
+    /// Returns every empty slab of this representative to the page
+    /// allocator (after taking back remote frees).
+    pub fn trim(&self) {
+        self.cache.trim()
+    }
+
+    /// This representative's figures.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+}
+
+/// Frees an object whose slab another owner has.
+///
+/// # Safety
+/// `obj` is a live object of `class` owned by `owner`, unused after this.
+#[allow(unsafe_code)]
+unsafe fn free_elsewhere(owner: u32, obj: NonNull<u8>, class: SizeClass) {
+    if owner == SHARED {
+        // SAFETY: the shared cache owns it; we hold its lock.
+        let done = reps::try_with_shared(|s| unsafe { s.cache.free_local(obj, class) });
+        if done.is_some() {
+            return;
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { remote::push(owner, class, obj) }
+}
+
+/// Allocates one object of `class` on any thread: from the current core's
+/// representative, or from the shared cache on a thread that is no core.
+#[inline]
+pub fn alloc(class: SizeClass) -> Result<NonNull<u8>, AllocError> {
+    if cpu::try_current().is_some() {
+        SLAB_ALLOCATOR.alloc(class)
+    } else {
+        reps::with_shared(|s| s.alloc(class))
+    }
+}
+
+/// Frees an object of `class` on any thread; see [`SlabAllocator::free`].
+///
+/// # Safety
+/// As for [`SlabAllocator::free`].
+#[inline]
+#[allow(unsafe_code)]
+pub unsafe fn free(obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeError> {
+    if cpu::try_current().is_some() {
+        // SAFETY: forwarded.
+        return unsafe { SLAB_ALLOCATOR.free(obj, class) };
+    }
+    #[cfg(debug_assertions)]
+    cache::check_free(obj, class)?;
+    // SAFETY: forwarded; `obj` is live, so its slab header is valid.
+    unsafe {
+        match cache::owner_of(obj, class) {
+            SHARED => reps::with_shared(|s| s.cache.free_local(obj, class)),
+            owner => remote::push(owner, class, obj),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` on the shared cache used by threads that are not cores.
+pub fn with_shared<R>(f: impl FnOnce(&SlabAllocator) -> R) -> R {
+    reps::with_shared(f)
+}
+
+impl Ebb for SlabAllocator {
+    fn miss(id: EbbId) -> &'static Self {
+        assert_eq!(
+            id,
+            ids::SLAB_ALLOCATOR,
+            "the slab allocator lives only at its well-known id"
+        );
+        reps::local()
+    }
+}
+
+// SAFETY: `ids::SLAB_ALLOCATOR` is reserved for this type (registered below;
+// runtimes refuse to start on a conflict).
+#[allow(unsafe_code)]
+unsafe impl StaticEbb for SlabAllocator {
+    const ID: EbbId = ids::SLAB_ALLOCATOR;
+}
+
+ebbrt_core::register_component! {
+    SlabAllocator {
+        name: "SlabAllocator",
+        kind: ebbrt_core::EbbKind::PerCore,
+        interface: "ebbrt_slab_alloc::SlabAllocator",
+        summary: "Per-core slab caches for 37 size classes (8 B to 16 KiB); lock-free remote frees to the owning core.",
+        id: Some(ids::SLAB_ALLOCATOR),
+    }
+}
+
+#[cfg(test)]
+mod tests;

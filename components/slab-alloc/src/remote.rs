@@ -1,0 +1,84 @@
+//! Remote frees: an object freed by another core (or by a thread that is no
+//! core) goes back to the cache that owns its slab without a lock. Each
+//! owner has, per size class, a lock-free stack that anyone pushes onto
+//! (one compare-and-swap) and only the owner empties, all at once (one
+//! swap), so there is no ABA problem. A bit per class says which stacks
+//! have something, so the owner looks only where there is work.
+#![allow(unsafe_code)]
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use ebbrt_core::cpu::MAX_CORES;
+
+use crate::cache::FreeObj;
+use crate::class::{NUM_CLASSES, SizeClass};
+
+/// The owner index of the shared cache used by threads that are not cores.
+pub const SHARED: u32 = MAX_CORES as u32;
+/// Owners: every core, and the shared cache.
+pub const OWNERS: usize = MAX_CORES + 1;
+
+#[repr(align(64))]
+struct RemoteFrees {
+    pending: AtomicU64,
+    heads: [AtomicPtr<FreeObj>; NUM_CLASSES],
+}
+
+static REMOTE: [RemoteFrees; OWNERS] = [const {
+    RemoteFrees {
+        pending: AtomicU64::new(0),
+        heads: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
+    }
+}; OWNERS];
+
+/// Pushes `obj` onto `owner`'s remote-free stack for `class`.
+///
+/// # Safety
+/// `obj` must be an allocated object of `class` whose slab `owner` owns; it
+/// is free memory after this call.
+#[inline]
+pub(crate) unsafe fn push(owner: u32, class: SizeClass, obj: NonNull<u8>) {
+    let r = &REMOTE[owner as usize];
+    let head = &r.heads[class.index()];
+    let o = obj.as_ptr() as *mut FreeObj;
+    let mut cur = head.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the object is ours to reuse as a link until the push
+        // succeeds (then it is the owner's).
+        unsafe { o.write(FreeObj { next: cur }) };
+        match head.compare_exchange_weak(cur, o, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => cur = now,
+        }
+    }
+    // After the push, so that an owner who sees the bit sees the object.
+    r.pending.fetch_or(1 << class.index(), Ordering::Release);
+}
+
+/// Whether `owner` had remote frees of `class` waiting; clears the mark.
+#[inline]
+pub(crate) fn take_pending(owner: u32, class: SizeClass) -> bool {
+    let r = &REMOTE[owner as usize];
+    let bit = 1u64 << class.index();
+    r.pending.load(Ordering::Relaxed) & bit != 0
+        && r.pending.fetch_and(!bit, Ordering::Acquire) & bit != 0
+}
+
+/// The classes with remote frees waiting for `owner`, as a bit mask;
+/// clears the marks.
+#[inline]
+pub(crate) fn take_all_pending(owner: u32) -> u64 {
+    let r = &REMOTE[owner as usize];
+    if r.pending.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    r.pending.swap(0, Ordering::Acquire)
+}
+
+/// Takes the whole remote-free stack of `owner` for `class`. Only the
+/// owner calls this (after clearing the class's pending mark).
+#[inline]
+pub(crate) fn take_list(owner: u32, class: SizeClass) -> *mut FreeObj {
+    REMOTE[owner as usize].heads[class.index()].swap(ptr::null_mut(), Ordering::Acquire)
+}
