@@ -231,8 +231,10 @@ impl Workspace {
         })
     }
 
-    /// `cargo run --quiet -p <example> [--release] -- --cores N <app args>`, with
-    /// `EBBRT_ARGS` set to the boot arguments.
+    /// `cargo run --quiet -p <example> [--release] -- --cores N [-- <app args>]`,
+    /// with `EBBRT_ARGS` set to the boot arguments. The hosted runtime takes
+    /// its own flags before the inner `--` and hands the rest to the
+    /// application verbatim.
     pub fn hosted_run_command(
         &self,
         pkg: &Package,
@@ -247,7 +249,10 @@ impl Workspace {
         if release {
             c.arg("--release");
         }
-        c.args(["--", "--cores", &cores.to_string()]).args(app_args);
+        c.args(["--", "--cores", &cores.to_string()]);
+        if !app_args.is_empty() {
+            c.arg("--").args(app_args);
+        }
         if !append.is_empty() {
             c.env("EBBRT_ARGS", append);
         }
@@ -435,6 +440,7 @@ mod tests {
                 "--",
                 "--cores",
                 "3",
+                "--",
                 "x"
             ]
         );

@@ -76,7 +76,13 @@ pub struct UsageError {
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}\n\n{}", self.message, self.usage)
+        // The error, then the usage line (the first of the usage text).
+        let usage_line = self.usage.lines().next().unwrap_or_default();
+        write!(
+            f,
+            "error: {}\n\n{usage_line}\n\nFor more information, try `--help`.",
+            self.message
+        )
     }
 }
 
@@ -389,20 +395,17 @@ fn parse_secs(v: &str, usage: &'static str) -> Result<Duration, UsageError> {
     }
 }
 
-/// Boot arguments are whitespace-separated `key=value` words, as the
-/// runtimes' `boot_arg` reads them.
+/// Boot arguments are whitespace-separated `key=value` words (or bare
+/// `key` flags), as the runtimes' `boot_arg` reads them.
 fn parse_append(v: &str, usage: &'static str) -> Result<String, UsageError> {
     for word in v.split_whitespace() {
-        match word.split_once('=') {
-            Some((k, _)) if !k.is_empty() => {}
-            _ => {
-                return Err(usage_error(
-                    format!(
-                        "--append takes `key=value` words separated by spaces; `{word}` is not one"
-                    ),
-                    usage,
-                ));
-            }
+        if word.starts_with('=') || word == "--" {
+            return Err(usage_error(
+                format!(
+                    "--append takes `key=value` words separated by spaces; `{word}` is not one"
+                ),
+                usage,
+            ));
         }
     }
     Ok(v.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -490,7 +493,11 @@ mod tests {
         assert!(err(&["run", "hello", "--cores", "--hosted"]).contains("needs a value"));
         assert!(err(&["run", "hello", "--mem", "lots"]).contains("--mem lots"));
         assert!(err(&["run", "hello", "--accel", "hvf"]).contains("`kvm` or `tcg`"));
-        assert!(err(&["run", "hello", "--append", "novalue"]).contains("`novalue` is not one"));
+        assert_eq!(
+            run(&["run", "hello", "--append", "flag"]).append.as_deref(),
+            Some("flag")
+        );
+        assert!(err(&["run", "hello", "--append", "a=1 --"]).contains("`--` is not one"));
         assert!(err(&["run", "hello", "--append", "=x"]).contains("`=x` is not one"));
         assert!(err(&["run", "hello", "--hosted=yes"]).contains("takes no value"));
         assert!(err(&["run", "hello", "--hosted", "--mem", "1G"]).contains("native runs only"));

@@ -14,6 +14,8 @@
 mod accel;
 mod cargo;
 mod cli;
+#[cfg(test)]
+mod e2e;
 mod exit;
 mod process;
 mod protocol;

@@ -95,15 +95,17 @@ impl Boot {
         // Machine and accelerator.
         push(self.accel.qemu_args());
         push(&["-smp", &self.cores.to_string(), "-m", &self.mem.to_string()]);
-        // Console: the guest's first serial port is this process's stdio; no
-        // window, no monitor (it would share stdio), no reboot on a triple
-        // fault so that a crash ends the run.
+        // Console: no default devices (no NIC with its option ROM, no VGA,
+        // no monitor), no window, the guest's first serial port on this
+        // process's stdio, and no reboot on a triple fault so that a crash
+        // ends the run. Not -nographic: with it SeaBIOS writes its banner
+        // and terminal-reset sequences to the serial console.
         push(&[
-            "-nographic",
+            "-nodefaults",
+            "-display",
+            "none",
             "-serial",
             "stdio",
-            "-monitor",
-            "none",
             "-no-reboot",
         ]);
         // Exit port: the application's exit code becomes QEMU's status.
@@ -174,7 +176,7 @@ mod tests {
         assert_eq!(
             strs(&boot()).join(" "),
             "-accel tcg,thread=multi -smp 2 -m 256M \
-             -nographic -serial stdio -monitor none -no-reboot \
+             -nodefaults -display none -serial stdio -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel /t/hello"
         );
     }

@@ -152,12 +152,12 @@ fn print_report(k: &TestKernel, r: &KernelReport) {
 }
 
 /// Boots a test kernel under QEMU, showing the protocol lines as they come.
-struct QemuBooter {
-    qemu: PathBuf,
-    kernel: PathBuf,
-    accel: Accel,
-    timeout: Duration,
-    verbose: bool,
+pub(crate) struct QemuBooter {
+    pub(crate) qemu: PathBuf,
+    pub(crate) kernel: PathBuf,
+    pub(crate) accel: Accel,
+    pub(crate) timeout: Duration,
+    pub(crate) verbose: bool,
 }
 
 impl Booter for QemuBooter {
