@@ -82,8 +82,10 @@ pub(crate) fn enter_core(core: CoreId, poll: mio::Poll, cpu_to_pin: Option<usize
 ///
 /// When the main future completes, the process exits with its code (see
 /// [`AppResult`]); an `Err` is printed to stderr as `Error: ...` and exits
-/// with 1. A bad configuration exits with 2, a panic on any core prints the
-/// panic and exits with 101.
+/// with 1. A bad configuration exits with 2. A panic on any core prints the
+/// panic (and, inside a test kernel, the running test's `FAILED` line) and
+/// exits with 101 at once, even under `catch_unwind`: the other cores may
+/// be waiting for the panicking one, and the instance must not hang.
 pub fn start_main<M, F, R>(make: M) -> !
 where
     M: FnOnce() -> F + Send + 'static,

@@ -12,9 +12,16 @@
 //! errno (connection refused, address in use, ...) and which keep the errno
 //! ([`Error::raw_os_error`](ebbrt_core::io::Error::raw_os_error)).
 //!
+//! Sockets are `!Send`: a socket never leaves its core.
+//! ```
+//! fn assert_exists<T>() {}
+//! assert_exists::<ebbrt_std::net::TcpStream>();
+//! assert_exists::<ebbrt_std::net::TcpListener>();
+//! assert_exists::<ebbrt_std::net::UdpSocket>();
+//! ```
 //! ```compile_fail
 //! fn assert_send<T: Send>() {}
-//! assert_send::<ebbrt_std::net::TcpStream>(); // a socket never leaves its core
+//! assert_send::<ebbrt_std::net::TcpStream>();
 //! ```
 //! ```compile_fail
 //! fn assert_send<T: Send>() {}
