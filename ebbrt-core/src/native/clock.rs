@@ -20,7 +20,7 @@ use x86_64::registers::model_specific::Msr;
 /// How long the HPET measurement lasts.
 const HPET_WINDOW_NS: u64 = 2_000_000;
 /// How long the PIT measurement lasts (1.193182 MHz ticks: 10 ms).
-const PIT_TICKS: u16 = 11_932;
+const PIT_TICKS: u64 = 11_932;
 const PIT_HZ: u64 = 1_193_182;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
@@ -222,12 +222,46 @@ fn kvm_pvclock() -> Option<u64> {
     u64::try_from(hz).ok()
 }
 
-/// A TSC read bracketing a reference-clock read: (midpoint, half-width).
+/// The narrowest of a few TSC pairs bracketing a reference-clock read:
+/// (TSC midpoint, TSC half-width, reference value).
 fn bracket(read_ref: &mut impl FnMut() -> u64) -> (u64, u64, u64) {
-    let t0 = rdtsc();
-    let r = read_ref();
-    let t1 = rdtsc();
-    (t0 / 2 + t1 / 2, (t1 - t0) / 2 + 1, r)
+    let mut best = (0, u64::MAX, 0);
+    for _ in 0..3 {
+        let t0 = rdtsc();
+        let r = read_ref();
+        let t1 = rdtsc();
+        let half = (t1 - t0) / 2 + 1;
+        if half < best.1 {
+            best = (t0 + (t1 - t0) / 2, half, r);
+        }
+    }
+    best
+}
+
+/// Measures the TSC against a reference counter that counts up at
+/// `ref_hz`, modulo `mask + 1`, over `window` reference ticks.
+fn measure(
+    mut read: impl FnMut() -> u64,
+    ref_hz: u64,
+    mask: u64,
+    window: u64,
+    source: Source,
+) -> Option<Calibration> {
+    let (ta, ea, ra) = bracket(&mut read);
+    while read().wrapping_sub(ra) & mask < window {
+        core::hint::spin_loop();
+    }
+    let (tb, eb, rb) = bracket(&mut read);
+    let ref_ticks = rb.wrapping_sub(ra) & mask;
+    let ticks = tb - ta;
+    let hz = (u128::from(ticks) * u128::from(ref_hz) / u128::from(ref_ticks.max(1))) as u64;
+    // Each end is known to within its bracket, and to one reference tick.
+    let error_ppm = (ea + eb) * 1_000_000 / ticks.max(1) + 2 * 1_000_000 / ref_ticks.max(1) + 1;
+    plausible(hz).then_some(Calibration {
+        hz,
+        source,
+        error_ppm,
+    })
 }
 
 fn measure_hpet(base: u64) -> Option<Calibration> {
@@ -242,50 +276,43 @@ fn measure_hpet(base: u64) -> Option<Calibration> {
     // SAFETY: offset 0x10 is the general configuration; bit 0 starts the
     // main counter (nobody else uses the HPET).
     unsafe { core::ptr::write_volatile(reg(0x10), core::ptr::read_volatile(reg(0x10)) | 1) };
+    let ref_hz = 1_000_000_000_000_000 / period_fs;
     // SAFETY: offset 0xf0 is the main counter.
-    let mut read = || unsafe { core::ptr::read_volatile(reg(0xf0)) };
-    let window_ticks = HPET_WINDOW_NS * 1_000_000 / period_fs;
-    let (ta, ea, ha) = bracket(&mut read);
-    while read().wrapping_sub(ha) < window_ticks {
-        core::hint::spin_loop();
-    }
-    let (tb, eb, hb) = bracket(&mut read);
-    let ref_fs = u128::from(hb.wrapping_sub(ha)) * u128::from(period_fs);
-    let ticks = tb - ta;
-    let hz = (u128::from(ticks) * 1_000_000_000_000_000 / ref_fs) as u64;
-    let error_ppm = (ea + eb) * 1_000_000 / ticks.max(1) + 1;
-    plausible(hz).then_some(Calibration {
-        hz,
-        source: Source::Hpet,
-        error_ppm,
-    })
+    let read = || unsafe { core::ptr::read_volatile(reg(0xf0)) };
+    measure(
+        read,
+        ref_hz,
+        u64::MAX,
+        HPET_WINDOW_NS * ref_hz / 1_000_000_000,
+        Source::Hpet,
+    )
 }
 
 fn measure_pit() -> Calibration {
-    let mut ctrl: Port<u8> = Port::new(0x61);
+    let mut gate: Port<u8> = Port::new(0x61);
     let mut cmd: Port<u8> = Port::new(0x43);
     let mut ch2: Port<u8> = Port::new(0x42);
     // SAFETY: ports 0x42/0x43/0x61 are the PC's PIT channel 2 and its gate;
-    // channel 2 drives only the (disabled) speaker.
-    let ticks = unsafe {
-        let g = ctrl.read();
-        ctrl.write((g & !0x02) & !0x01); // gate low, speaker off
-        cmd.write(0b1011_0000); // channel 2, lo/hi byte, mode 0, binary
-        ch2.write((PIT_TICKS & 0xff) as u8);
-        ch2.write((PIT_TICKS >> 8) as u8);
-        let start = rdtsc();
-        ctrl.write((g & !0x02) | 0x01); // gate high: count down
-        while ctrl.read() & 0x20 == 0 {
-            core::hint::spin_loop();
-        }
-        rdtsc() - start
-    };
-    let hz = ticks * PIT_HZ / u64::from(PIT_TICKS);
-    // One PIT tick of uncertainty at each end, plus port-access jitter.
-    let error_ppm = 2 * 1_000_000 / u64::from(PIT_TICKS) + 1;
-    Calibration {
-        hz,
-        source: Source::Pit,
-        error_ppm,
+    // channel 2 drives only the speaker, which stays off. Mode 2 with a
+    // reload of 0 (65536) counts down continuously.
+    unsafe {
+        let g = gate.read();
+        gate.write((g & !0x02) | 0x01);
+        cmd.write(0b1011_0100);
+        ch2.write(0);
+        ch2.write(0);
     }
+    let read = move || {
+        // SAFETY: latch channel 2, then read its count, low byte first.
+        let count = unsafe {
+            cmd.write(0b1000_0000);
+            u16::from(ch2.read()) | (u16::from(ch2.read()) << 8)
+        };
+        u64::from(0u16.wrapping_sub(count))
+    };
+    measure(read, PIT_HZ, 0xffff, PIT_TICKS, Source::Pit).unwrap_or(Calibration {
+        hz: 1_000_000_000,
+        source: Source::Pit,
+        error_ppm: u64::MAX,
+    })
 }

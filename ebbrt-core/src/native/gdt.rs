@@ -36,8 +36,8 @@ pub(crate) struct CoreTables {
 pub(crate) fn new_tables() -> &'static mut CoreTables {
     let mut tss = TaskStateSegment::new();
     for slot in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK] {
-        let stack: &'static mut IstStack = Box::leak(Box::new(IstStack([0; IST_STACK_SIZE])));
-        let top = stack.0.as_ptr_range().end;
+        let stack = Box::leak(Box::<IstStack>::new_uninit());
+        let top = stack.as_ptr().cast::<u8>().wrapping_add(IST_STACK_SIZE);
         tss.interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::from_ptr(top);
     }
     let t = Box::leak(Box::new(CoreTables {

@@ -89,6 +89,7 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
     // SAFETY: first thing on the boot core; nothing has read GS yet.
     unsafe { percpu::install_boot() };
     serial::init();
+    let mut phases = Phases::new();
     let mut info = pvh::BootInfo::empty();
     // SAFETY: `start_info` is what the PVH loader passed in EBX, and the
     // boot page tables identity map low memory.
@@ -96,9 +97,11 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
         fail("reading hvm_start_info", &e);
     }
     let info = BOOT_INFO.call_once(|| info);
+    phases.mark("boot info");
     if let Err(e) = mem::init(info.memmap()) {
         fail("setting up memory", &e);
     }
+    phases.mark("memory");
     gdt::load(gdt::new_tables());
     idt::load(idt::new_idt());
     let level = boot_arg("ebbrt.log")
@@ -106,19 +109,31 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
         .unwrap_or(log::LevelFilter::Info);
     logger::init(level);
     apic::disable_legacy_pic();
+    phases.mark("tables, logger");
 
     let platform = acpi::read(info.rsdp).unwrap_or_else(|e| {
         log::warn!("no usable ACPI tables ({e:?}): one core, APIC at the default address, no HPET");
         acpi::Platform::default()
     });
+    phases.mark("ACPI");
     let cal = clock::init(platform.hpet);
+    if cal.error_ppm > 10_000 {
+        log::warn!(
+            "TSC frequency uncertain: {} Hz from {:?}; time may run fast or slow",
+            cal.hz,
+            cal.source
+        );
+    }
+    phases.mark("clock");
     let mode = apic::choose_mode(platform.lapic_base);
     apic::init_local();
     apic::calibrate_timer();
     let bsp_apic = apic::id();
     percpu::register(CoreId(0), bsp_apic, boot::boot_stack());
+    phases.mark("APIC");
 
     let cores = smp::start_aps(bsp_apic, &platform.apic_ids);
+    phases.mark("SMP");
     if let Err(e) = cpu::set_count(cores as usize) {
         fail("declaring the cores", &e);
     }
@@ -154,6 +169,7 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
         },
     );
     log::debug!("boot: command line {:?}", cmdline());
+    phases.log();
     APP_ENTRY_TSC.store(clock::rdtsc(), Ordering::Relaxed);
     __ebbrt_app_main()
 }
@@ -193,4 +209,34 @@ fn report(_code: i32, err: Option<String>) {
 /// it.
 fn report_fault_to_test(vector: u64, name: &str) {
     crate::test_support::report_panic(format_args!("CPU exception {vector} ({name})"));
+}
+
+/// TSC stamps of the boot phases, logged at debug level.
+struct Phases {
+    marks: [(&'static str, u64); 12],
+    n: usize,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            marks: [("", 0); 12],
+            n: 0,
+        }
+    }
+
+    fn mark(&mut self, what: &'static str) {
+        if self.n < self.marks.len() {
+            self.marks[self.n] = (what, clock::rdtsc());
+            self.n += 1;
+        }
+    }
+
+    fn log(&self) {
+        let mut prev = boot_tsc();
+        for &(what, tsc) in &self.marks[..self.n] {
+            log::debug!("boot: {what}: {} us", clock::ticks_to_ns(tsc - prev) / 1000);
+            prev = tsc;
+        }
+    }
 }

@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use x86_64::structures::idt::InterruptDescriptorTable;
 
 use super::gdt::{self, CoreTables};
-use super::{apic, boot, clock, exit, idt, mem, percpu};
+use super::{apic, boot, clock, exit, idt, irq, mem, percpu};
 use crate::cpu::{self, CoreId, MAX_CORES};
 use crate::percore::CoreLocal;
 
@@ -124,6 +124,12 @@ static GO: AtomicBool = AtomicBool::new(false);
 /// Lets every started core enter its event loop.
 pub(crate) fn release() {
     GO.store(true, Ordering::Release);
+    for core in cpu::all().skip(1) {
+        apic::send_ipi(
+            percpu::of(core).apic_id.load(Ordering::Relaxed),
+            irq::WAKE_VECTOR,
+        );
+    }
 }
 
 extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
@@ -133,8 +139,13 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
     idt::load(boot.idt);
     apic::init_local();
     boot.alive.store(true, Ordering::Release);
+    // Halt rather than spin: under emulation a spinning vCPU steals host
+    // time from the boot core. `release` sends a wake IPI.
     while !GO.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+        // SAFETY: `sti; hlt` waits for an interrupt (an IPI pending since
+        // the check above ends the `hlt` at once); the handler only
+        // acknowledges it, and interrupts are off again afterwards.
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     }
     if boot.index as usize >= cpu::count() {
         // Started after the boot core gave up on it: stay out of the way.
