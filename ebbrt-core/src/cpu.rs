@@ -65,7 +65,9 @@ pub fn current() -> CoreId {
 #[cold]
 #[track_caller]
 fn not_a_core() -> ! {
-    panic!("not running on an EbbRT core: start the runtime (e.g. #[ebbrt::main]) before using Ebbs or the executor")
+    panic!(
+        "not running on an EbbRT core: start the runtime (e.g. #[ebbrt::main]) before using Ebbs or the executor"
+    )
 }
 
 /// Errors when a runtime declares its cores.

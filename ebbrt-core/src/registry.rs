@@ -89,7 +89,11 @@ impl fmt::Display for IdConflict {
         write!(
             f,
             "{} is claimed by both {} ({}) and {} ({})",
-            self.id, self.first.interface, self.first.crate_name, self.second.interface, self.second.crate_name
+            self.id,
+            self.first.interface,
+            self.first.crate_name,
+            self.second.interface,
+            self.second.crate_name
         )
     }
 }
@@ -105,7 +109,11 @@ fn check(records: &'static [ComponentRecord]) -> Result<(), IdConflict> {
     for (i, a) in records.iter().enumerate() {
         let Some(id) = a.id else { continue };
         if let Some(b) = records[i + 1..].iter().find(|b| b.id == Some(id)) {
-            return Err(IdConflict { id, first: a, second: b });
+            return Err(IdConflict {
+                id,
+                first: a,
+                second: b,
+            });
         }
     }
     Ok(())

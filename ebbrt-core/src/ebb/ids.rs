@@ -39,7 +39,10 @@ pub const FIRST_DYNAMIC: u32 = 1024;
 /// The `n`th fixed application id (`n < 768`), for application Ebbs that
 /// want a well-known id: `#[ebb(per_core, id = ebbrt_core::ebb::ids::app(0))]`.
 pub const fn app(n: u32) -> EbbId {
-    assert!(n < FIRST_DYNAMIC - FIRST_APP, "application fixed ids are app(0)..app(767)");
+    assert!(
+        n < FIRST_DYNAMIC - FIRST_APP,
+        "application fixed ids are app(0)..app(767)"
+    );
     EbbId::new(FIRST_APP + n)
 }
 

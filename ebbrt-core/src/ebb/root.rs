@@ -41,7 +41,8 @@ pub(crate) fn install<R: Any + Sync>(id: EbbId, root: R) -> Result<&'static R, E
         root: Box::new(root),
         type_name: type_name::<R>(),
     }));
-    match ROOTS[id.index()].compare_exchange(null_mut(), entry, Ordering::AcqRel, Ordering::Acquire) {
+    match ROOTS[id.index()].compare_exchange(null_mut(), entry, Ordering::AcqRel, Ordering::Acquire)
+    {
         // SAFETY: we just published the leaked entry.
         Ok(_) => Ok(downcast(id, unsafe { &*entry })),
         Err(_) => {

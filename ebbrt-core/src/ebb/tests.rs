@@ -45,7 +45,9 @@ struct SyncCount {
 impl PerCore for SyncCount {
     type Root = String;
     fn new_rep(_: &'static PerCoreRoot<Self>, _: CoreId) -> Self {
-        SyncCount { n: AtomicU64::new(0) }
+        SyncCount {
+            n: AtomicU64::new(0),
+        }
     }
 }
 impl Ebb for SyncCount {
@@ -169,7 +171,9 @@ fn run_time_ebbs_get_fresh_ids_and_sync_reps_enumerate() {
 #[test]
 fn shared_ebb_is_one_instance() {
     instance();
-    let cfg = run_on(0, || async { Config::create(Config { name: "cfg" }).unwrap() });
+    let cfg = run_on(0, || async {
+        Config::create(Config { name: "cfg" }).unwrap()
+    });
     let addrs: Vec<usize> = (0..CORES as u32)
         .map(|c| run_on(c, move || async move { &*cfg as *const Config as usize }))
         .collect();
@@ -180,7 +184,9 @@ fn shared_ebb_is_one_instance() {
 #[test]
 fn type_confusion_is_caught_on_the_slow_path() {
     instance();
-    let cfg = run_on(1, || async { Config::create(Config { name: "x" }).unwrap() });
+    let cfg = run_on(1, || async {
+        Config::create(Config { name: "x" }).unwrap()
+    });
     let err = std::panic::catch_unwind(|| {
         let _: Option<&'static PerCoreRoot<SyncCount>> = root::get(cfg.id());
     })

@@ -140,7 +140,9 @@ impl<T> Drop for JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("core", &self.core()).finish()
+        f.debug_struct("JoinHandle")
+            .field("core", &self.core())
+            .finish()
     }
 }
 
@@ -180,7 +182,9 @@ where
     F::Output: Send + 'static,
 {
     check_core(core);
-    let (runnable, task) = Builder::new().metadata(core).spawn(move |_| future, schedule);
+    let (runnable, task) = Builder::new()
+        .metadata(core)
+        .spawn(move |_| future, schedule);
     runnable.schedule();
     JoinHandle { task: Some(task) }
 }

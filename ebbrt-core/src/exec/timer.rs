@@ -30,7 +30,9 @@ impl Timers {
     fn arm(&self, deadline: Instant, waker: Waker) -> u64 {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
-        self.armed.borrow_mut().insert((deadline.as_nanos(), seq), waker);
+        self.armed
+            .borrow_mut()
+            .insert((deadline.as_nanos(), seq), waker);
         seq
     }
 
