@@ -136,6 +136,15 @@ impl IrqVector {
         )
     }
 
+    /// Sends this vector to its core as an IPI: the same event a device
+    /// would raise (for tests, and for software-triggered events).
+    pub fn raise(&self) {
+        apic::send_ipi(
+            percpu::of(self.core).apic_id.load(Ordering::Relaxed),
+            self.vector,
+        );
+    }
+
     /// Completes once the vector has fired since the last completed wait.
     /// Await it on the vector's core.
     pub fn wait(&self) -> IrqWait<'_> {

@@ -28,7 +28,6 @@ mod pvh;
 mod regions;
 mod serial;
 mod smp;
-mod trap;
 
 pub mod clock;
 pub mod console;
@@ -36,6 +35,7 @@ pub mod exit;
 pub mod irq;
 pub mod mem;
 pub mod paging;
+pub mod trap;
 
 pub use boot::boot_tsc;
 pub use idt::TrapFrame;

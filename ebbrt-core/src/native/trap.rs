@@ -5,7 +5,7 @@
 //! backtrace of return addresses to feed to `addr2line`) and ends the run
 //! with [`exit::FAULT`](super::exit::FAULT).
 
-use core::fmt::Write;
+use core::fmt::{self, Write};
 
 use x86_64::registers::control::Cr2;
 
@@ -38,9 +38,89 @@ fn name(vector: u64) -> &'static str {
     }
 }
 
+/// A CPU exception, as a [`on_next_fault`] hook sees it.
+#[derive(Debug)]
+pub struct Fault<'a> {
+    /// The vector (14 for a page fault).
+    pub vector: u8,
+    /// The error code the CPU pushed (0 if none).
+    pub error: u64,
+    /// CR2: the faulting address of a page fault.
+    pub cr2: u64,
+    /// The interrupted registers.
+    pub frame: &'a TrapFrame,
+    /// The report the kernel printed (truncated to 4 KiB).
+    pub report: &'a str,
+}
+
+static HOOK: spin::Mutex<Option<fn(&Fault) -> i32>> = spin::Mutex::new(None);
+
+/// Arms a one-shot hook for the next CPU exception (on any core): after
+/// printing its report, the kernel calls `hook` and exits with the code it
+/// returns instead of [`exit::FAULT`]. For test kernels that check the
+/// fault path itself.
+pub fn on_next_fault(hook: fn(&Fault) -> i32) {
+    *HOOK.lock() = Some(hook);
+}
+
+/// Copies the report into a fixed buffer as it is printed.
+struct Capture {
+    buf: [u8; 4096],
+    len: usize,
+}
+
+impl Write for Capture {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes to the serial port and to a capture.
+struct Tee<'a> {
+    serial: serial::SerialGuard,
+    capture: &'a mut Capture,
+}
+
+impl Write for Tee<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.serial.write_bytes(s.as_bytes());
+        self.capture.write_str(s)
+    }
+}
+
 /// Entered from the common stub for vectors 0..32. Never returns.
 pub(crate) extern "C" fn exception(f: &TrapFrame) -> ! {
-    let mut out = serial::emergency();
+    let cr2 = Cr2::read_raw();
+    let mut capture = Capture {
+        buf: [0; 4096],
+        len: 0,
+    };
+    let mut out = Tee {
+        serial: serial::emergency(),
+        capture: &mut capture,
+    };
+    report(&mut out, f, cr2);
+    drop(out);
+    let hook = HOOK.try_lock().and_then(|mut h| h.take());
+    if let Some(hook) = hook {
+        let text = core::str::from_utf8(&capture.buf[..capture.len]).unwrap_or("");
+        let code = hook(&Fault {
+            vector: f.vector as u8,
+            error: f.error,
+            cr2,
+            frame: f,
+            report: text,
+        });
+        exit::exit(code);
+    }
+    super::report_fault_to_test(f.vector, name(f.vector));
+    exit::exit(exit::FAULT)
+}
+
+fn report(out: &mut impl Write, f: &TrapFrame, cr2: u64) {
     let core = super::percpu::current_index();
     let _ = writeln!(
         out,
@@ -51,11 +131,10 @@ pub(crate) extern "C" fn exception(f: &TrapFrame) -> ! {
         f.error
     );
     if f.vector == 14 {
-        let addr = Cr2::read_raw();
         let e = f.error;
         let _ = writeln!(
             out,
-            "  faulting address (CR2) {addr:#018x}: {} {} in {} mode{}",
+            "  faulting address (CR2) {cr2:#018x}: {} {} in {} mode{}",
             if e & 1 != 0 {
                 "protection violation"
             } else {
@@ -116,7 +195,4 @@ pub(crate) extern "C" fn exception(f: &TrapFrame) -> ! {
         let _ = writeln!(out, "    #{i} {ret:#018x}");
         i += 1;
     });
-    drop(out);
-    super::report_fault_to_test(f.vector, name(f.vector));
-    exit::exit(exit::FAULT)
 }
