@@ -29,16 +29,29 @@ mod paths;
 
 /// Declares an Elastic Building Block: the struct is its representative.
 ///
-/// ```ignore
+/// ```
 /// use core::cell::Cell;
-/// use ebbrt::{ebb, ebb::ids, EbbRef};
+/// use ebbrt::{EbbRef, ebb, ebb::ids};
 ///
 /// /// Counts hits on each core without atomics.
 /// #[ebb(per_core, id = ids::app(0))]
 /// #[derive(Default)]
-/// pub struct Hits { n: Cell<u64> }
+/// pub struct Hits {
+///     n: Cell<u64>,
+/// }
 ///
+/// impl Hits {
+///     fn hit(&self) {
+///         self.n.set(self.n.get() + 1);
+///     }
+/// }
+///
+/// /// Reached from any core; `HITS.hit()` bumps this core's counter.
 /// static HITS: EbbRef<Hits> = EbbRef::fixed();
+///
+/// let record = ebbrt::registry::find("Hits").unwrap();
+/// assert_eq!(record.summary, "Counts hits on each core without atomics.");
+/// assert_eq!(record.id, Some(HITS.id()));
 /// ```
 ///
 /// The first argument is the kind:
@@ -81,6 +94,17 @@ pub fn ebb(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `__ebbrt_app_main`, each behind its `cfg`, so that an application crate
 /// that starts with `#![cfg_attr(target_os = "none", no_std, no_main)]`
 /// builds for both. Needs the facade `ebbrt` as a dependency.
+///
+/// ```no_run
+/// #![cfg_attr(target_os = "none", no_std, no_main)]
+///
+/// #[ebbrt::main]
+/// async fn main() -> Result<(), ebbrt::io::Error> {
+///     let cores = ebbrt::on_each_core(|core| async move { core }).await;
+///     ebbrt::println!("{} cores", cores.len());
+///     Ok(())
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::main(args.into(), item.into()).into()
@@ -94,6 +118,18 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Test cases run one after another on core 0 of a running instance, in
 /// name order, when the binary's entry is `ebbrt::test_main!()`. The case
 /// is named by its path inside the crate (`module::name`).
+///
+/// ```
+/// #[ebbrt::test]
+/// async fn spawn_on_reaches_the_last_core() -> Result<(), String> {
+///     let last = ebbrt::cpu::CoreId(ebbrt::cpu::count() as u32 - 1);
+///     let ran_on = ebbrt::spawn_on(last, async { ebbrt::cpu::current() }).await;
+///     if ran_on == last { Ok(()) } else { Err(format!("ran on {ran_on}")) }
+/// }
+///
+/// let cases = ebbrt::__rt::ebbrt_core::test_support::TEST_CASES;
+/// assert!(cases.iter().any(|c| c.name.ends_with("spawn_on_reaches_the_last_core")));
+/// ```
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::test(args.into(), item.into()).into()

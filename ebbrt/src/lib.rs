@@ -75,11 +75,15 @@ macro_rules! test_main {
     () => {
         async fn __ebbrt_test_main()
         -> ::core::result::Result<i32, $crate::__rt::ebbrt_core::test_support::StartIndexError> {
-            let start = $crate::__rt::ebbrt_core::test_support::parse_start($crate::runtime::boot_arg(
-                "ebbrt.test.start",
-            ))?;
+            let start = $crate::__rt::ebbrt_core::test_support::parse_start(
+                $crate::runtime::boot_arg("ebbrt.test.start"),
+            )?;
             ::core::result::Result::Ok(
-                $crate::__rt::ebbrt_core::test_support::run_all(start, $crate::runtime::console::print).await,
+                $crate::__rt::ebbrt_core::test_support::run_all(
+                    start,
+                    $crate::runtime::console::print,
+                )
+                .await,
             )
         }
 
