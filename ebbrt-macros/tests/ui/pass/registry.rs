@@ -30,6 +30,32 @@ mod net {
 #[ebb(shared)]
 struct Undocumented;
 
+/// A hand-written Ebb: the macro is sugar over public traits.
+struct ByHand;
+
+impl ebbrt_core::Shared for ByHand {}
+
+impl ebbrt_core::Ebb for ByHand {
+    fn miss(id: ebbrt_core::EbbId) -> &'static Self {
+        ebbrt_core::ebb::shared_miss(id)
+    }
+}
+
+ebbrt_core::register_component! {
+    ByHand {
+        name: "ByHand",
+        kind: EbbKind::Shared,
+        interface: "registry::ByHand",
+        summary: "Written by hand.",
+        id: None,
+        docs: "Written by hand.\n\nWith more to say.",
+    }
+}
+
+ebbrt_core::register_component! {
+    Terse { name: "Terse", kind: EbbKind::PerCore, interface: "registry::Terse", summary: "Short.", id: None }
+}
+
 fn main() {
     let nic = find("Nic").expect("the record is linked in");
     assert_eq!(nic.name, "Nic");
@@ -54,6 +80,16 @@ fn main() {
 
     // The core's own id allocator is there too, and no id is claimed twice.
     assert!(COMPONENTS.iter().any(|r| r.name == "IdAllocator"));
-    assert_eq!(COMPONENTS.len(), 3);
+    let by_hand = find("ByHand").unwrap();
+    assert_eq!(
+        (by_hand.summary, by_hand.docs),
+        ("Written by hand.", "Written by hand.\n\nWith more to say.")
+    );
+    assert_eq!(
+        (by_hand.crate_name, by_hand.default),
+        (env!("CARGO_PKG_NAME"), true)
+    );
+    assert_eq!(find("Terse").unwrap().docs, "Short.");
+    assert_eq!(COMPONENTS.len(), 5);
     check_static_ids().unwrap();
 }
