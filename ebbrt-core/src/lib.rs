@@ -19,7 +19,7 @@
 //! or grow device drivers. Platform code (the native kernel core) is fenced
 //! into the `native` module, compiled only for the `x86_64-ebbrt` target.
 #![no_std]
-#![feature(thread_local)]
+#![cfg_attr(not(target_os = "none"), feature(thread_local))]
 #![warn(missing_docs)]
 
 extern crate alloc;

@@ -110,8 +110,7 @@ async fn timers_fire_in_order_and_not_early() -> Result<(), String> {
         for h in hs {
             h.await;
         }
-        let v = order.borrow().clone();
-        v
+        order.borrow().clone()
     })
     .await;
     for (core, v) in results.iter().enumerate() {

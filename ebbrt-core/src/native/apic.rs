@@ -190,7 +190,7 @@ pub(crate) fn calibrate_timer() {
 }
 
 /// LAPIC one-shot timer ticks per second (0 in TSC-deadline mode).
-pub fn timer_hz() -> u64 {
+pub(crate) fn timer_hz() -> u64 {
     TIMER_HZ.load(Ordering::Relaxed)
 }
 

@@ -13,7 +13,7 @@ const MAX_FRAMES: usize = 48;
 /// pointer, so a corrupt stack ends the walk instead of faulting.
 pub(crate) fn walk(mut rbp: u64, mut f: impl FnMut(u64)) {
     for _ in 0..MAX_FRAMES {
-        if rbp == 0 || rbp % 8 != 0 || !mem::is_ram(rbp..rbp + 16) {
+        if rbp == 0 || !rbp.is_multiple_of(8) || !mem::is_ram(rbp..rbp + 16) {
             return;
         }
         // SAFETY: `rbp..rbp+16` is identity-mapped RAM (checked above);

@@ -8,12 +8,12 @@
 pub fn lookup<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline
         .split_ascii_whitespace()
-        .filter_map(|word| match word.split_once('=') {
+        .rev()
+        .find_map(|word| match word.split_once('=') {
             Some((k, v)) if k == key => Some(v),
             None if word == key => Some(""),
             _ => None,
         })
-        .last()
 }
 
 #[cfg(test)]

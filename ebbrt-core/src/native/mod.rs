@@ -40,7 +40,7 @@ pub mod trap;
 pub use boot::boot_tsc;
 pub use idt::TrapFrame;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use core::future::Future;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -163,9 +163,9 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
         cal.error_ppm,
         if mode.x2apic { "x2APIC" } else { "xAPIC" },
         if mode.tsc_deadline {
-            "TSC-deadline"
+            "TSC-deadline".to_string()
         } else {
-            "one-shot"
+            alloc::format!("one-shot ({} MHz)", apic::timer_hz() / 1_000_000)
         },
     );
     log::debug!("boot: command line {:?}", cmdline());

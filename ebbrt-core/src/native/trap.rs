@@ -53,13 +53,16 @@ pub struct Fault<'a> {
     pub report: &'a str,
 }
 
-static HOOK: spin::Mutex<Option<fn(&Fault) -> i32>> = spin::Mutex::new(None);
+/// What a test kernel does with an expected fault: returns the exit code.
+pub type FaultHook = fn(&Fault) -> i32;
+
+static HOOK: spin::Mutex<Option<FaultHook>> = spin::Mutex::new(None);
 
 /// Arms a one-shot hook for the next CPU exception (on any core): after
 /// printing its report, the kernel calls `hook` and exits with the code it
 /// returns instead of [`exit::FAULT`]. For test kernels that check the
 /// fault path itself.
-pub fn on_next_fault(hook: fn(&Fault) -> i32) {
+pub fn on_next_fault(hook: FaultHook) {
     *HOOK.lock() = Some(hook);
 }
 
