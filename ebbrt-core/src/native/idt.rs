@@ -17,31 +17,50 @@ use super::gdt;
 /// The registers saved on entry, lowest address first.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-#[allow(missing_docs)]
 pub struct TrapFrame {
+    /// The interrupted `r15`.
     pub r15: u64,
+    /// The interrupted `r14`.
     pub r14: u64,
+    /// The interrupted `r13`.
     pub r13: u64,
+    /// The interrupted `r12`.
     pub r12: u64,
+    /// The interrupted `r11`.
     pub r11: u64,
+    /// The interrupted `r10`.
     pub r10: u64,
+    /// The interrupted `r9`.
     pub r9: u64,
+    /// The interrupted `r8`.
     pub r8: u64,
+    /// The interrupted `rbp`.
     pub rbp: u64,
+    /// The interrupted `rdi`.
     pub rdi: u64,
+    /// The interrupted `rsi`.
     pub rsi: u64,
+    /// The interrupted `rdx`.
     pub rdx: u64,
+    /// The interrupted `rcx`.
     pub rcx: u64,
+    /// The interrupted `rbx`.
     pub rbx: u64,
+    /// The interrupted `rax`.
     pub rax: u64,
     /// The vector number.
     pub vector: u64,
     /// The CPU's error code, or 0.
     pub error: u64,
+    /// The interrupted instruction pointer.
     pub rip: u64,
+    /// The interrupted code segment.
     pub cs: u64,
+    /// The interrupted flags.
     pub rflags: u64,
+    /// The interrupted stack pointer.
     pub rsp: u64,
+    /// The interrupted stack segment.
     pub ss: u64,
 }
 
@@ -133,7 +152,7 @@ fn stub(vector: usize) -> VirtAddr {
 /// fault, NMI and machine check run on their IST stacks.
 pub(crate) fn new_idt() -> &'static InterruptDescriptorTable {
     let idt = Box::leak(Box::new(InterruptDescriptorTable::new()));
-    // SAFETY (all blocks below): each stub is a valid interrupt entry point
+    // SAFETY: each stub is a valid interrupt entry point
     // that saves the interrupted state and either never returns or returns
     // with `iretq`; the IST indices name stacks that every core's TSS sets
     // up (`gdt::new_tables`).
