@@ -169,24 +169,35 @@ pub(crate) fn send_startup(dest: u32, page: u8) {
     send_icr(dest, ICR_STARTUP | ICR_ASSERT | u32::from(page));
 }
 
-/// Measures the one-shot timer's rate against the TSC (only needed when
-/// there is no TSC-deadline mode). Call once, on the boot core, after the
-/// clock is calibrated.
-pub(crate) fn calibrate_timer() {
+/// A one-shot timer measurement in progress: the TSC when the count
+/// started.
+pub(crate) struct TimerCalibration(Option<u64>);
+
+/// Starts measuring the one-shot timer's rate (only needed without
+/// TSC-deadline mode): the timer counts down, masked, while the boot core
+/// calibrates the TSC, so the two measurements share one wait.
+pub(crate) fn start_timer_calibration() -> TimerCalibration {
     if TSC_DEADLINE.load(Ordering::Relaxed) {
-        return;
+        return TimerCalibration(None);
     }
     write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
     write(REG_TIMER_DIVIDE, 0b1011);
     write(REG_TIMER_INITIAL, u32::MAX);
-    let t0 = clock::now_ns();
-    clock::spin_for_ns(500_000);
+    TimerCalibration(Some(clock::rdtsc()))
+}
+
+/// Finishes the measurement; the TSC must be calibrated by now.
+pub(crate) fn finish_timer_calibration(c: TimerCalibration) {
+    let Some(t0) = c.0 else { return };
     let left = read(REG_TIMER_CURRENT);
-    let ns = clock::now_ns() - t0;
+    let ns = clock::ticks_to_ns(clock::rdtsc() - t0);
     write(REG_TIMER_INITIAL, 0);
     write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
-    let hz = u64::from(u32::MAX - left) * 1_000_000_000 / ns.max(1);
-    TIMER_HZ.store(hz.max(1), Ordering::Relaxed);
+    let hz = u128::from(u32::MAX - left) * 1_000_000_000 / u128::from(ns.max(1));
+    TIMER_HZ.store(
+        u64::try_from(hz).unwrap_or(u64::MAX).max(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// LAPIC one-shot timer ticks per second (0 in TSC-deadline mode).
