@@ -20,8 +20,9 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::paging::PageTable;
 
-/// Bytes of the boot core's stack (its event loop runs on it).
-pub(crate) const BOOT_STACK_SIZE: usize = 256 * 1024;
+/// Bytes of the stack the boot core starts on; it moves to a guarded stack
+/// (`stack.rs`) as soon as the heap exists.
+pub(crate) const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 /// The TSC at the first instruction of the kernel.
 pub(crate) static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
@@ -49,12 +50,6 @@ static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
 /// The TSC value recorded at the kernel's first instruction.
 pub fn boot_tsc() -> u64 {
     BOOT_TSC.load(Ordering::Relaxed)
-}
-
-/// The boot core's stack, as an address range (for backtraces).
-pub(crate) fn boot_stack() -> core::ops::Range<u64> {
-    let base = (&raw const BOOT_STACK) as u64;
-    base..base + BOOT_STACK_SIZE as u64
 }
 
 // Each block starts its own section (a `global_asm!` continues in the

@@ -28,6 +28,7 @@ mod pvh;
 mod regions;
 mod serial;
 mod smp;
+mod stack;
 
 pub mod clock;
 pub mod console;
@@ -101,7 +102,23 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
     if let Err(e) = mem::init(info.memmap()) {
         fail("setting up memory", &e);
     }
+    let stack = stack::new_stack(0).unwrap_or_else(|e| fail("making the boot core's stack", &e));
+    let top = stack.end;
     phases.mark("memory");
+    BOOT.call_once(|| (phases, stack));
+    stack::switch_to(top, kernel_main)
+}
+
+/// What `kernel_entry` hands over to `kernel_main` across the stack switch.
+static BOOT: spin::Once<(Phases, core::ops::Range<u64>)> = spin::Once::new();
+
+/// The rest of the boot core's bring-up, on its guarded stack.
+extern "C" fn kernel_main() -> ! {
+    let (mut phases, stack) = BOOT
+        .get()
+        .cloned()
+        .expect("kernel_main before kernel_entry");
+    let info = BOOT_INFO.get().expect("boot info");
     gdt::load(gdt::new_tables());
     idt::load(idt::new_idt());
     let level = boot_arg("ebbrt.log")
@@ -130,7 +147,7 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
     }
     phases.mark("APIC, clock");
     let bsp_apic = apic::id();
-    percpu::register(CoreId(0), bsp_apic, boot::boot_stack());
+    percpu::register(CoreId(0), bsp_apic, stack);
 
     let cores = smp::start_aps(bsp_apic, &platform.apic_ids);
     phases.mark("SMP");
@@ -214,6 +231,7 @@ fn report_fault_to_test(vector: u64, name: &str) {
 }
 
 /// TSC stamps of the boot phases, logged at debug level.
+#[derive(Clone)]
 struct Phases {
     marks: [(&'static str, u64); 12],
     n: usize,

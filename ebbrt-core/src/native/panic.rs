@@ -42,11 +42,7 @@ fn panic(info: &PanicInfo) -> ! {
             out,
             "  backtrace (return addresses; addr2line -e <image> -f -C ADDR):"
         );
-        let mut i = 0;
-        backtrace::walk(backtrace::current_frame(), |ret| {
-            let _ = writeln!(out, "    #{i} {ret:#018x}");
-            i += 1;
-        });
+        backtrace::print(&mut out, backtrace::current_frame(), 0);
     }
     match info.location() {
         Some(loc) => crate::test_support::report_panic(format_args!("{loc}: {}", info.message())),

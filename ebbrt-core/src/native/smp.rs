@@ -9,20 +9,17 @@
 //! for the boot core's go before entering its event loop.
 
 use alloc::boxed::Box;
-use core::ops::Range;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use x86_64::structures::idt::InterruptDescriptorTable;
 
 use super::gdt::{self, CoreTables};
-use super::{apic, boot, clock, exit, idt, irq, mem, percpu};
+use super::{apic, boot, clock, exit, idt, irq, mem, percpu, stack};
 use crate::cpu::{self, CoreId, MAX_CORES};
 use crate::percore::CoreLocal;
 
 /// Physical address the trampoline runs at (SIPI vector 0x08).
 const TRAMPOLINE: u64 = 0x8000;
-/// Bytes of each application processor's main stack.
-const AP_STACK_SIZE: usize = 256 * 1024;
 
 core::arch::global_asm!(
     r#"
@@ -157,12 +154,6 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
     exit::exit(code)
 }
 
-fn stack() -> Range<u64> {
-    let s = Box::leak(Box::<[u8]>::new_uninit_slice(AP_STACK_SIZE));
-    let r = s.as_ptr_range();
-    r.start as u64..(r.end as u64 & !15)
-}
-
 fn wait_alive(b: &ApBoot, ns: u64) -> bool {
     let end = clock::now_ns() + ns;
     while clock::now_ns() < end {
@@ -202,7 +193,13 @@ pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
             log::warn!("more than {MAX_CORES} processors: ignoring the rest");
             break;
         }
-        let stack = stack();
+        let stack = match stack::new_stack(next as usize) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("cannot start the processor with APIC id {id}: {e}");
+                break;
+            }
+        };
         let ap: &'static ApBoot = Box::leak(Box::new(ApBoot {
             index: next,
             local: Box::leak(Box::new(CoreLocal::new())),

@@ -159,6 +159,14 @@ fn report(out: &mut impl Write, f: &TrapFrame, cr2: u64) {
             "  (a fault while delivering a fault: often a stack overflow)"
         );
     }
+    if matches!(f.vector, 8 | 14)
+        && let Some(core) = super::stack::guard_owner(cr2)
+    {
+        let _ = writeln!(
+            out,
+            "  stack overflow: {cr2:#x} is in the guard below core {core}'s stack"
+        );
+    }
     let _ = writeln!(
         out,
         "  rip {:#018x}  rsp {:#018x}  rflags {:#010x}  cs {:#x}  ss {:#x}",
@@ -193,9 +201,5 @@ fn report(out: &mut impl Write, f: &TrapFrame, cr2: u64) {
         "  backtrace (return addresses; addr2line -e <image> -f -C ADDR):"
     );
     let _ = writeln!(out, "    #0 {:#018x}", f.rip);
-    let mut i = 1;
-    backtrace::walk(f.rbp, |ret| {
-        let _ = writeln!(out, "    #{i} {ret:#018x}");
-        i += 1;
-    });
+    backtrace::print(out, f.rbp, 1);
 }
