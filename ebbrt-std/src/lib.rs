@@ -7,7 +7,9 @@
 //! What this crate owns:
 //! - [`start_main`]: the start sequence of a hosted instance (configuration,
 //!   core threads, the application's main future, the exit code), and
-//!   [`args`], the command-line arguments left for the application.
+//!   [`args`], the command-line arguments left for the application;
+//!   [`enter_instance`], the same instance for a harness that keeps its own
+//!   `main` (the calling thread becomes core 0).
 //! - The hosted `Platform`: the monotonic clock, cross-core wakes through
 //!   each core's `mio::Waker`, idling in `epoll` until an event or a timer
 //!   deadline (a `timerfd`, so timers are not rounded to milliseconds).
@@ -49,4 +51,4 @@ mod timer;
 mod testing;
 
 pub use config::{args, boot_arg};
-pub use start::start_main;
+pub use start::{StartError, enter_instance, start_main};

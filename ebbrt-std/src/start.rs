@@ -29,15 +29,22 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Why an instance could not start.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StartError {
+pub enum StartError {
+    /// The core count is invalid, or another count was declared before.
     #[error("cannot declare the cores: {0}")]
     Cores(CoreSetupError),
+    /// A core's `mio::Poll` or waker could not be created.
     #[error("cannot create a core's event loop: {0}")]
     Poll(std::io::Error),
+    /// This process already runs an instance.
     #[error("another EbbRT runtime is already running in this process")]
     AlreadyInstalled,
+    /// Two registered components claim one fixed id.
     #[error("component id conflict: {0}")]
     Ids(IdConflict),
+    /// The thread of a core could not be started.
+    #[error("cannot start the thread of {0}: {1}")]
+    Thread(CoreId, std::io::Error),
 }
 
 /// Steps 1 of the start sequence: declares `cores`, installs the platform
@@ -102,49 +109,21 @@ where
     logger::init(cfg.log);
     config::set_app_args(cfg.app_args);
     let cores = cfg.cores;
-    let polls = match boot(cores) {
-        Ok(p) => p,
+    let mut polls = match boot(cores) {
+        Ok(p) => p.into_iter(),
         Err(e) => {
             eprintln!("ebbrt: error: {e}");
             std::process::exit(EXIT_START);
         }
     };
+    let poll0 = polls.next().expect("an instance has at least one core");
     install_panic_hook();
 
-    let cpus = affinity::allowed_cpus().unwrap_or_else(|e| {
-        log::warn!("cannot read the CPUs this process may use ({e}); cores run unpinned");
-        Vec::new()
+    let (cpu0, done_rx) = start_other_cores(polls).unwrap_or_else(|e| {
+        eprintln!("ebbrt: error: {e}");
+        std::process::exit(EXIT_START);
     });
-    if cores > cpus.len() && !cpus.is_empty() {
-        log::info!(
-            "{cores} cores on {} CPUs: several cores share a CPU",
-            cpus.len()
-        );
-    }
-    let cpu_for = |core: usize| (!cpus.is_empty()).then(|| cpus[core % cpus.len()]);
-    log::debug!("starting {cores} cores on CPUs {cpus:?}");
-
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let mut polls = polls.into_iter();
-    let poll0 = polls.next().expect("an instance has at least one core");
-    for (i, poll) in polls.enumerate().map(|(i, p)| (i + 1, p)) {
-        let core = CoreId(i as u32);
-        let cpu = cpu_for(i);
-        let done = done_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("ebbrt-core-{i}"))
-            .spawn(move || {
-                enter_core(core, poll, cpu);
-                exec::run();
-                let _ = done.send(());
-            });
-        if let Err(e) = spawned {
-            eprintln!("ebbrt: error: cannot start the thread of {core}: {e}");
-            std::process::exit(EXIT_START);
-        }
-    }
-
-    enter_core(CoreId(0), poll0, cpu_for(0));
+    enter_core(CoreId(0), poll0, cpu0);
     exec::spawn_main(make(), report);
     let code = exec::run();
 
@@ -160,6 +139,78 @@ where
     }
     // `exit` flushes stdout.
     std::process::exit(code)
+}
+
+/// Starts the threads of cores 1.. (`polls` holds their `mio::Poll`s, in
+/// order), each pinned and running its event loop; returns the CPU to pin
+/// core 0 to, and a channel on which each core thread reports leaving its
+/// loop.
+fn start_other_cores(
+    polls: impl Iterator<Item = mio::Poll>,
+) -> Result<(Option<usize>, mpsc::Receiver<()>), StartError> {
+    let cores = cpu::count();
+    let cpus = affinity::allowed_cpus().unwrap_or_else(|e| {
+        log::warn!("cannot read the CPUs this process may use ({e}); cores run unpinned");
+        Vec::new()
+    });
+    if cores > cpus.len() && !cpus.is_empty() {
+        log::info!(
+            "{cores} cores on {} CPUs: several cores share a CPU",
+            cpus.len()
+        );
+    }
+    let cpu_for = |core: usize| (!cpus.is_empty()).then(|| cpus[core % cpus.len()]);
+    log::debug!("starting {cores} cores on CPUs {cpus:?}");
+
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    for (i, poll) in polls.enumerate().map(|(i, p)| (i + 1, p)) {
+        let core = CoreId(i as u32);
+        let cpu = cpu_for(i);
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("ebbrt-core-{i}"))
+            .spawn(move || {
+                enter_core(core, poll, cpu);
+                exec::run();
+                let _ = done.send(());
+            })
+            .map_err(|e| StartError::Thread(core, e))?;
+    }
+    Ok((cpu_for(0), done_rx))
+}
+
+/// Makes the calling thread core 0 of a new hosted instance of `cores`
+/// cores, for a harness that keeps its own `main` (a benchmark, a tool)
+/// instead of handing it to [`start_main`].
+///
+/// Cores 1.. run their event loops on threads of their own, as under
+/// [`start_main`]; every core's thread, the calling one included, is pinned
+/// to one of the CPUs the process may use (round-robin). Core 0 runs no
+/// loop of its own: the caller drives it with
+/// [`ebbrt_core::exec::block_on`], as often as it likes, and may use Ebbs
+/// and spawn tasks on it between calls. The instance lives until the process
+/// exits. As under [`start_main`], a panic on any core prints it and exits
+/// the process with status 101. The `log` records of the runtime go to
+/// whatever logger the caller installed, if any.
+///
+/// ```no_run
+/// use ebbrt_core::{cpu::CoreId, exec};
+///
+/// ebbrt_std::enter_instance(2).expect("start the instance");
+/// let there = exec::block_on(exec::spawn_on(CoreId(1), async { ebbrt_core::cpu::current() }));
+/// assert_eq!(there, CoreId(1));
+/// ```
+///
+/// # Errors
+/// An invalid core count, a runtime already started in this process (only
+/// one instance per process), or a core that could not be set up.
+pub fn enter_instance(cores: usize) -> Result<(), StartError> {
+    let mut polls = boot(cores)?.into_iter();
+    let poll0 = polls.next().expect("an instance has at least one core");
+    install_panic_hook();
+    let (cpu0, _done) = start_other_cores(polls)?;
+    enter_core(CoreId(0), poll0, cpu0);
+    Ok(())
 }
 
 /// Reports the outcome of the application's main future.

@@ -12,16 +12,18 @@
 //! - [`sleep`], [`sleep_until`], [`timeout`]: timers of this core.
 //! - [`add_idle_poller`]: work polled whenever the loop would otherwise idle
 //!   (drivers switching from interrupts to polling under load).
+//! - [`block_on`]: runs this core's loop until one future completes, for a
+//!   harness that owns a core's thread (a benchmark, a tool).
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 
 use async_task::{Builder, Runnable};
 
@@ -45,6 +47,9 @@ pub(crate) struct LocalExec {
     ready: RefCell<VecDeque<Task>>,
     timers: timer::Timers,
     idle: idle::IdlePollers,
+    /// The loop is running ([`run`] or [`block_on`]): it must not be entered
+    /// again from inside.
+    running: Cell<bool>,
 }
 
 impl LocalExec {
@@ -53,6 +58,7 @@ impl LocalExec {
             ready: RefCell::new(VecDeque::new()),
             timers: timer::Timers::new(),
             idle: idle::IdlePollers::new(),
+            running: Cell::new(false),
         }
     }
 }
@@ -394,15 +400,48 @@ fn run_ready() -> bool {
     !l.ready.borrow().is_empty()
 }
 
-/// Runs the current core's event loop until [`shutdown`]; returns the exit
-/// code. The runtime calls this on every core after [`cpu::enter`].
-pub fn run() -> i32 {
-    let core = cpu::current();
+/// Marks this core's loop as running while alive; refuses to enter it twice.
+struct Running(&'static LocalExec);
+
+impl Running {
+    #[track_caller]
+    fn enter(what: &str) -> Running {
+        let l = local();
+        if l.running.replace(true) {
+            already_running(what);
+        }
+        Running(l)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.set(false);
+    }
+}
+
+#[cold]
+#[track_caller]
+fn already_running(what: &str) -> ! {
+    panic!(
+        "{what} called while this core's event loop is already running \
+         (from inside a task?): a task must `.await` instead of blocking its core"
+    )
+}
+
+/// Runs the current core's event loop until `done()` says so (checked
+/// before each pass and before idling) or [`shutdown`] is requested, which
+/// it returns the code of.
+#[inline(always)]
+fn run_until(core: CoreId, done: impl Fn() -> bool) -> Option<i32> {
     let p = platform::get();
     let l = local();
     loop {
+        if done() {
+            return None;
+        }
         if let Some(code) = exit_requested() {
-            return code;
+            return Some(code);
         }
         drain_remote(core);
         let more = run_ready();
@@ -416,10 +455,63 @@ pub fn run() -> i32 {
             p.poll();
             continue;
         }
-        if REMOTES[core.index()].pending.load(Ordering::Acquire) {
+        if REMOTES[core.index()].pending.load(Ordering::Acquire) || done() {
             continue;
         }
         p.idle(next_timer);
+    }
+}
+
+/// Runs the current core's event loop until [`shutdown`]; returns the exit
+/// code. The runtime calls this on every core after [`cpu::enter`].
+///
+/// # Panics
+/// Outside an EbbRT core, or when this core's loop is already running.
+#[track_caller]
+pub fn run() -> i32 {
+    let core = cpu::current();
+    let _running = Running::enter("exec::run");
+    match run_until(core, || false) {
+        Some(code) => code,
+        None => unreachable!("the loop stops only on shutdown"),
+    }
+}
+
+/// Runs the current core's event loop until `future` completes, and returns
+/// its output.
+///
+/// This is for a harness that owns a core's thread and drives it from
+/// outside any task — a benchmark, a tool — on a core that does not run
+/// [`run`] (the hosted runtime's `enter_instance` makes the calling thread
+/// such a core). `future` is spawned as a local task, so it runs exactly as
+/// any task does, among the core's other tasks, timers and events; the loop
+/// keeps going only until `future` is done, so `block_on` may be called
+/// again and again.
+///
+/// # Panics
+/// Outside an EbbRT core; when this core's loop is already running (from
+/// inside a task, or nested in [`run`] or `block_on`: a task `.await`s,
+/// it never blocks its core); when [`shutdown`] is requested before
+/// `future` completes.
+#[track_caller]
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let core = cpu::current();
+    let _running = Running::enter("exec::block_on");
+    let mut handle = spawn_local(future);
+    let task = handle
+        .task
+        .as_ref()
+        .expect("a fresh JoinHandle owns its task");
+    if let Some(code) = run_until(core, || task.is_finished()) {
+        panic!("exec::block_on: the instance shut down (code {code}) before the future completed");
+    }
+    match Pin::new(&mut handle).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => unreachable!("a finished task has its output ready"),
     }
 }
 

@@ -205,3 +205,44 @@ fn app_results_map_to_exit_codes() {
     assert_eq!(code, 1);
     assert!(msg.unwrap().contains("boom"));
 }
+
+// `block_on` alone is the test helper of `crate::testing` (for threads that
+// are not cores); `crate::exec::block_on` is the one under test.
+fn panic_message(p: std::boxed::Box<dyn core::any::Any + Send>) -> std::string::String {
+    match p.downcast::<std::string::String>() {
+        Ok(s) => *s,
+        Err(p) => p.downcast_ref::<&str>().copied().unwrap_or("?").into(),
+    }
+}
+
+#[test]
+fn block_on_and_run_refuse_to_nest_inside_a_task() {
+    let (block, run_again, after) = run_on(1, || async {
+        let block =
+            std::panic::catch_unwind(|| crate::exec::block_on(async { 1 })).map_err(panic_message);
+        let run_again = std::panic::catch_unwind(run).map_err(panic_message);
+        // The refusals left the loop running: tasks still run.
+        let after = spawn_local(async { 2 }).await;
+        (block, run_again, after)
+    });
+    let block = block.unwrap_err();
+    assert!(
+        block.contains("exec::block_on called while this core's event loop is already running"),
+        "{block}"
+    );
+    let run_again = run_again.unwrap_err();
+    assert!(run_again.contains("exec::run called while"), "{run_again}");
+    assert_eq!(after, 2);
+}
+
+#[test]
+fn block_on_refuses_threads_that_are_not_cores() {
+    instance();
+    let e = std::thread::spawn(|| {
+        std::panic::catch_unwind(|| crate::exec::block_on(async { 1 })).map_err(panic_message)
+    })
+    .join()
+    .unwrap()
+    .unwrap_err();
+    assert!(e.contains("not running on an EbbRT core"), "{e}");
+}
