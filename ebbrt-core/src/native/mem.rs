@@ -70,6 +70,16 @@ pub(crate) fn init(memmap: &[MemMapEntry]) -> Result<(), MemError> {
     let pd = boot::BOOT_PD_BASE.load(Ordering::Relaxed) as u64
         ..boot::BOOT_PD_END.load(Ordering::Relaxed) as u64;
     free.remove(pd);
+    // RAM the boot page tables could not reach (above 512 GiB) is unusable.
+    let mapped = super::paging::mapped_bytes();
+    if free.iter().any(|r| r.end > mapped) {
+        // Before the logger exists: straight to the serial port.
+        super::serial::write_fmt(format_args!(
+            "ebbrt: warning: RAM above {} GiB is not mapped and left unused\n",
+            mapped >> 30
+        ));
+        free.remove(mapped..u64::MAX);
+    }
     let heap = free.largest().ok_or(MemError::NoFreeMemory)?;
     free.remove(heap.clone());
     // SAFETY: `heap` is usable RAM (memory map), identity mapped by the

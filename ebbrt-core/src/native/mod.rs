@@ -97,6 +97,16 @@ extern "C" fn kernel_entry(start_info: u32) -> ! {
     if let Err(e) = unsafe { info.read(start_info) } {
         fail("reading hvm_start_info", &e);
     }
+    let pd = u64::from(boot::BOOT_PD_BASE.load(Ordering::Relaxed))
+        ..u64::from(boot::BOOT_PD_END.load(Ordering::Relaxed));
+    if let Some(a) = info.placed.iter().find(|a| pd.contains(a)) {
+        fail(
+            "reading hvm_start_info",
+            &format_args!(
+                "the loader put boot data at {a:#x}, where the boot page directories ({pd:#x?}) went"
+            ),
+        );
+    }
     let info = BOOT_INFO.call_once(|| info);
     phases.mark("boot info");
     if let Err(e) = mem::init(info.memmap()) {
@@ -189,6 +199,15 @@ extern "C" fn kernel_main() -> ! {
         },
     );
     log::debug!("boot: command line {:?}", cmdline());
+    log::debug!(
+        "boot: image {:#x?}, boot page directories {:#x}..{:#x}, start info/command line/memory map at {:#x}/{:#x}/{:#x}",
+        mem::kernel_image(),
+        boot::BOOT_PD_BASE.load(Ordering::Relaxed),
+        boot::BOOT_PD_END.load(Ordering::Relaxed),
+        info.placed[0],
+        info.placed[1],
+        info.placed[2]
+    );
     phases.log();
     __ebbrt_app_main()
 }

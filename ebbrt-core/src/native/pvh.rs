@@ -53,6 +53,9 @@ pub(crate) struct BootInfo {
     memmap_len: usize,
     /// Physical address of the ACPI RSDP, if the loader gave one.
     pub rsdp: Option<u64>,
+    /// Where the loader put the structure, the command line and the memory
+    /// map (to check that the boot page directories did not land on them).
+    pub placed: [u64; 3],
 }
 
 /// Why the boot information could not be read.
@@ -90,6 +93,7 @@ impl BootInfo {
             }; MAX_MEMMAP],
             memmap_len: 0,
             rsdp: None,
+            placed: [0; 3],
         }
     }
 
@@ -106,6 +110,7 @@ impl BootInfo {
         if si.magic != MAGIC {
             return Err(BootInfoError::BadMagic(si.magic));
         }
+        self.placed = [u64::from(paddr), si.cmdline_paddr, si.memmap_paddr];
         if si.cmdline_paddr != 0 {
             let p = si.cmdline_paddr as usize as *const u8;
             let mut n = 0;
