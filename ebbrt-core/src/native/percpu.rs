@@ -6,6 +6,8 @@
 //! flags, the APIC id), so they are atomics in one static array indexed by
 //! core id.
 
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
@@ -63,12 +65,13 @@ pub(crate) fn this() -> Option<&'static Cpu> {
 }
 
 /// The boot core's block: static, so that GS is valid from the first Rust
-/// instruction on, before any allocator exists.
-struct BootBlock(CoreLocal);
-// SAFETY: only the boot core ever touches the block (it is installed as
-// that core's GS base and nowhere else).
+/// instruction on, before any allocator exists. Zero-initialised (in
+/// `.bss`, not in the image) and filled in by [`install_boot`].
+struct BootBlock(UnsafeCell<MaybeUninit<CoreLocal>>);
+// SAFETY: only the boot core ever touches the block: `install_boot` writes
+// it once before anything reads it, then it is that core's GS block.
 unsafe impl Sync for BootBlock {}
-static BOOT_BLOCK: BootBlock = BootBlock(CoreLocal::new());
+static BOOT_BLOCK: BootBlock = BootBlock(UnsafeCell::new(MaybeUninit::zeroed()));
 
 /// Points GS at `block` and makes `gs:[0]` find it.
 ///
@@ -86,8 +89,15 @@ pub(crate) unsafe fn install(block: &'static CoreLocal) {
 /// # Safety
 /// Called once, on the boot core, before anything reads GS.
 pub(crate) unsafe fn install_boot() {
+    // SAFETY: called once, on the boot core, before any reference to the
+    // block exists (caller): writing it cannot race or alias; afterwards it
+    // is initialised and used by the boot core only.
+    let block: &'static CoreLocal = unsafe {
+        let slot = &mut *BOOT_BLOCK.0.get();
+        slot.write(CoreLocal::new())
+    };
     // SAFETY: the boot block is used by the boot core only (caller).
-    unsafe { install(&BOOT_BLOCK.0) };
+    unsafe { install(block) };
 }
 
 /// Records `core`'s APIC id and stack (called by the core itself).
