@@ -21,8 +21,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::paging::PageTable;
 
 /// Bytes of the stack the boot core starts on; it moves to a guarded stack
-/// (`stack.rs`) as soon as the heap exists.
-pub(crate) const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// (`stack.rs`) as soon as the heap exists. Generous because unoptimised
+/// builds build the 33 KiB per-core block and the boot information on it,
+/// more than once.
+pub(crate) const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 /// The TSC at the first instruction of the kernel.
 pub(crate) static BOOT_TSC: AtomicU64 = AtomicU64::new(0);

@@ -152,6 +152,24 @@ fn stub(vector: usize) -> VirtAddr {
 /// fault, NMI and machine check run on their IST stacks.
 pub(crate) fn new_idt() -> &'static InterruptDescriptorTable {
     let idt = Box::leak(Box::new(InterruptDescriptorTable::new()));
+    fill(idt, true);
+    idt
+}
+
+static EARLY: spin::Once<InterruptDescriptorTable> = spin::Once::new();
+
+/// An IDT for the boot core's first steps, before there is a heap for the
+/// per-core tables and IST stacks: faults there are still reported (on the
+/// current stack).
+pub(crate) fn early_idt() -> &'static InterruptDescriptorTable {
+    EARLY.call_once(|| {
+        let mut idt = InterruptDescriptorTable::new();
+        fill(&mut idt, false);
+        idt
+    })
+}
+
+fn fill(idt: &mut InterruptDescriptorTable, ist: bool) {
     // SAFETY: each stub is a valid interrupt entry point
     // that saves the interrupted state and either never returns or returns
     // with `iretq`; the IST indices name stacks that every core's TSS sets
@@ -159,17 +177,19 @@ pub(crate) fn new_idt() -> &'static InterruptDescriptorTable {
     unsafe {
         idt.divide_error.set_handler_addr(stub(0));
         idt.debug.set_handler_addr(stub(1));
-        idt.non_maskable_interrupt
-            .set_handler_addr(stub(2))
-            .set_stack_index(gdt::IST_NMI - 1);
+        let nmi = idt.non_maskable_interrupt.set_handler_addr(stub(2));
+        if ist {
+            nmi.set_stack_index(gdt::IST_NMI - 1);
+        }
         idt.breakpoint.set_handler_addr(stub(3));
         idt.overflow.set_handler_addr(stub(4));
         idt.bound_range_exceeded.set_handler_addr(stub(5));
         idt.invalid_opcode.set_handler_addr(stub(6));
         idt.device_not_available.set_handler_addr(stub(7));
-        idt.double_fault
-            .set_handler_addr(stub(8))
-            .set_stack_index(gdt::IST_DOUBLE_FAULT - 1);
+        let df = idt.double_fault.set_handler_addr(stub(8));
+        if ist {
+            df.set_stack_index(gdt::IST_DOUBLE_FAULT - 1);
+        }
         idt.invalid_tss.set_handler_addr(stub(10));
         idt.segment_not_present.set_handler_addr(stub(11));
         idt.stack_segment_fault.set_handler_addr(stub(12));
@@ -177,9 +197,10 @@ pub(crate) fn new_idt() -> &'static InterruptDescriptorTable {
         idt.page_fault.set_handler_addr(stub(14));
         idt.x87_floating_point.set_handler_addr(stub(16));
         idt.alignment_check.set_handler_addr(stub(17));
-        idt.machine_check
-            .set_handler_addr(stub(18))
-            .set_stack_index(gdt::IST_MACHINE_CHECK - 1);
+        let mc = idt.machine_check.set_handler_addr(stub(18));
+        if ist {
+            mc.set_stack_index(gdt::IST_MACHINE_CHECK - 1);
+        }
         idt.simd_floating_point.set_handler_addr(stub(19));
         idt.virtualization.set_handler_addr(stub(20));
         idt.cp_protection_exception.set_handler_addr(stub(21));
@@ -190,7 +211,6 @@ pub(crate) fn new_idt() -> &'static InterruptDescriptorTable {
             idt[v].set_handler_addr(stub(usize::from(v)));
         }
     }
-    idt
 }
 
 /// Loads `idt` on the calling core.

@@ -89,6 +89,7 @@ fn fail(what: &str, err: &dyn core::fmt::Display) -> ! {
 extern "C" fn kernel_entry(start_info: u32) -> ! {
     // SAFETY: first thing on the boot core; nothing has read GS yet.
     unsafe { percpu::install_boot() };
+    idt::load(idt::early_idt());
     serial::init();
     let mut phases = Phases::new();
     let mut info = pvh::BootInfo::empty();
