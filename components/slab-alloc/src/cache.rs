@@ -36,28 +36,40 @@ pub(crate) struct FreeObj {
 
 const MAGIC: usize = 0x51ab_a110_c8ed_0000;
 
-/// The header at the end of every slab.
+/// What other cores read in a slab header: set when the slab is
+/// (re)initialised and unchanged while it holds objects. A cache line of
+/// its own, so the owner's writes to the rest of the header never pull it
+/// away from the cores that read it to route remote frees.
 #[repr(C, align(64))]
-struct SlabHeader {
-    // Set when the slab is (re)initialised and unchanged while it holds
-    // objects: other cores read `owner` to route remote frees.
+struct Ident {
     magic: usize,
     owner: u32,
     class: u32,
+}
+
+/// The header at the end of every slab.
+#[repr(C, align(64))]
+struct SlabHeader {
+    ident: Ident,
     // The owner's alone from here on.
     /// Objects freed on the owner, not yet taken back by the cache.
     free: Cell<*mut FreeObj>,
-    free_len: Cell<u32>,
-    /// Objects handed to users or sitting in the cache's free list.
-    inuse: Cell<u32>,
+    /// Objects handed to users or sitting in the cache's free list (low
+    /// bits), and [`UNLINKED`]: neither current nor on the partial list
+    /// (it was full). One signed test on a free catches both "now empty"
+    /// and "was full".
+    state: Cell<u32>,
+    /// Objects ever carved from the bump area.
+    carved: Cell<u32>,
     /// Next never-used object, and the end of the object area.
     bump: Cell<usize>,
     limit: usize,
-    /// Current, or on the partial list.
-    linked: Cell<bool>,
     next: Cell<*mut SlabHeader>,
     prev: Cell<*mut SlabHeader>,
 }
+
+const UNLINKED: u32 = 1 << 31;
+const INUSE: u32 = UNLINKED - 1;
 
 const HEADER: usize = size_of::<SlabHeader>();
 
@@ -123,7 +135,7 @@ pub(crate) unsafe fn owner_of(obj: NonNull<u8>, class: SizeClass) -> u32 {
     let h = header_of(obj.as_ptr() as usize, class);
     // SAFETY: the slab is live (it holds `obj`), so its header is
     // initialised, and `owner` does not change while it holds objects.
-    unsafe { ptr::addr_of!((*h).owner).read() }
+    unsafe { ptr::addr_of!((*h).ident.owner).read() }
 }
 
 /// Debug-build checks of a free: that `obj` is an object of `class` in a
@@ -149,8 +161,8 @@ pub(crate) fn check_free(obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeE
     // it is not a slab; we only compare the values.
     let (magic, hclass) = unsafe {
         (
-            ptr::addr_of!((*h).magic).read(),
-            ptr::addr_of!((*h).class).read(),
+            ptr::addr_of!((*h).ident.magic).read(),
+            ptr::addr_of!((*h).ident.class).read(),
         )
     };
     if magic != MAGIC ^ base {
@@ -218,15 +230,47 @@ impl ClassCache {
     }
 }
 
+/// Remote frees on their way to one owner's class, batched so that one
+/// compare-and-swap sends many (the objects are linked already).
+struct Outbox {
+    first: Cell<*mut FreeObj>,
+    last: Cell<*mut FreeObj>,
+    count: Cell<u32>,
+    owner: Cell<u32>,
+    class: Cell<u32>,
+}
+
+impl Outbox {
+    const fn new() -> Self {
+        Outbox {
+            first: Cell::new(ptr::null_mut()),
+            last: Cell::new(ptr::null_mut()),
+            count: Cell::new(0),
+            owner: Cell::new(0),
+            class: Cell::new(0),
+        }
+    }
+}
+
+/// Outboxes per cache (direct-mapped by owner and class).
+const OUTBOXES: usize = 32;
+/// Remote frees batched before a push; at most `OUTBOXES * (BATCH - 1)`
+/// objects wait in a cache until its next slow path or drain.
+pub const OUTBOX_BATCH: u32 = 32;
+
 /// An empty slab in the stash.
 struct Stashed {
     next: *mut Stashed,
 }
 
 /// One owner's caches for every class.
+#[repr(align(64))]
 pub struct Cache {
     owner: u32,
     classes: [ClassCache; NUM_CLASSES],
+    outbox: [Outbox; OUTBOXES],
+    /// Outboxes holding objects.
+    outbox_used: Cell<u32>,
     stash: [Cell<*mut Stashed>; STASH_ORDERS],
     stash_bytes: Cell<usize>,
     /// Slabs this owner holds (current, partial, full; not stashed).
@@ -247,6 +291,8 @@ impl Cache {
         Cache {
             owner,
             classes: [const { ClassCache::new() }; NUM_CLASSES],
+            outbox: [const { Outbox::new() }; OUTBOXES],
+            outbox_used: Cell::new(0),
             stash: [const { Cell::new(ptr::null_mut()) }; STASH_ORDERS],
             stash_bytes: Cell::new(0),
             slabs: Cell::new(0),
@@ -285,6 +331,7 @@ impl Cache {
     fn refill(&self, class: SizeClass) -> Result<(), AllocError> {
         let cc = &self.classes[class.index()];
         debug_assert!(cc.free.get().is_null());
+        self.flush_outboxes();
         if self.take_from_current(cc, class) {
             return Ok(());
         }
@@ -298,7 +345,7 @@ impl Cache {
         let cur = cc.current.get();
         if !cur.is_null() {
             // SAFETY: `current` is a live slab of this cache.
-            unsafe { (*cur).linked.set(false) };
+            unsafe { (*cur).state.set((*cur).state.get() | UNLINKED) };
             cc.current.set(ptr::null_mut());
         }
         // Remote frees may empty slabs or refill this class's partial list.
@@ -306,8 +353,6 @@ impl Cache {
         let next = cc.partial.get();
         if !next.is_null() {
             self.unlink_partial(cc, next);
-            // SAFETY: a slab on the partial list is live and ours.
-            unsafe { (*next).linked.set(true) };
             cc.current.set(next);
             let ok = self.take_from_current(cc, class);
             debug_assert!(ok, "partial slabs have free objects");
@@ -333,8 +378,8 @@ impl Cache {
         if !list.is_null() {
             cc.free.set(list);
             h.free.set(ptr::null_mut());
-            h.inuse.set(h.inuse.get() + h.free_len.get());
-            h.free_len.set(0);
+            // Every carved object is now with a user or in the cache.
+            h.state.set(h.carved.get());
             return true;
         }
         let (bump, limit, size) = (h.bump.get(), h.limit, class.size());
@@ -362,7 +407,8 @@ impl Cache {
         };
         cc.free.set(bump as *mut FreeObj);
         h.bump.set(bump + n * size);
-        h.inuse.set(h.inuse.get() + n as u32);
+        h.carved.set(h.carved.get() + n as u32);
+        h.state.set(h.state.get() + n as u32);
         true
     }
 
@@ -379,11 +425,69 @@ impl Cache {
         // SAFETY: the object is ours to reuse.
         unsafe { o.write(FreeObj { next: h.free.get() }) };
         h.free.set(o);
-        h.free_len.set(h.free_len.get() + 1);
-        let inuse = h.inuse.get() - 1;
-        h.inuse.set(inuse);
-        if inuse == 0 || !h.linked.get() {
+        let state = h.state.get().wrapping_sub(1);
+        h.state.set(state);
+        if state as i32 <= 0 {
             self.free_transition(h, class);
+        }
+    }
+
+    /// Frees an object another owner owns: into an outbox, sent on when
+    /// full (or displaced, or at this cache's next slow path or drain).
+    ///
+    /// # Safety
+    /// `obj` must be an allocated object of `class` owned by `owner`, not
+    /// used after this call.
+    #[inline(always)]
+    pub(crate) unsafe fn free_remote(&self, owner: u32, obj: NonNull<u8>, class: SizeClass) {
+        let e = &self.outbox[(owner as usize * 5 + class.index()) % OUTBOXES];
+        let n = e.count.get();
+        if n != 0 && (e.owner.get() != owner || e.class.get() != class.index() as u32) {
+            self.send(e);
+            // SAFETY: forwarded; the outbox is free now.
+            return unsafe { self.free_remote(owner, obj, class) };
+        }
+        let o = obj.as_ptr() as *mut FreeObj;
+        // SAFETY: the object is free memory now; its first word links it.
+        unsafe {
+            o.write(FreeObj {
+                next: e.first.get(),
+            })
+        };
+        e.first.set(o);
+        if n == 0 {
+            e.last.set(o);
+            e.owner.set(owner);
+            e.class.set(class.index() as u32);
+            self.outbox_used.set(self.outbox_used.get() + 1);
+        }
+        e.count.set(n + 1);
+        if n + 1 == OUTBOX_BATCH {
+            self.send(e);
+        }
+    }
+
+    #[inline(never)]
+    fn send(&self, e: &Outbox) {
+        let class = SizeClass::from_index(e.class.get() as usize).expect("outbox class");
+        // SAFETY: the outbox chain links free objects of `class` owned by
+        // `e.owner`, from `first` to `last`.
+        unsafe { remote::push_chain(e.owner.get(), class, e.first.get(), e.last.get()) };
+        e.first.set(ptr::null_mut());
+        e.last.set(ptr::null_mut());
+        e.count.set(0);
+        self.outbox_used.set(self.outbox_used.get() - 1);
+    }
+
+    /// Sends every waiting remote free to its owner.
+    pub(crate) fn flush_outboxes(&self) {
+        if self.outbox_used.get() == 0 {
+            return;
+        }
+        for e in &self.outbox {
+            if e.count.get() != 0 {
+                self.send(e);
+            }
         }
     }
 
@@ -395,13 +499,14 @@ impl Cache {
         if hp == cc.current.get() {
             return;
         }
-        if h.inuse.get() == 0 {
-            if h.linked.get() {
+        let state = h.state.get();
+        if state & INUSE == 0 {
+            if state & UNLINKED == 0 {
                 self.unlink_partial(cc, hp);
             }
             self.release_slab(hp, class);
         } else {
-            h.linked.set(true);
+            h.state.set(state & INUSE);
             self.push_partial(cc, hp);
         }
     }
@@ -446,8 +551,10 @@ impl Cache {
         }
     }
 
-    /// Takes back every object other owners freed to this one.
+    /// Takes back every object other owners freed to this one (and sends
+    /// on the remote frees waiting in this cache's outboxes).
     pub(crate) fn drain_remote_frees(&self) {
+        self.flush_outboxes();
         let mut mask = remote::take_all_pending(self.owner);
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
@@ -485,15 +592,16 @@ impl Cache {
         // and bitmap sit at its end.
         unsafe {
             h.write(SlabHeader {
-                magic: MAGIC ^ base,
-                owner: self.owner,
-                class: class.index() as u32,
+                ident: Ident {
+                    magic: MAGIC ^ base,
+                    owner: self.owner,
+                    class: class.index() as u32,
+                },
                 free: Cell::new(ptr::null_mut()),
-                free_len: Cell::new(0),
-                inuse: Cell::new(0),
+                state: Cell::new(0),
+                carved: Cell::new(0),
                 bump: Cell::new(base),
                 limit: base + g.objects * class.size(),
-                linked: Cell::new(true),
                 next: Cell::new(ptr::null_mut()),
                 prev: Cell::new(ptr::null_mut()),
             });
@@ -509,7 +617,7 @@ impl Cache {
         let base = h as usize - g.header_offset;
         // Poison the magic so stale pointers into it are caught as foreign.
         // SAFETY: the slab is empty and ours.
-        unsafe { (*h).magic = 0 };
+        unsafe { (*h).ident.magic = 0 };
         self.slabs.set(self.slabs.get() - 1);
         let bytes = PAGE_SIZE << g.order;
         if self.stash_bytes.get() + bytes <= STASH_LIMIT_BYTES {
@@ -557,11 +665,10 @@ impl Cache {
                     let next = (*p).next;
                     (*p).next = (*h).free.get();
                     (*h).free.set(p);
-                    (*h).free_len.set((*h).free_len.get() + 1);
-                    (*h).inuse.set((*h).inuse.get() - 1);
+                    (*h).state.set((*h).state.get() - 1);
                     p = next;
                 }
-                if (*h).inuse.get() == 0 {
+                if (*h).state.get() & INUSE == 0 {
                     cc.current.set(ptr::null_mut());
                     self.release_slab(h, class);
                 }

@@ -100,9 +100,27 @@ impl SlabAllocator {
             unsafe { self.cache.free_local(obj, class) };
         } else {
             // SAFETY: as above; the owner takes it back.
-            unsafe { free_elsewhere(owner, obj, class) };
+            unsafe { self.free_elsewhere(owner, obj, class) };
         }
         Ok(())
+    }
+
+    /// Frees an object whose slab another owner has.
+    ///
+    /// # Safety
+    /// `obj` is a live object of `class` owned by `owner`, unused after this.
+    #[inline(never)]
+    #[allow(unsafe_code)]
+    unsafe fn free_elsewhere(&self, owner: u32, obj: NonNull<u8>, class: SizeClass) {
+        if owner == SHARED {
+            // SAFETY: the shared cache owns it; we hold its lock.
+            let done = reps::try_with_shared(|s| unsafe { s.cache.free_local(obj, class) });
+            if done.is_some() {
+                return;
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.cache.free_remote(owner, obj, class) }
     }
 
     /// Takes back the objects other cores freed to this one. The allocation
@@ -121,23 +139,6 @@ impl SlabAllocator {
     pub fn stats(&self) -> CacheStats {
         self.cache.stats()
     }
-}
-
-/// Frees an object whose slab another owner has.
-///
-/// # Safety
-/// `obj` is a live object of `class` owned by `owner`, unused after this.
-#[allow(unsafe_code)]
-unsafe fn free_elsewhere(owner: u32, obj: NonNull<u8>, class: SizeClass) {
-    if owner == SHARED {
-        // SAFETY: the shared cache owns it; we hold its lock.
-        let done = reps::try_with_shared(|s| unsafe { s.cache.free_local(obj, class) });
-        if done.is_some() {
-            return;
-        }
-    }
-    // SAFETY: forwarded.
-    unsafe { remote::push(owner, class, obj) }
 }
 
 /// Allocates one object of `class` on any thread: from the current core's

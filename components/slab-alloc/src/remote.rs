@@ -39,21 +39,46 @@ static REMOTE: [RemoteFrees; OWNERS] = [const {
 /// is free memory after this call.
 #[inline]
 pub(crate) unsafe fn push(owner: u32, class: SizeClass, obj: NonNull<u8>) {
+    let o = obj.as_ptr() as *mut FreeObj;
+    // SAFETY: a chain of one object, forwarded from the caller.
+    unsafe { push_chain(owner, class, o, o) }
+}
+
+/// Pushes the chain `first..=last` (linked through their first words) onto
+/// `owner`'s remote-free stack for `class`: one compare-and-swap for all.
+///
+/// # Safety
+/// Every object on the chain must be a free object of `class` whose slab
+/// `owner` owns, linked from `first` to `last`; they are the owner's after
+/// this call.
+#[inline]
+pub(crate) unsafe fn push_chain(
+    owner: u32,
+    class: SizeClass,
+    first: *mut FreeObj,
+    last: *mut FreeObj,
+) {
     let r = &REMOTE[owner as usize];
     let head = &r.heads[class.index()];
-    let o = obj.as_ptr() as *mut FreeObj;
     let mut cur = head.load(Ordering::Relaxed);
     loop {
-        // SAFETY: the object is ours to reuse as a link until the push
-        // succeeds (then it is the owner's).
-        unsafe { o.write(FreeObj { next: cur }) };
-        match head.compare_exchange_weak(cur, o, Ordering::Release, Ordering::Relaxed) {
+        // SAFETY: the chain is ours to relink until the push succeeds
+        // (then it is the owner's).
+        unsafe { (*last).next = cur };
+        match head.compare_exchange_weak(cur, first, Ordering::SeqCst, Ordering::Relaxed) {
             Ok(_) => break,
             Err(now) => cur = now,
         }
     }
     // After the push, so that an owner who sees the bit sees the object.
-    r.pending.fetch_or(1 << class.index(), Ordering::Release);
+    // When the bit is already set, the owner has not cleared it yet, and
+    // will take the list only after clearing it: it will see our push
+    // (all four operations are SeqCst, so they are totally ordered; on
+    // x86 the load is a plain move), so the read-modify-write is skipped.
+    let bit = 1 << class.index();
+    if r.pending.load(Ordering::SeqCst) & bit == 0 {
+        r.pending.fetch_or(bit, Ordering::SeqCst);
+    }
 }
 
 /// Whether `owner` had remote frees of `class` waiting; clears the mark.
@@ -62,7 +87,7 @@ pub(crate) fn take_pending(owner: u32, class: SizeClass) -> bool {
     let r = &REMOTE[owner as usize];
     let bit = 1u64 << class.index();
     r.pending.load(Ordering::Relaxed) & bit != 0
-        && r.pending.fetch_and(!bit, Ordering::Acquire) & bit != 0
+        && r.pending.fetch_and(!bit, Ordering::SeqCst) & bit != 0
 }
 
 /// The classes with remote frees waiting for `owner`, as a bit mask;
@@ -73,12 +98,12 @@ pub(crate) fn take_all_pending(owner: u32) -> u64 {
     if r.pending.load(Ordering::Relaxed) == 0 {
         return 0;
     }
-    r.pending.swap(0, Ordering::Acquire)
+    r.pending.swap(0, Ordering::SeqCst)
 }
 
 /// Takes the whole remote-free stack of `owner` for `class`. Only the
 /// owner calls this (after clearing the class's pending mark).
 #[inline]
 pub(crate) fn take_list(owner: u32, class: SizeClass) -> *mut FreeObj {
-    REMOTE[owner as usize].heads[class.index()].swap(ptr::null_mut(), Ordering::Acquire)
+    REMOTE[owner as usize].heads[class.index()].swap(ptr::null_mut(), Ordering::SeqCst)
 }

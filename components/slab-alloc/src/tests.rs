@@ -221,6 +221,11 @@ fn cross_core_frees_return_to_the_owner() {
             h.join().unwrap();
         }
     }
+    // Remote frees wait in the freeing core's outboxes until its next slow
+    // path or drain: send them all on first.
+    for c in 0..CORES {
+        on(c, || SLAB_ALLOCATOR.drain_remote_frees());
+    }
     for c in 0..CORES {
         let s = on(c, || {
             SLAB_ALLOCATOR.trim();
