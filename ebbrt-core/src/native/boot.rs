@@ -12,7 +12,7 @@
 //!    image (recorded in [`BOOT_PD_BASE`]..[`BOOT_PD_END`] so the memory
 //!    manager never hands them out);
 //! 3. enters long mode, turns SSE on (rustc emits SSE even in `core::fmt`)
-//!    and calls [`super::kernel_entry`] on the boot stack.
+//!    and calls `bringup::kernel_entry` on the boot stack.
 //!
 //! Application processors reuse these page tables (see `smp.rs`).
 
@@ -247,6 +247,6 @@ ebbrt_enable_sse:
     pdpt = sym BOOT_PDPT,
     stack = sym BOOT_STACK,
     stack_size = const BOOT_STACK_SIZE,
-    entry = sym super::kernel_entry,
+    entry = sym super::bringup::kernel_entry,
     options(att_syntax)
 );
