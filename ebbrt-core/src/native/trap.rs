@@ -3,7 +3,7 @@
 //! Nothing in the library OS recovers from a fault, so every exception
 //! prints what a developer needs (vector, error code, CR2, registers, a
 //! backtrace of return addresses to feed to `addr2line`) and ends the run
-//! with [`exit::FAULT`](super::exit::FAULT).
+//! with [`exit::FAULT`].
 
 use core::fmt::{self, Write};
 
