@@ -112,6 +112,9 @@ pub(crate) fn init_local() {
     write(REG_LVT_ERROR, LVT_MASKED);
     if TSC_DEADLINE.load(Ordering::Relaxed) {
         write(REG_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR));
+        // The switch to TSC-deadline mode must be visible before the first
+        // write of the deadline MSR (Intel SDM 10.5.4.1; Linux fences too).
+        core::sync::atomic::fence(Ordering::SeqCst);
     } else {
         write(REG_TIMER_DIVIDE, 0b1011);
         write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
@@ -158,10 +161,13 @@ pub(crate) fn send_ipi(dest: u32, vector: u8) {
     send_icr(dest, u32::from(vector));
 }
 
-/// Sends INIT (assert, then de-assert for old processors) to `dest`.
+/// Sends INIT to `dest` (then, in xAPIC mode, the INIT de-assert that old
+/// processors need; x2APIC does not support it).
 pub(crate) fn send_init(dest: u32) {
     send_icr(dest, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
-    send_icr(dest, ICR_INIT | ICR_LEVEL);
+    if !X2APIC.load(Ordering::Relaxed) {
+        send_icr(dest, ICR_INIT | ICR_LEVEL);
+    }
 }
 
 /// Sends a start-up IPI: `dest` starts in real mode at `page << 12`.

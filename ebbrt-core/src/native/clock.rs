@@ -189,7 +189,15 @@ fn kvm_pvclock() -> Option<u64> {
     // SAFETY: the MSR exists (feature bit above); `area` stays alive until
     // the MSR is cleared again below, and KVM writes only inside it.
     unsafe { msr.write(addr | 1) };
+    // KVM fills the area before the vCPU runs again; bound the wait anyway.
+    let mut tries = 0u32;
     let (mul, shift) = loop {
+        tries += 1;
+        if tries > 1_000_000 {
+            // SAFETY: disables the clock area before it is freed.
+            unsafe { msr.write(0) };
+            return None;
+        }
         // SAFETY: KVM updates the structure; volatile reads observe it.
         let v1 = unsafe { core::ptr::read_volatile(&raw const area.version) };
         // SAFETY: as above.

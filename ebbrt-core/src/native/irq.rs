@@ -127,7 +127,9 @@ impl IrqVector {
     }
 
     /// The MSI address and data that deliver this vector to its core
-    /// (fixed delivery, edge triggered, physical destination).
+    /// (fixed delivery, edge triggered, physical destination). The address
+    /// format holds 8-bit APIC ids: cores with larger x2APIC ids need
+    /// interrupt remapping, which this kernel does not set up.
     pub fn msi_message(&self) -> (u64, u32) {
         let apic_id = percpu::of(self.core).apic_id.load(Ordering::Relaxed);
         (
