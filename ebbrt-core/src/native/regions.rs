@@ -69,7 +69,9 @@ impl Regions {
         true
     }
 
-    /// Removes `r` (any alignment: the pages it touches are removed).
+    /// Removes `r` (any alignment: the pages it touches are removed). When
+    /// splitting a range finds the list full, the upper part is dropped:
+    /// memory may be lost, never handed out twice.
     pub fn remove(&mut self, r: Range<u64>) {
         let start = r.start & !(PAGE - 1);
         let end = r.end.saturating_add(PAGE - 1) & !(PAGE - 1);
