@@ -200,6 +200,28 @@ mod native {
     }
 
     #[ebbrt::test]
+    async fn events_run_with_interrupts_off() {
+        let on = on_each_core(|_| async {
+            let before = irq::enabled();
+            sleep(Duration::from_millis(2)).await;
+            before || irq::enabled()
+        })
+        .await;
+        assert!(
+            on.iter().all(|on| !on),
+            "interrupts were on while a task ran: {on:?}"
+        );
+    }
+
+    #[ebbrt::test]
+    fn the_console_is_a_registered_shared_ebb() {
+        let r = ebbrt::registry::find("Console").expect("Console is registered");
+        assert_eq!(r.kind, ebbrt::EbbKind::Shared);
+        assert_eq!(r.id, Some(ids::CONSOLE));
+        ebbrt::registry::check_static_ids().expect("no id conflicts");
+    }
+
+    #[ebbrt::test]
     fn vectors_are_allocated_once() {
         let a = irq::allocate(CoreId(0)).unwrap();
         let b = irq::allocate(CoreId(0)).unwrap();

@@ -88,6 +88,12 @@ pub(crate) fn dispatch() -> bool {
     any
 }
 
+/// Whether the calling core has interrupts enabled: never while kernel or
+/// application code runs, only inside the idle `hlt`.
+pub fn enabled() -> bool {
+    x86_64::instructions::interrupts::are_enabled()
+}
+
 /// Whether an interrupt is pending dispatch on this core.
 pub(crate) fn any_pending(cpu: &percpu::Cpu) -> bool {
     cpu.irq_pending
