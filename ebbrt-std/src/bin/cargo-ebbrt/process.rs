@@ -7,7 +7,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -72,13 +73,19 @@ pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Resul
     // Set after spawning, so the child does not inherit SIG_IGN.
     let _sigint = opts.interactive.then(IgnoreSigint::new);
 
+    // Set once the tool stops the child: what it says about being
+    // terminated is kept but not shown (the tool reports the timeout).
+    let stopping = Arc::new(AtomicBool::new(false));
     let stderr_reader = child.stderr.take().map(|err_pipe| {
+        let stopping = Arc::clone(&stopping);
         thread::spawn(move || {
             let mut lines = Vec::new();
             for_each_line(err_pipe, |line| {
-                let mut e = io::stderr().lock();
-                // The terminal may be gone; the child's stderr still gets drained.
-                let _ = writeln!(e, "{line}");
+                if !stopping.load(Ordering::Relaxed) {
+                    let mut e = io::stderr().lock();
+                    // The terminal may be gone; the child's stderr still gets drained.
+                    let _ = writeln!(e, "{line}");
+                }
                 lines.push(line.to_string());
             });
             lines
@@ -110,6 +117,7 @@ pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Resul
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             timed_out = true;
+            stopping.store(true, Ordering::Relaxed);
             break stop(&mut child)?;
         }
     };

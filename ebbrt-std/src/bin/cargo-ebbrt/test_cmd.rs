@@ -204,7 +204,10 @@ impl Booter for QemuBooter {
             .iter()
             .any(|l| matches!(protocol::parse_line(l), Some(Event::Done { .. })));
         if !finished && !self.verbose {
-            println!("  the kernel {outcome}; its last lines:");
+            println!(
+                "  the kernel {outcome}; its last lines ({}):",
+                self.kernel.display()
+            );
             for l in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
                 println!("  | {l}");
             }
