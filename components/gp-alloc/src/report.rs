@@ -8,7 +8,9 @@
 //! panics (the native panic handler prints it and exits with a failure).
 #![allow(unsafe_code)]
 
-use core::fmt::{self, Write};
+use core::fmt;
+#[cfg(not(target_os = "none"))]
+use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use ebbrt_page_alloc::{AllocError, FreeError};
@@ -21,11 +23,13 @@ pub fn last_failure() -> Option<AllocError> {
     *LAST.lock()
 }
 
+#[cfg(not(target_os = "none"))]
 struct StackBuf {
     buf: [u8; 512],
     len: usize,
 }
 
+#[cfg(not(target_os = "none"))]
 impl Write for StackBuf {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let n = s.len().min(self.buf.len() - self.len);

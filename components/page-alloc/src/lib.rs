@@ -237,10 +237,35 @@ fn platform_init(pa: &PageAllocator) {
     }
 }
 
+/// Natively, free memory left for drivers that take physical regions of
+/// their own (`ebbrt_core::native::mem::take_region`), at most.
 #[cfg(target_os = "none")]
-fn platform_init(_: &PageAllocator) {
-    // Natively the boot code adds the free regions of the memory map with
-    // `add_region` before the first allocation.
+pub const NATIVE_RESERVE: u64 = 16 << 20;
+
+/// Natively: takes every free region of the boot memory map (what the
+/// kernel image, the boot page tables and the first MiB leave), except a
+/// reserve of at most [`NATIVE_RESERVE`] (a sixteenth of free memory) that
+/// stays with the kernel core for drivers.
+#[cfg(target_os = "none")]
+fn platform_init(pa: &PageAllocator) {
+    use ebbrt_core::native::mem;
+    let free = mem::free_regions();
+    let mut reserve = (free.total() / 16).min(NATIVE_RESERVE);
+    for r in free.iter() {
+        let mut len = r.end - r.start;
+        if reserve > 0 && len >= 2 * reserve {
+            len -= reserve;
+            reserve = 0;
+        }
+        let Some(t) = mem::take_region(len, r.start) else { continue };
+        // SAFETY: the kernel core handed this identity-mapped RAM over and
+        // took it out of its free set: nothing else will use it.
+        #[allow(unsafe_code)]
+        let added = unsafe { pa.add_region(t.start as usize, t.end as usize) };
+        if let Err(e) = added {
+            log::warn!("page allocator: free region {:#x}..{:#x} unused: {e}", t.start, t.end);
+        }
+    }
 }
 
 impl Ebb for PageAllocator {
