@@ -4,6 +4,11 @@
 //! Follows the test-kernel output protocol so `cargo ebbrt test` counts it.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+// Links the facade, which brings the image's global allocator when the
+// allocator components (not the kernel core's boot heap) provide it.
+#[cfg(target_os = "none")]
+use ebbrt as _;
+
 #[cfg(target_os = "none")]
 mod kernel {
     use core::time::Duration;

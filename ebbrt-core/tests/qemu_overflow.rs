@@ -5,6 +5,11 @@
 //! Native only (hosted it says so and passes).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+// Links the facade, which brings the image's global allocator when the
+// allocator components (not the kernel core's boot heap) provide it.
+#[cfg(target_os = "none")]
+use ebbrt as _;
+
 #[cfg(target_os = "none")]
 mod kernel {
     use core::hint::black_box;

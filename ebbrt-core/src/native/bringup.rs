@@ -113,9 +113,9 @@ extern "C" fn kernel_main() -> ! {
     APP_ENTRY_TSC.store(clock::rdtsc(), Ordering::Relaxed);
     let free = mem::free_regions();
     log::debug!(
-        "boot: {cores} cores, {} MiB RAM ({} MiB heap, {} MiB free), identity map {} GiB in {} pages",
+        "boot: {cores} cores, {} MiB RAM ({} MiB taken by the boot heap, {} MiB free), identity map {} GiB in {} pages",
         mem::ram().total() >> 20,
-        (mem::heap_region().end - mem::heap_region().start) >> 20,
+        mem::heap_bytes() >> 20,
         free.total() >> 20,
         paging::mapped_bytes() >> 30,
         if paging::page_size() == 1 << 30 {
