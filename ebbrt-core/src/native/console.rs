@@ -10,6 +10,7 @@
 
 use alloc::boxed::Box;
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::serial;
 use crate::cpu::{self, MAX_CORES};
@@ -117,8 +118,13 @@ impl Ebb for Console {
     }
 }
 
+/// Set once the console instance exists: flushing must not create it
+/// (flushes happen on the way out of a panic, maybe out of memory).
+static CREATED: AtomicBool = AtomicBool::new(false);
+
 impl Shared for Console {
     fn new_instance() -> Option<Self> {
+        CREATED.store(true, Ordering::Release);
         Some(Console::new())
     }
 }
@@ -158,7 +164,7 @@ pub fn eprint(args: fmt::Arguments) {
 
 /// Sends the current core's partial console line.
 pub(crate) fn flush_local() {
-    if cpu::try_current().is_some() {
+    if cpu::try_current().is_some() && CREATED.load(Ordering::Acquire) {
         CONSOLE.flush();
     }
 }
