@@ -79,7 +79,7 @@ async fn large_aligned_and_reallocated_blocks() -> Result<(), String> {
             // SAFETY: a non-zero layout, freed below with the same layout.
             unsafe {
                 let p = alloc::alloc::alloc(l);
-                ok_align &= !p.is_null() && p as usize % (1 << shift) == 0;
+                ok_align &= !p.is_null() && (p as usize).is_multiple_of(1 << shift);
                 alloc::alloc::dealloc(p, l);
             }
         }
