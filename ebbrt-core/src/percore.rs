@@ -49,6 +49,47 @@ mod imp {
         // `&CoreLocal` is `!Send`.
         unsafe { &*p }
     }
+
+    /// The translation-table entry `index` of this thread's block, read
+    /// with one FS-relative load.
+    ///
+    /// Plain Rust reaches a `#[thread_local]` of another crate through the
+    /// general-dynamic model in library crates (compiled as PIC): after the
+    /// linker's relaxation that is `mov rax, fs:0; lea rax, [rax + off]`
+    /// and then the entry load — two loads. Here the block's offset is
+    /// taken through the initial-exec model (`@GOTTPOFF`), which the linker
+    /// relaxes to an immediate in an executable, leaving `mov imm` and one
+    /// `fs:` load in every crate. (In a shared object it stays a GOT load,
+    /// and the object needs static TLS: hosted EbbRT is an executable.)
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn table_entry(index: usize) -> *const () {
+        let v: *const ();
+        // SAFETY: reads this thread's `CORE.table[index]`: `CORE` is at
+        // `fs:[CORE@tpoff]`, and the caller keeps `index` below
+        // `TABLE_SIZE`. `v` is an `out` register, so it does not alias
+        // `index`, which is still read after `v` is first written.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + {core}@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v} + {i} * 8 + {off}]",
+                v = out(reg) v,
+                i = in(reg) index,
+                core = sym CORE,
+                off = const core::mem::offset_of!(CoreLocal, table),
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        v
+    }
+
+    /// The translation-table entry `index` of this thread's block.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    pub(super) fn table_entry(index: usize) -> *const () {
+        // SAFETY: the caller keeps `index` below `TABLE_SIZE`.
+        unsafe { local().table.get_unchecked(index) }.get()
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -76,16 +117,13 @@ pub(crate) fn local() -> &'static CoreLocal {
 }
 
 /// Reads this core's translation-table entry for `id` (null: a miss).
-/// This is the whole fast path of an Ebb call: one FS-relative load (the
-/// compiler folds the thread-local's offset, the table's and a fixed id
-/// into one displacement).
+/// This is the whole fast path of an Ebb call: one FS-relative load.
 #[cfg(not(target_os = "none"))]
 #[inline(always)]
 pub(crate) fn table_get(id: EbbId) -> *const () {
-    // SAFETY: `EbbId::new`, its only constructor, keeps ids below
-    // `TABLE_SIZE`. Unchecked, a run-time id costs no bounds check (a
-    // compare and a branch) on every call.
-    unsafe { local().table.get_unchecked(id.index()) }.get()
+    // `EbbId::new`, its only constructor, keeps ids below `TABLE_SIZE`, so
+    // the read needs no bounds check (a compare and a branch per call).
+    imp::table_entry(id.index())
 }
 
 /// Reads this core's translation-table entry for `id` (null: a miss).
@@ -129,4 +167,28 @@ pub(crate) fn set_core_id(id: CoreId) {
 #[cfg(target_os = "none")]
 pub unsafe fn install_native(block: &'static CoreLocal) {
     block.self_ptr.set(block as *const CoreLocal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_path_reads_the_entry_it_is_asked_for() {
+        // On this test thread's own block (any thread has one; no core needed).
+        let ids = [0, 1, 255, 256, 1023, 1024, TABLE_SIZE as u32 - 1];
+        let mut marks = [0u8; 7];
+        for (id, mark) in ids.iter().zip(&mut marks) {
+            table_set(EbbId::new(*id), mark as *mut u8 as *const ());
+        }
+        for (id, mark) in ids.iter().zip(&marks) {
+            let id = EbbId::new(*id);
+            assert_eq!(table_get(id), mark as *const u8 as *const (), "{id:?}");
+            assert_eq!(table_get(id), local().table[id.index()].get());
+        }
+        assert!(table_get(EbbId::new(2)).is_null());
+        for id in ids {
+            table_set(EbbId::new(id), core::ptr::null());
+        }
+    }
 }
