@@ -31,6 +31,23 @@ pub use ebbrt_core::native as runtime;
 #[cfg(not(target_os = "none"))]
 pub use runtime::net;
 
+/// The general-purpose allocator of this image: the default slab-based
+/// allocator Ebb (`ebbrt-gp-alloc`), or with the `talc` feature the talc
+/// allocator Ebb (`ebbrt-talc-alloc`). Natively its `Global` is the
+/// `#[global_allocator]`; a hosted application may install it too:
+/// `#[global_allocator] static A: ebbrt::allocator::Global = ebbrt::allocator::Global;`
+#[cfg(not(feature = "talc"))]
+pub use ebbrt_gp_alloc as allocator;
+/// The general-purpose allocator of this image: the talc allocator Ebb
+/// (`ebbrt-talc-alloc`, selected by the `talc` feature). Natively its
+/// `Global` is the `#[global_allocator]`.
+#[cfg(feature = "talc")]
+pub use ebbrt_talc_alloc as allocator;
+
+#[cfg(target_os = "none")]
+#[global_allocator]
+static GLOBAL: allocator::Global = allocator::Global;
+
 /// Items used by code the macros generate. Not a public API.
 #[doc(hidden)]
 pub mod __rt {

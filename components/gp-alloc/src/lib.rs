@@ -48,6 +48,10 @@ pub struct GpAllocator {
     _private: (),
 }
 
+/// The general-purpose allocator type under the name every alternative
+/// uses (`ebbrt::allocator::Allocator`).
+pub type Allocator = GpAllocator;
+
 static INSTANCE: GpAllocator = GpAllocator { _private: () };
 
 /// The general-purpose allocator Ebb of this instance.

@@ -8,6 +8,7 @@
 //! panics (the native panic handler prints it and exits with a failure).
 #![allow(unsafe_code)]
 
+#[cfg(not(target_os = "none"))]
 use core::fmt;
 #[cfg(not(target_os = "none"))]
 use core::fmt::Write;

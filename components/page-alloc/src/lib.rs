@@ -257,13 +257,19 @@ fn platform_init(pa: &PageAllocator) {
             len -= reserve;
             reserve = 0;
         }
-        let Some(t) = mem::take_region(len, r.start) else { continue };
+        let Some(t) = mem::take_region(len, r.start) else {
+            continue;
+        };
         // SAFETY: the kernel core handed this identity-mapped RAM over and
         // took it out of its free set: nothing else will use it.
         #[allow(unsafe_code)]
         let added = unsafe { pa.add_region(t.start as usize, t.end as usize) };
         if let Err(e) = added {
-            log::warn!("page allocator: free region {:#x}..{:#x} unused: {e}", t.start, t.end);
+            log::warn!(
+                "page allocator: free region {:#x}..{:#x} unused: {e}",
+                t.start,
+                t.end
+            );
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct TalcAllocator {
     talc: talc::TalcLock<spin::Mutex<()>, PageSource>,
 }
 
+/// The general-purpose allocator type under the name every alternative
+/// uses (`ebbrt::allocator::Allocator`).
+pub type Allocator = TalcAllocator;
+
 static INSTANCE: TalcAllocator = TalcAllocator {
     talc: talc::TalcLock::new(PageSource::new()),
 };
