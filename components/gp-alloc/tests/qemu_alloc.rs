@@ -3,6 +3,11 @@
 //! `#[global_allocator]`) and hosted (where this file installs it): every
 //! core allocates, objects are freed on other cores, and Hoard's threadtest
 //! reports cycles per allocation/free pair.
+//!
+//! It uses whichever general-purpose allocator the facade selected
+//! (`ebbrt::allocator`), so it is also the application built both ways:
+//! `cargo test -p ebbrt-gp-alloc --test qemu_alloc` (the default) and
+//! `cargo test -p ebbrt-gp-alloc --test qemu_alloc --features ebbrt/talc`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -19,7 +24,7 @@ use ebbrt::{on_each_core, spawn_on};
 
 #[cfg(not(target_os = "none"))]
 #[global_allocator]
-static GLOBAL: ebbrt_gp_alloc::Global = ebbrt_gp_alloc::Global;
+static GLOBAL: ebbrt::allocator::Global = ebbrt::allocator::Global;
 
 fn pattern(core: usize, i: usize) -> u8 {
     (core * 31 + i) as u8
@@ -141,7 +146,7 @@ struct Foo {
 
 /// One core's share of Hoard's threadtest; the cycles it took.
 fn threadtest(nobjects: usize, iterations: usize, start: &Barrier) -> u64 {
-    let a = &ebbrt_gp_alloc::Global;
+    let a = &ebbrt::allocator::Global;
     let layout = Layout::new::<Foo>();
     let mut ptrs: Vec<*mut Foo> = alloc::vec![core::ptr::null_mut(); nobjects];
     start.wait();
@@ -166,7 +171,7 @@ fn threadtest(nobjects: usize, iterations: usize, start: &Barrier) -> u64 {
     rdtsc() - t
 }
 
-/// Hoard's threadtest through the general-purpose allocator Ebb on 1 and
+/// Hoard's threadtest through the selected general-purpose allocator on 1 and
 /// 2 cores, in cycles (TSC ticks) per allocation+free pair. A tenth of the
 /// paper's iterations in release builds (I: N=100,000, i=100; II: N=100,
 /// i=100,000), a thousandth in debug builds: QEMU's TCG emulates every
