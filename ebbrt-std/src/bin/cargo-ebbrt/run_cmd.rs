@@ -19,7 +19,12 @@ pub fn run(a: RunArgs) -> Result<i32, Error> {
     } else {
         run_native(&ws, pkg, &a)?
     };
-    let how = if a.hosted { "(hosted)" } else { "(native)" };
+    let how = match (&outcome, a.hosted) {
+        (_, true) => "(hosted)",
+        // The signal hit QEMU, not the guest.
+        (Outcome::Signalled(_), false) => "(native): QEMU",
+        _ => "(native)",
+    };
     note(&format!("{} {how} {outcome}", pkg.name));
     Ok(outcome.exit_code())
 }
