@@ -3,7 +3,8 @@
 //! mimalloc (`mimalloc`), all in one run, hosted.
 //!
 //! Every allocator is driven by the same generic harness code (calls
-//! through `GlobalAlloc`, monomorphised per allocator) on the same two
+//! through `GlobalAlloc`, monomorphised per allocator, each call through a
+//! never-inlined function as a `#[global_allocator]` is) on the same two
 //! worker threads, pinned to CPUs 0 and 1 and entered as EbbRT cores 0 and
 //! 1 (which only our allocator notices). The harness's own bookkeeping uses
 //! the process's default allocator, outside the timed sections.
@@ -346,10 +347,30 @@ fn run<A: GlobalAlloc + Sync + 'static>(
     }
 }
 
-static OURS: ebbrt_gp_alloc::Global = ebbrt_gp_alloc::Global;
-static GLIBC: System = System;
-static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Calls an allocator the way a Rust program calls its `#[global_allocator]`:
+/// through a function that is never inlined into the caller (`__rust_alloc`
+/// is such a function). Without it our allocator, being Rust, would be
+/// inlined into the benchmark loops while the C allocators are called.
+struct Shim<A>(A);
+
+// SAFETY: forwards every call unchanged.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Shim<A> {
+    #[inline(never)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { self.0.alloc(layout) }
+    }
+    #[inline(never)]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+}
+
+static OURS: Shim<ebbrt_gp_alloc::Global> = Shim(ebbrt_gp_alloc::Global);
+static GLIBC: Shim<System> = Shim(System);
+static JEMALLOC: Shim<tikv_jemallocator::Jemalloc> = Shim(tikv_jemallocator::Jemalloc);
+static MIMALLOC: Shim<mimalloc::MiMalloc> = Shim(mimalloc::MiMalloc);
 
 const NAMES: [&str; 4] = ["ebbrt", "glibc", "jemalloc", "mimalloc"];
 

@@ -35,7 +35,7 @@ use ebbrt_core::ebb::ids;
 use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb, cpu};
 pub use ebbrt_page_alloc::{AllocError, AllocFailure, FreeError, FreeErrorKind};
 use ebbrt_page_alloc::{order_for, pages};
-use ebbrt_slab_alloc::SizeClass;
+use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass};
 
 mod report;
 
@@ -77,6 +77,24 @@ impl GpAllocator {
             Some(class) => ebbrt_slab_alloc::alloc(class).map_err(|e| rename(e, layout)),
             None => self.alloc_large(layout),
         }
+    }
+
+    /// On a core: an object of `class` if this core's slab cache has one
+    /// ready (no refill).
+    #[inline(always)]
+    fn alloc_fast(&self, class: SizeClass) -> Option<NonNull<u8>> {
+        SLAB_ALLOCATOR.alloc_fast(class)
+    }
+
+    /// On a core: frees an object of `class`, unchecked.
+    ///
+    /// # Safety
+    /// `ptr` is a live object of `class` from this allocator, unused after.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn free_fast(&self, ptr: NonNull<u8>, class: SizeClass) {
+        // SAFETY: forwarded.
+        unsafe { SLAB_ALLOCATOR.free_unchecked(ptr, class) }
     }
 
     #[inline(never)]
@@ -199,21 +217,34 @@ pub struct Global;
 // no one else uses until freed, or reports a failure and returns null.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Global {
+    /// The fast path: a small size on a core, with an object ready in the
+    /// core's slab cache. Everything else goes out of line.
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match GpAllocator::get().alloc(layout) {
-            Ok(p) => p.as_ptr(),
-            Err(e) => failed(&e),
+        if let Some(class) = SizeClass::for_layout(layout)
+            && cpu::try_current().is_some()
+            && let Some(p) = GP_ALLOCATOR.rep().alloc_fast(class)
+        {
+            return p.as_ptr();
         }
+        alloc_slow(layout)
     }
 
+    /// The fast path: a small size freed on a core (release builds; debug
+    /// builds always take the checked path).
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let Some(p) = NonNull::new(ptr) else { return };
-        // SAFETY: the caller allocated `ptr` here with `layout`.
-        if let Err(e) = unsafe { GpAllocator::get().free(p, layout) } {
-            report::bad_free(&e);
+        if !cfg!(debug_assertions)
+            && let Some(class) = SizeClass::for_layout(layout)
+            && cpu::try_current().is_some()
+        {
+            // SAFETY: `ptr` is a live block of `layout` from this allocator
+            // (caller's contract), so an object of `class`; never null.
+            unsafe { GP_ALLOCATOR.rep().free_fast(NonNull::new_unchecked(ptr), class) };
+            return;
         }
+        // SAFETY: forwarded.
+        unsafe { dealloc_slow(ptr, layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -232,6 +263,26 @@ unsafe impl GlobalAlloc for Global {
             Ok(p) => p.as_ptr(),
             Err(e) => failed(&e),
         }
+    }
+}
+
+#[inline(never)]
+fn alloc_slow(layout: Layout) -> *mut u8 {
+    match GpAllocator::get().alloc(layout) {
+        Ok(p) => p.as_ptr(),
+        Err(e) => failed(&e),
+    }
+}
+
+/// # Safety
+/// As for `GlobalAlloc::dealloc`.
+#[inline(never)]
+#[allow(unsafe_code)]
+unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout) {
+    let Some(p) = NonNull::new(ptr) else { return };
+    // SAFETY: the caller allocated `ptr` here with `layout`.
+    if let Err(e) = unsafe { GpAllocator::get().free(p, layout) } {
+        report::bad_free(&e);
     }
 }
 

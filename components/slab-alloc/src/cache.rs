@@ -105,7 +105,7 @@ const fn geometry(c: SizeClass) -> Geometry {
     }
 }
 
-static GEOMETRY: [Geometry; NUM_CLASSES] = {
+const GEOMETRY: [Geometry; NUM_CLASSES] = {
     let mut g = [geometry(SizeClass::from_index(0).unwrap()); NUM_CLASSES];
     let mut i = 1;
     while i < NUM_CLASSES {
@@ -122,7 +122,8 @@ pub const STASH_LIMIT_BYTES: usize = 2 << 20;
 
 #[inline(always)]
 fn header_of(obj: usize, class: SizeClass) -> *mut SlabHeader {
-    let g = &GEOMETRY[class.index()];
+    // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
+    let g = unsafe { GEOMETRY.get_unchecked(class.index()) };
     ((obj & g.mask) + g.header_offset) as *mut SlabHeader
 }
 
@@ -231,11 +232,17 @@ impl ClassCache {
 }
 
 /// Remote frees on their way to one owner's class, batched so that one
-/// compare-and-swap sends many (the objects are linked already).
+/// compare-and-swap sends many. The batch is a chain of *nodes* (see
+/// [`remote`]): each node is a freed object that also carries the
+/// addresses of up to `remote::node_capacity(class)` others, so the owner
+/// reads a few nodes instead of chasing one pointer per object.
 struct Outbox {
     first: Cell<*mut FreeObj>,
     last: Cell<*mut FreeObj>,
+    /// Objects in the batch, nodes included.
     count: Cell<u32>,
+    /// Addresses stored in the last node.
+    fill: Cell<u32>,
     owner: Cell<u32>,
     class: Cell<u32>,
 }
@@ -246,6 +253,7 @@ impl Outbox {
             first: Cell::new(ptr::null_mut()),
             last: Cell::new(ptr::null_mut()),
             count: Cell::new(0),
+            fill: Cell::new(0),
             owner: Cell::new(0),
             class: Cell::new(0),
         }
@@ -307,17 +315,23 @@ impl Cache {
     /// Allocates one object of `class`.
     #[inline(always)]
     pub(crate) fn alloc(&self, class: SizeClass) -> Result<NonNull<u8>, AllocError> {
-        let cc = &self.classes[class.index()];
-        let obj = cc.free.get();
-        if !obj.is_null() {
-            // SAFETY: objects on the cache's free list are free objects of
-            // this class owned by this cache; their first word is the link.
-            cc.free.set(unsafe { (*obj).next });
-            mark_allocated(obj, class);
-            // SAFETY: not null, checked above.
-            return Ok(unsafe { NonNull::new_unchecked(obj.cast()) });
+        match self.alloc_fast(class) {
+            Some(p) => Ok(p),
+            None => self.alloc_slow(class),
         }
-        self.alloc_slow(class)
+    }
+
+    /// Pops an object of `class` from the cache's free list, if it has one.
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&self, class: SizeClass) -> Option<NonNull<u8>> {
+        // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
+        let cc = unsafe { self.classes.get_unchecked(class.index()) };
+        let obj = NonNull::new(cc.free.get())?;
+        // SAFETY: objects on the cache's free list are free objects of this
+        // class owned by this cache; their first word is the link.
+        cc.free.set(unsafe { (*obj.as_ptr()).next });
+        mark_allocated(obj.as_ptr(), class);
+        Some(obj.cast())
     }
 
     #[inline(never)]
@@ -448,18 +462,29 @@ impl Cache {
             return unsafe { self.free_remote(owner, obj, class) };
         }
         let o = obj.as_ptr() as *mut FreeObj;
-        // SAFETY: the object is free memory now; its first word links it.
-        unsafe {
-            o.write(FreeObj {
-                next: e.first.get(),
-            })
-        };
-        e.first.set(o);
-        if n == 0 {
+        let fill = e.fill.get();
+        if n != 0 && (fill as usize) < remote::node_capacity(class) {
+            // SAFETY: `last` is a node of this batch with room for another
+            // address.
+            unsafe { remote::node_set(e.last.get(), fill as usize, o) };
+            e.fill.set(fill + 1);
+        } else {
+            // SAFETY: the object is free memory now: it becomes a node.
+            unsafe { o.write(FreeObj { next: ptr::null_mut() }) };
+            if n == 0 {
+                e.first.set(o);
+                e.owner.set(owner);
+                e.class.set(class.index() as u32);
+                self.outbox_used.set(self.outbox_used.get() + 1);
+            } else {
+                // SAFETY: `last` is the batch's last node, complete now.
+                unsafe {
+                    remote::node_seal(e.last.get(), class, fill as usize);
+                    (*e.last.get()).next = o;
+                }
+            }
             e.last.set(o);
-            e.owner.set(owner);
-            e.class.set(class.index() as u32);
-            self.outbox_used.set(self.outbox_used.get() + 1);
+            e.fill.set(0);
         }
         e.count.set(n + 1);
         if n + 1 == OUTBOX_BATCH {
@@ -470,12 +495,16 @@ impl Cache {
     #[inline(never)]
     fn send(&self, e: &Outbox) {
         let class = SizeClass::from_index(e.class.get() as usize).expect("outbox class");
-        // SAFETY: the outbox chain links free objects of `class` owned by
-        // `e.owner`, from `first` to `last`.
-        unsafe { remote::push_chain(e.owner.get(), class, e.first.get(), e.last.get()) };
+        // SAFETY: the outbox chain links nodes of free objects of `class`
+        // owned by `e.owner`, from `first` to `last`; the last gets sealed.
+        unsafe {
+            remote::node_seal(e.last.get(), class, e.fill.get() as usize);
+            remote::push_chain(e.owner.get(), class, e.first.get(), e.last.get());
+        }
         e.first.set(ptr::null_mut());
         e.last.set(ptr::null_mut());
         e.count.set(0);
+        e.fill.set(0);
         self.outbox_used.set(self.outbox_used.get() - 1);
     }
 
@@ -541,12 +570,20 @@ impl Cache {
 
     /// Frees a list of objects that other owners pushed back to this one.
     fn free_remote_list(&self, mut p: *mut FreeObj, class: SizeClass) {
-        while let Some(obj) = NonNull::new(p) {
-            // SAFETY: remote lists hold objects of `class` that this cache
-            // owns, each pushed once by the core that freed it.
+        while let Some(node) = NonNull::new(p) {
+            // SAFETY: remote lists hold sealed nodes of objects of `class`
+            // that this cache owns, each pushed once by the core that freed
+            // it. The addresses a node carries are read before the node
+            // itself is freed (which overwrites it). The frees write to the
+            // objects without reading them, so their cache misses overlap.
             unsafe {
-                p = (*obj.as_ptr()).next;
-                self.free_local(obj.cast(), class);
+                p = (*node.as_ptr()).next;
+                let n = remote::node_len(node.as_ptr(), class);
+                for i in 0..n {
+                    let o = remote::node_get(node.as_ptr(), i);
+                    self.free_local(NonNull::new_unchecked(o.cast()), class);
+                }
+                self.free_local(node.cast(), class);
             }
         }
     }

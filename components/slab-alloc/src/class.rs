@@ -44,7 +44,7 @@ const fn first_class_at_least(size: usize) -> u8 {
     c as u8
 }
 
-static SMALL_LUT: [u8; SMALL_LIMIT / SMALL_STEP + 1] = {
+const SMALL_LUT: [u8; SMALL_LIMIT / SMALL_STEP + 1] = {
     let mut t = [0u8; SMALL_LIMIT / SMALL_STEP + 1];
     let mut i = 0;
     while i < t.len() {
@@ -54,7 +54,7 @@ static SMALL_LUT: [u8; SMALL_LIMIT / SMALL_STEP + 1] = {
     t
 };
 
-static LARGE_LUT: [u8; MAX_SMALL / LARGE_STEP + 1] = {
+const LARGE_LUT: [u8; MAX_SMALL / LARGE_STEP + 1] = {
     let mut t = [0u8; MAX_SMALL / LARGE_STEP + 1];
     let mut i = 0;
     while i < t.len() {

@@ -79,6 +79,13 @@ impl SlabAllocator {
         self.cache.alloc(class)
     }
 
+    /// The fast path alone: an object of `class` if this representative
+    /// has one ready, `None` when [`Self::alloc`] would have to refill.
+    #[inline(always)]
+    pub fn alloc_fast(&self, class: SizeClass) -> Option<NonNull<u8>> {
+        self.cache.alloc_fast(class)
+    }
+
     /// Frees an object of `class` allocated by any representative: a local
     /// free if this one owns its slab, a lock-free push to the owner
     /// otherwise. In debug builds a double free, a foreign pointer or a
@@ -93,6 +100,18 @@ impl SlabAllocator {
     pub unsafe fn free(&self, obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeError> {
         #[cfg(debug_assertions)]
         cache::check_free(obj, class)?;
+        // SAFETY: forwarded (and checked in debug builds).
+        unsafe { self.free_unchecked(obj, class) };
+        Ok(())
+    }
+
+    /// [`Self::free`] without the debug-build checks.
+    ///
+    /// # Safety
+    /// As for [`Self::free`], with no check at all.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub unsafe fn free_unchecked(&self, obj: NonNull<u8>, class: SizeClass) {
         // SAFETY: `obj` is a live object of `class` (caller's contract).
         let owner = unsafe { cache::owner_of(obj, class) };
         if owner == self.cache.owner() {
@@ -102,7 +121,6 @@ impl SlabAllocator {
             // SAFETY: as above; the owner takes it back.
             unsafe { self.free_elsewhere(owner, obj, class) };
         }
-        Ok(())
     }
 
     /// Frees an object whose slab another owner has.
@@ -156,15 +174,39 @@ pub fn alloc(class: SizeClass) -> Result<NonNull<u8>, AllocError> {
 ///
 /// # Safety
 /// As for [`SlabAllocator::free`].
-#[inline]
 #[allow(unsafe_code)]
+#[inline(always)]
 pub unsafe fn free(obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeError> {
-    if cpu::try_current().is_some() {
-        // SAFETY: forwarded.
-        return unsafe { SLAB_ALLOCATOR.free(obj, class) };
-    }
     #[cfg(debug_assertions)]
     cache::check_free(obj, class)?;
+    // SAFETY: forwarded (and checked in debug builds).
+    unsafe { free_unchecked(obj, class) };
+    Ok(())
+}
+
+/// [`free`] without the debug-build checks.
+///
+/// # Safety
+/// As for [`SlabAllocator::free`], with no check at all.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub unsafe fn free_unchecked(obj: NonNull<u8>, class: SizeClass) {
+    if cpu::try_current().is_some() {
+        // SAFETY: forwarded.
+        unsafe { SLAB_ALLOCATOR.free_unchecked(obj, class) }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { free_off_core(obj, class) }
+    }
+}
+
+/// A free on a thread that is no core.
+///
+/// # Safety
+/// As for [`free_unchecked`].
+#[inline(never)]
+#[allow(unsafe_code)]
+unsafe fn free_off_core(obj: NonNull<u8>, class: SizeClass) {
     // SAFETY: forwarded; `obj` is live, so its slab header is valid.
     unsafe {
         match cache::owner_of(obj, class) {
@@ -172,7 +214,6 @@ pub unsafe fn free(obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeError> 
             owner => remote::push(owner, class, obj),
         }
     }
-    Ok(())
 }
 
 /// Runs `f` on the shared cache used by threads that are not cores.

@@ -4,6 +4,12 @@
 //! (one compare-and-swap) and only the owner empties, all at once (one
 //! swap), so there is no ABA problem. A bit per class says which stacks
 //! have something, so the owner looks only where there is work.
+//!
+//! The stacks hold *nodes*: a freed object that also carries the addresses
+//! of other freed objects of its class (see [`node_capacity`]). Freeing
+//! cores batch their remote frees into nodes, so the owner takes back a
+//! batch by reading one node, and its writes to the objects overlap instead
+//! of each waiting for the previous object's link.
 #![allow(unsafe_code)]
 
 use core::ptr::{self, NonNull};
@@ -32,6 +38,64 @@ static REMOTE: [RemoteFrees; OWNERS] = [const {
     }
 }; OWNERS];
 
+/// How many other objects' addresses a node of `class` carries: a node is
+/// a free object laid out as `[next, len, addr 0, addr 1, ...]` (a node of
+/// the 8-byte class is only `[next]`).
+#[inline(always)]
+pub(crate) fn node_capacity(class: SizeClass) -> usize {
+    let s = class.size();
+    if s >= 16 { ((s - 16) / 8).min(NODE_MAX) } else { 0 }
+}
+
+/// The most addresses a node carries (a batch is at most 32 objects).
+const NODE_MAX: usize = 31;
+
+/// Stores the `i`th address of a node.
+///
+/// # Safety
+/// `node` is a free object of a class with `i < node_capacity(class)`.
+#[inline(always)]
+pub(crate) unsafe fn node_set(node: *mut FreeObj, i: usize, obj: *mut FreeObj) {
+    // SAFETY: the address lies inside the node (caller's contract).
+    unsafe { (node as *mut *mut FreeObj).add(2 + i).write(obj) }
+}
+
+/// Records how many addresses `node` carries.
+///
+/// # Safety
+/// `node` is a free object of `class` holding `len` addresses.
+#[inline(always)]
+pub(crate) unsafe fn node_seal(node: *mut FreeObj, class: SizeClass, len: usize) {
+    if node_capacity(class) > 0 {
+        // SAFETY: nodes of classes with capacity have a length word.
+        unsafe { (node as *mut usize).add(1).write(len) }
+    }
+}
+
+/// How many addresses a sealed node carries.
+///
+/// # Safety
+/// `node` is a sealed node of `class`.
+#[inline(always)]
+pub(crate) unsafe fn node_len(node: *mut FreeObj, class: SizeClass) -> usize {
+    if node_capacity(class) > 0 {
+        // SAFETY: as in `node_seal`.
+        unsafe { (node as *const usize).add(1).read() }
+    } else {
+        0
+    }
+}
+
+/// The `i`th address a sealed node carries.
+///
+/// # Safety
+/// `i` is below the node's length.
+#[inline(always)]
+pub(crate) unsafe fn node_get(node: *mut FreeObj, i: usize) -> *mut FreeObj {
+    // SAFETY: as in `node_set`.
+    unsafe { (node as *const *mut FreeObj).add(2 + i).read() }
+}
+
 /// Pushes `obj` onto `owner`'s remote-free stack for `class`.
 ///
 /// # Safety
@@ -40,16 +104,20 @@ static REMOTE: [RemoteFrees; OWNERS] = [const {
 #[inline]
 pub(crate) unsafe fn push(owner: u32, class: SizeClass, obj: NonNull<u8>) {
     let o = obj.as_ptr() as *mut FreeObj;
-    // SAFETY: a chain of one object, forwarded from the caller.
-    unsafe { push_chain(owner, class, o, o) }
+    // SAFETY: a node of one object (no addresses), forwarded from the caller.
+    unsafe {
+        node_seal(o, class, 0);
+        push_chain(owner, class, o, o)
+    }
 }
 
-/// Pushes the chain `first..=last` (linked through their first words) onto
-/// `owner`'s remote-free stack for `class`: one compare-and-swap for all.
+/// Pushes the chain of sealed nodes `first..=last` (linked through their
+/// first words) onto `owner`'s remote-free stack for `class`: one
+/// compare-and-swap for all.
 ///
 /// # Safety
-/// Every object on the chain must be a free object of `class` whose slab
-/// `owner` owns, linked from `first` to `last`; they are the owner's after
+/// Every node on the chain, and every object a node carries, must be a free
+/// object of `class` whose slab `owner` owns; they are the owner's after
 /// this call.
 #[inline]
 pub(crate) unsafe fn push_chain(
