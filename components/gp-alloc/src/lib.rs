@@ -240,7 +240,11 @@ unsafe impl GlobalAlloc for Global {
         {
             // SAFETY: `ptr` is a live block of `layout` from this allocator
             // (caller's contract), so an object of `class`; never null.
-            unsafe { GP_ALLOCATOR.rep().free_fast(NonNull::new_unchecked(ptr), class) };
+            unsafe {
+                GP_ALLOCATOR
+                    .rep()
+                    .free_fast(NonNull::new_unchecked(ptr), class)
+            };
             return;
         }
         // SAFETY: forwarded.

@@ -219,6 +219,9 @@ struct ClassCache {
     current: Cell<*mut SlabHeader>,
     /// Other slabs with free objects (doubly linked through headers).
     partial: Cell<*mut SlabHeader>,
+    /// The oldest slab on the partial list: the one that has had the most
+    /// time to collect frees, so the one a refill takes.
+    partial_tail: Cell<*mut SlabHeader>,
 }
 
 impl ClassCache {
@@ -227,6 +230,7 @@ impl ClassCache {
             free: Cell::new(ptr::null_mut()),
             current: Cell::new(ptr::null_mut()),
             partial: Cell::new(ptr::null_mut()),
+            partial_tail: Cell::new(ptr::null_mut()),
         }
     }
 }
@@ -262,8 +266,10 @@ impl Outbox {
 
 /// Outboxes per cache (direct-mapped by owner and class).
 const OUTBOXES: usize = 32;
-/// Remote frees batched before a push; at most `OUTBOXES * (BATCH - 1)`
-/// objects wait in a cache until its next slow path or drain.
+/// Remote frees batched before a push. At most `OUTBOXES * (BATCH - 1)`
+/// objects wait in a cache until it next takes memory for a new slab or
+/// drains ([`crate::SlabAllocator::drain_remote_frees`], which a runtime
+/// may call when a core goes idle).
 pub const OUTBOX_BATCH: u32 = 32;
 
 /// An empty slab in the stash.
@@ -345,7 +351,6 @@ impl Cache {
     fn refill(&self, class: SizeClass) -> Result<(), AllocError> {
         let cc = &self.classes[class.index()];
         debug_assert!(cc.free.get().is_null());
-        self.flush_outboxes();
         if self.take_from_current(cc, class) {
             return Ok(());
         }
@@ -363,8 +368,8 @@ impl Cache {
             cc.current.set(ptr::null_mut());
         }
         // Remote frees may empty slabs or refill this class's partial list.
-        self.drain_remote_frees();
-        let next = cc.partial.get();
+        self.take_back_remote_frees();
+        let next = cc.partial_tail.get();
         if !next.is_null() {
             self.unlink_partial(cc, next);
             cc.current.set(next);
@@ -372,6 +377,9 @@ impl Cache {
             debug_assert!(ok, "partial slabs have free objects");
             return Ok(());
         }
+        // About to take memory: first send on the remote frees waiting
+        // here, so that other owners can reuse their objects.
+        self.flush_outboxes();
         let slab = self.new_slab(class)?;
         cc.current.set(slab);
         let ok = self.take_from_current(cc, class);
@@ -470,7 +478,11 @@ impl Cache {
             e.fill.set(fill + 1);
         } else {
             // SAFETY: the object is free memory now: it becomes a node.
-            unsafe { o.write(FreeObj { next: ptr::null_mut() }) };
+            unsafe {
+                o.write(FreeObj {
+                    next: ptr::null_mut(),
+                })
+            };
             if n == 0 {
                 e.first.set(o);
                 e.owner.set(owner);
@@ -546,7 +558,9 @@ impl Cache {
         unsafe {
             (*h).prev.set(ptr::null_mut());
             (*h).next.set(head);
-            if !head.is_null() {
+            if head.is_null() {
+                cc.partial_tail.set(h);
+            } else {
                 (*head).prev.set(h);
             }
         }
@@ -562,7 +576,9 @@ impl Cache {
             } else {
                 (*prev).next.set(next);
             }
-            if !next.is_null() {
+            if next.is_null() {
+                cc.partial_tail.set(prev);
+            } else {
                 (*next).prev.set(prev);
             }
         }
@@ -592,6 +608,11 @@ impl Cache {
     /// on the remote frees waiting in this cache's outboxes).
     pub(crate) fn drain_remote_frees(&self) {
         self.flush_outboxes();
+        self.take_back_remote_frees();
+    }
+
+    /// Takes back every object other owners freed to this one.
+    fn take_back_remote_frees(&self) {
         let mut mask = remote::take_all_pending(self.owner);
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;

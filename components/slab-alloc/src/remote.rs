@@ -44,7 +44,11 @@ static REMOTE: [RemoteFrees; OWNERS] = [const {
 #[inline(always)]
 pub(crate) fn node_capacity(class: SizeClass) -> usize {
     let s = class.size();
-    if s >= 16 { ((s - 16) / 8).min(NODE_MAX) } else { 0 }
+    if s >= 16 {
+        ((s - 16) / 8).min(NODE_MAX)
+    } else {
+        0
+    }
 }
 
 /// The most addresses a node carries (a batch is at most 32 objects).
