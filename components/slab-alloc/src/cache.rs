@@ -9,9 +9,11 @@
 //! Per class an owner keeps a free list of objects ready to hand out
 //! (`ClassCache::free`: the fast path is one pop), the *current* slab those
 //! objects come from, and a list of other slabs that have free objects.
-//! A free on the owner pushes onto the object's slab's own list; when a slab
-//! that is not current becomes empty it goes to a small per-owner stash of
-//! empty slabs and, past the stash limit, back to the page allocator.
+//! A free on the owner pushes onto the object's slab's own list (or, for
+//! the current slab, straight back onto the cache's list); when a slab that
+//! is not current becomes empty it stays in its class's cache with its free
+//! list intact, up to [`STASH_LIMIT_BYTES`] of empty slabs per owner, and
+//! beyond that goes back to the page allocator.
 //!
 //! Everything here is touched by the owner only (a core, or whoever holds
 //! the shared cache's lock), except the remote-free lists of
@@ -25,7 +27,7 @@ use ebbrt_page_alloc::{AllocError, PAGE_SIZE, pages};
 #[cfg(debug_assertions)]
 use ebbrt_page_alloc::{FreeError, FreeErrorKind};
 
-use crate::class::{MIN_SLAB_ORDER, NUM_CLASSES, SizeClass};
+use crate::class::{NUM_CLASSES, SizeClass};
 use crate::remote;
 
 /// A free object's link, in its first word.
@@ -115,9 +117,12 @@ const GEOMETRY: [Geometry; NUM_CLASSES] = {
     g
 };
 
-/// The slab orders in use: 3 (32 KiB) to 6 (256 KiB).
-const STASH_ORDERS: usize = 4;
-/// Empty slabs an owner keeps for reuse before returning pages.
+/// Never-used objects threaded onto the cache's free list at a time: about
+/// two pages of small objects, enough to amortise the slow path, few enough
+/// not to touch much memory before it is used.
+const CARVE_BATCH: usize = 256;
+
+/// Bytes of empty slabs an owner keeps for reuse before returning pages.
 pub const STASH_LIMIT_BYTES: usize = 2 << 20;
 
 #[inline(always)]
@@ -272,11 +277,6 @@ const OUTBOXES: usize = 32;
 /// may call when a core goes idle).
 pub const OUTBOX_BATCH: u32 = 32;
 
-/// An empty slab in the stash.
-struct Stashed {
-    next: *mut Stashed,
-}
-
 /// One owner's caches for every class.
 #[repr(align(64))]
 pub struct Cache {
@@ -285,9 +285,9 @@ pub struct Cache {
     outbox: [Outbox; OUTBOXES],
     /// Outboxes holding objects.
     outbox_used: Cell<u32>,
-    stash: [Cell<*mut Stashed>; STASH_ORDERS],
+    /// Bytes of empty slabs kept (on their class's partial list).
     stash_bytes: Cell<usize>,
-    /// Slabs this owner holds (current, partial, full; not stashed).
+    /// Slabs this owner holds that are not empty (or are current).
     slabs: Cell<usize>,
 }
 
@@ -307,7 +307,6 @@ impl Cache {
             classes: [const { ClassCache::new() }; NUM_CLASSES],
             outbox: [const { Outbox::new() }; OUTBOXES],
             outbox_used: Cell::new(0),
-            stash: [const { Cell::new(ptr::null_mut()) }; STASH_ORDERS],
             stash_bytes: Cell::new(0),
             slabs: Cell::new(0),
         }
@@ -372,6 +371,13 @@ impl Cache {
         let next = cc.partial_tail.get();
         if !next.is_null() {
             self.unlink_partial(cc, next);
+            // SAFETY: slabs on the partial list are live and ours.
+            if unsafe { (*next).state.get() } & INUSE == 0 {
+                // A kept empty slab is back in use.
+                self.stash_bytes
+                    .set(self.stash_bytes.get() - slab_bytes(class));
+                self.slabs.set(self.slabs.get() + 1);
+            }
             cc.current.set(next);
             let ok = self.take_from_current(cc, class);
             debug_assert!(ok, "partial slabs have free objects");
@@ -408,9 +414,8 @@ impl Cache {
         if bump == limit {
             return false;
         }
-        // Thread a batch of fresh objects: enough to amortise this path,
-        // few enough not to touch much memory before it is used.
-        let n = ((limit - bump) / size).min(64);
+        // Thread a batch of fresh objects.
+        let n = ((limit - bump) / size).min(CARVE_BATCH);
         let mut p = bump;
         for _ in 0..n - 1 {
             // SAFETY: `p` and `p + size` are never-used objects of this slab.
@@ -431,6 +436,32 @@ impl Cache {
         h.bump.set(bump + n * size);
         h.carved.set(h.carved.get() + n as u32);
         h.state.set(h.state.get() + n as u32);
+        true
+    }
+
+    /// The fastest free: an object of the slab the cache is allocating
+    /// from goes straight back onto the cache's free list (its slab counts
+    /// the objects there as in use, so nothing else changes). Returns
+    /// whether it did; `false` leaves the object untouched.
+    ///
+    /// # Safety
+    /// `obj` must be an allocated object of `class` (owned by any cache),
+    /// not used after this call if it returns `true`.
+    #[inline(always)]
+    pub(crate) unsafe fn free_to_current(&self, obj: NonNull<u8>, class: SizeClass) -> bool {
+        // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
+        let cc = unsafe { self.classes.get_unchecked(class.index()) };
+        let o = obj.as_ptr() as *mut FreeObj;
+        if header_of(o as usize, class) != cc.current.get() {
+            return false;
+        }
+        // SAFETY: the object belongs to our current slab and is free now.
+        unsafe {
+            o.write(FreeObj {
+                next: cc.free.get(),
+            })
+        };
+        cc.free.set(o);
         true
     }
 
@@ -625,26 +656,15 @@ impl Cache {
     fn new_slab(&self, class: SizeClass) -> Result<*mut SlabHeader, AllocError> {
         let g = &GEOMETRY[class.index()];
         let order = g.order;
-        let si = (order - MIN_SLAB_ORDER) as usize;
-        let stashed = self.stash[si].get();
-        let base = if !stashed.is_null() {
-            // SAFETY: stashed slabs are empty slabs this cache owns; their
-            // first word links the stash.
-            self.stash[si].set(unsafe { (*stashed).next });
-            self.stash_bytes
-                .set(self.stash_bytes.get() - (PAGE_SIZE << order));
-            stashed as usize
-        } else {
-            pages()
-                .alloc(order as usize)
-                .map_err(|e| AllocError {
-                    allocator: "slab allocator",
-                    size: class.size(),
-                    align: class.align(),
-                    ..e
-                })?
-                .as_ptr() as usize
-        };
+        let base = pages()
+            .alloc(order as usize)
+            .map_err(|e| AllocError {
+                allocator: "slab allocator",
+                size: class.size(),
+                align: class.align(),
+                ..e
+            })?
+            .as_ptr() as usize;
         let h = (base + g.header_offset) as *mut SlabHeader;
         // SAFETY: `base..base + slab` is a block of ours, unused; the header
         // and bitmap sit at its end.
@@ -670,28 +690,32 @@ impl Cache {
         Ok(h)
     }
 
+    /// A slab became empty (and is neither current nor listed): keep it,
+    /// free list intact, at the head of its class's partial list (reused
+    /// after the partly used slabs), while the owner keeps less than
+    /// [`STASH_LIMIT_BYTES`] of empty slabs; else give its pages back.
     fn release_slab(&self, h: *mut SlabHeader, class: SizeClass) {
+        self.slabs.set(self.slabs.get() - 1);
+        let bytes = slab_bytes(class);
+        if self.stash_bytes.get() + bytes <= STASH_LIMIT_BYTES {
+            self.stash_bytes.set(self.stash_bytes.get() + bytes);
+            // SAFETY: the slab is ours and empty.
+            unsafe { (*h).state.set(0) };
+            // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
+            let cc = unsafe { self.classes.get_unchecked(class.index()) };
+            self.push_partial(cc, h);
+        } else {
+            self.give_back(h, class);
+        }
+    }
+
+    /// Returns an empty slab's pages to the page allocator.
+    fn give_back(&self, h: *mut SlabHeader, class: SizeClass) {
         let g = &GEOMETRY[class.index()];
-        let base = h as usize - g.header_offset;
         // Poison the magic so stale pointers into it are caught as foreign.
         // SAFETY: the slab is empty and ours.
         unsafe { (*h).ident.magic = 0 };
-        self.slabs.set(self.slabs.get() - 1);
-        let bytes = PAGE_SIZE << g.order;
-        if self.stash_bytes.get() + bytes <= STASH_LIMIT_BYTES {
-            let si = (g.order - MIN_SLAB_ORDER) as usize;
-            let s = base as *mut Stashed;
-            // SAFETY: the empty slab is ours; its first word links the stash.
-            unsafe {
-                s.write(Stashed {
-                    next: self.stash[si].get(),
-                })
-            };
-            self.stash[si].set(s);
-            self.stash_bytes.set(self.stash_bytes.get() + bytes);
-        } else {
-            self.return_pages(base, g.order);
-        }
+        self.return_pages(h as usize - g.header_offset, g.order);
     }
 
     fn return_pages(&self, base: usize, order: u32) {
@@ -728,18 +752,22 @@ impl Cache {
                 }
                 if (*h).state.get() & INUSE == 0 {
                     cc.current.set(ptr::null_mut());
-                    self.release_slab(h, class);
+                    self.slabs.set(self.slabs.get() - 1);
+                    self.give_back(h, class);
                 }
             }
         }
-        for (si, head) in self.stash.iter().enumerate() {
-            let order = si as u32 + MIN_SLAB_ORDER;
-            let mut s = head.replace(ptr::null_mut());
-            while !s.is_null() {
-                // SAFETY: stashed slabs are ours and empty.
-                let next = unsafe { (*s).next };
-                self.return_pages(s as usize, order);
-                s = next;
+        for (i, cc) in self.classes.iter().enumerate() {
+            let class = SizeClass::from_index(i).expect("class index");
+            let mut h = cc.partial.get();
+            while !h.is_null() {
+                // SAFETY: slabs on the partial list are live and ours.
+                let (next, state) = unsafe { ((*h).next.get(), (*h).state.get()) };
+                if state & INUSE == 0 {
+                    self.unlink_partial(cc, h);
+                    self.give_back(h, class);
+                }
+                h = next;
             }
         }
         self.stash_bytes.set(0);

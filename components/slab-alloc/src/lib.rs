@@ -113,6 +113,10 @@ impl SlabAllocator {
     #[allow(unsafe_code)]
     pub unsafe fn free_unchecked(&self, obj: NonNull<u8>, class: SizeClass) {
         // SAFETY: `obj` is a live object of `class` (caller's contract).
+        if unsafe { self.cache.free_to_current(obj, class) } {
+            return;
+        }
+        // SAFETY: as above.
         let owner = unsafe { cache::owner_of(obj, class) };
         if owner == self.cache.owner() {
             // SAFETY: we own its slab.
