@@ -1,0 +1,61 @@
+//! # ebbrt-net
+//!
+//! The native network of EbbRT: a TCP/IP stack (smoltcp) per NIC queue
+//! pair, managed by the [`NetworkManager`] Ebb, behind the same async
+//! socket API as the hosted runtime's `ebbrt_std::net`: [`TcpListener`],
+//! [`TcpStream`], [`UdpSocket`] with the same signatures, so a server's
+//! source builds for either.
+//!
+//! What it owns:
+//! - [`device`]: the interface a NIC driver implements (queue pairs of
+//!   frames, offload capabilities); drivers register a probe with
+//!   [`register_net_device!`].
+//! - [`Stack`]: one smoltcp interface over one queue pair, its sockets and
+//!   its poll task, on one core; ARP, ICMP echo, TCP, UDP, DHCP.
+//! - [`NetworkManager`]: which stack each core uses — its own with a
+//!   multiqueue NIC, core 0's (through `spawn_on`) with one queue.
+//! - [`frame`]: checks every received frame (malformed ones are counted
+//!   and dropped, never a panic) and prepares checksum offload.
+//! - [`sim`]: a simulated link with loss, reordering, duplication and
+//!   corruption, so the stack is tested on the host without a VM.
+//!
+//! What it must not do: touch hardware (drivers do, in their own crates),
+//! or use `unsafe` code.
+#![no_std]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+mod adapter;
+pub mod config;
+pub mod device;
+mod error;
+pub mod frame;
+mod manager;
+mod remote;
+pub mod sim;
+mod stack;
+mod tcp;
+mod udp;
+
+pub use adapter::{DevCounters, Inbox};
+pub use config::{AddrConfig, Ipv4Net, NetConfig};
+pub use core::net::SocketAddr;
+pub use manager::{DeviceProbe, NET_DEVICE_PROBES, NetRoot, NetworkManager};
+pub use stack::{AddrHook, Stack, StackOptions, StackStats};
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+/// Items used by code that macros of this crate generate. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use linkme;
+}
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,298 @@
+//! The network manager Ebb: which stack each core uses.
+//!
+//! A per-core Ebb. Its root holds the NIC and the configuration; the rep
+//! of core `c` either owns a stack (when `c` is below the number of queue
+//! pairs in use: multiqueue gives one stack per core, each on its own
+//! queue pair, owning its connections) or names the core whose stack it
+//! reaches through `spawn_on` (single queue: core 0 owns the one stack).
+//! The first rep built starts the stacks of the other queue pairs, so that
+//! every queue is served from boot on.
+
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use ebbrt_core::cpu::{self, CoreId};
+use ebbrt_core::io::{Error, ErrorKind};
+use ebbrt_core::{Ebb, EbbId, EbbRef, PerCore, PerCoreRoot, StaticEbb};
+
+use crate::adapter::{Inbox, Peers};
+use crate::config::{AddrConfig, Ipv4Net, NetConfig};
+use crate::device::NetDevice;
+use crate::stack::{Stack, StackOptions, StackStats};
+
+/// A NIC probe: drivers register one with [`register_net_device!`]; the
+/// default network manager uses the first device a probe finds.
+pub type DeviceProbe = fn() -> Option<Box<dyn NetDevice>>;
+
+/// Every registered NIC probe (a link-time list).
+#[linkme::distributed_slice]
+pub static NET_DEVICE_PROBES: [DeviceProbe];
+
+/// Registers a NIC probe with the default network manager.
+#[macro_export]
+macro_rules! register_net_device {
+    ($probe:path) => {
+        const _: () = {
+            #[$crate::__private::linkme::distributed_slice($crate::NET_DEVICE_PROBES)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static PROBE: $crate::DeviceProbe = $probe;
+        };
+    };
+}
+
+type Lease = Option<(Ipv4Net, Option<Ipv4Addr>)>;
+
+/// The root of a network manager: the NIC, the configuration, the inboxes
+/// through which stacks hand each other frames, the DHCP lease.
+pub struct NetRoot {
+    device: Option<Box<dyn NetDevice>>,
+    config: NetConfig,
+    stacks: usize,
+    inboxes: Arc<[Inbox]>,
+    started: AtomicBool,
+    lease: spin::Mutex<Lease>,
+}
+
+impl NetRoot {
+    /// A root over `device` (`None`: no NIC; every operation fails with
+    /// `NotFound`). Uses one stack per queue pair, as many as the device
+    /// offers, the configuration allows and there are cores.
+    pub fn new(device: Option<Box<dyn NetDevice>>, config: NetConfig) -> NetRoot {
+        let offered = device.as_ref().map_or(0, |d| d.queue_pairs());
+        let wanted = offered
+            .min(config.max_queues.unwrap_or(usize::MAX))
+            .min(cpu::count().max(1));
+        let stacks = match &device {
+            Some(d) => d.activate(wanted),
+            None => 0,
+        };
+        if let Some(d) = &device {
+            log::info!("net: {}; {} stack(s)", d.describe(), stacks);
+        }
+        NetRoot {
+            device,
+            config,
+            stacks,
+            inboxes: (0..stacks.max(1))
+                .map(|_| Inbox::default())
+                .collect::<Vec<_>>()
+                .into(),
+            started: AtomicBool::new(false),
+            lease: spin::Mutex::new(None),
+        }
+    }
+
+    /// How many stacks (queue pairs) are in use.
+    pub fn stacks(&self) -> usize {
+        self.stacks
+    }
+}
+
+/// Where this core's sockets live.
+#[derive(Clone)]
+pub(crate) enum Home {
+    /// In this core's own stack.
+    Local(Rc<Stack>),
+    /// In the stack of `owner`, reached with `spawn_on`.
+    Remote {
+        mgr: EbbRef<NetworkManager>,
+        owner: CoreId,
+    },
+    /// Nowhere: no NIC.
+    None,
+}
+
+/// The network manager: one representative per core, owning a TCP/IP stack
+/// (one per queue pair of the NIC) or pointing at the core that owns one.
+/// The socket API ([`crate::TcpListener`], [`crate::TcpStream`],
+/// [`crate::UdpSocket`]) goes through it.
+pub struct NetworkManager {
+    home: Home,
+}
+
+pub(crate) const NO_DEVICE: Error = Error::new(ErrorKind::NotFound, "no network device");
+
+impl NetworkManager {
+    /// The default network manager (well-known id).
+    pub fn get() -> EbbRef<NetworkManager> {
+        EbbRef::fixed()
+    }
+
+    pub(crate) fn home(&self) -> Home {
+        self.home.clone()
+    }
+
+    /// This core's stack, if it owns one.
+    pub fn local_stack(&self) -> Option<Rc<Stack>> {
+        match &self.home {
+            Home::Local(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The core whose stack this core's sockets live in.
+    pub fn owner(&self) -> Option<CoreId> {
+        match &self.home {
+            Home::Local(_) => Some(cpu::current()),
+            Home::Remote { owner, .. } => Some(*owner),
+            Home::None => None,
+        }
+    }
+
+    /// Waits until the stack serving this core has an address.
+    pub async fn wait_configured(&self) -> Result<Ipv4Addr, Error> {
+        match &self.home {
+            Home::Local(s) => Ok(s.wait_configured().await),
+            Home::Remote { mgr, owner } => {
+                let mgr = *mgr;
+                ebbrt_core::exec::spawn_on_with(*owner, move || async move {
+                    match mgr.local_stack() {
+                        Some(s) => Ok(s.wait_configured().await),
+                        None => Err(NO_DEVICE),
+                    }
+                })
+                .await
+            }
+            Home::None => Err(NO_DEVICE),
+        }
+    }
+
+    /// The counters of the stack this core owns (`None` if it owns none).
+    pub fn stats(&self) -> Option<StackStats> {
+        self.local_stack().map(|s| s.stats())
+    }
+
+    fn build(root: &'static PerCoreRoot<Self>, core: CoreId) -> NetworkManager {
+        let r = root.data();
+        let Some(dev) = &r.device else {
+            return NetworkManager { home: Home::None };
+        };
+        if r.stacks == 0 {
+            return NetworkManager { home: Home::None };
+        }
+        let mgr = root.ebb_ref();
+        let c = core.index();
+        if c >= r.stacks {
+            return NetworkManager {
+                home: Home::Remote {
+                    mgr,
+                    owner: CoreId((c % r.stacks) as u32),
+                },
+            };
+        }
+        let Some(queue) = dev.take_queue(c) else {
+            log::error!("net: queue pair {c} is unavailable; {core} uses core 0's stack");
+            return NetworkManager {
+                home: Home::Remote {
+                    mgr,
+                    owner: CoreId(0),
+                },
+            };
+        };
+        let dhcp = r.config.addr == AddrConfig::Dhcp;
+        let opts = StackOptions {
+            config: r.config,
+            queue_index: c,
+            queue_count: r.stacks,
+            run_dhcp: dhcp && c == 0,
+        };
+        let peers = (r.stacks > 1).then(|| Peers {
+            inboxes: r.inboxes.clone(),
+            me: c,
+        });
+        let stack = Stack::with_peers(queue, dev.mac(), opts, peers);
+        if dhcp && c == 0 && r.stacks > 1 {
+            let stacks = r.stacks;
+            stack.set_addr_hook(Box::new(move |lease| {
+                *root.data().lease.lock() = lease;
+                for k in 1..stacks {
+                    ebbrt_core::exec::spawn_on(CoreId(k as u32), async move {
+                        if let Some(s) = mgr.local_stack() {
+                            s.set_address(lease);
+                        }
+                    })
+                    .detach();
+                }
+            }));
+        } else if dhcp && let Some(lease) = *r.lease.lock() {
+            stack.set_address(Some(lease));
+        }
+        stack.start();
+        if !r.started.swap(true, Ordering::AcqRel) {
+            for k in (0..r.stacks).filter(|&k| k != c) {
+                ebbrt_core::exec::spawn_on(CoreId(k as u32), async move {
+                    let _ = mgr.rep();
+                })
+                .detach();
+            }
+        }
+        NetworkManager {
+            home: Home::Local(stack),
+        }
+    }
+}
+
+impl Ebb for NetworkManager {
+    fn miss(id: EbbId) -> &'static Self {
+        ebbrt_core::ebb::per_core_miss(id)
+    }
+}
+
+impl PerCore for NetworkManager {
+    type Root = NetRoot;
+
+    fn new_rep(root: &'static PerCoreRoot<Self>, core: CoreId) -> Self {
+        Self::build(root, core)
+    }
+
+    fn new_root() -> Option<NetRoot> {
+        Some(default_root())
+    }
+}
+
+// The crate's one unsafe item: a marker impl, no unsafe operation.
+#[allow(unsafe_code)]
+// SAFETY: `NETWORK_MANAGER` is reserved for this type in `ebbrt_core::ebb::ids`
+// and registered below, so the runtime refuses to start on a conflict.
+unsafe impl StaticEbb for NetworkManager {
+    const ID: EbbId = ebbrt_core::ebb::ids::NETWORK_MANAGER;
+}
+
+ebbrt_core::register_component! {
+    NetworkManager {
+        name: "NetworkManager",
+        kind: ebbrt_core::EbbKind::PerCore,
+        interface: "ebbrt_net::NetworkManager",
+        summary: "The native network: one smoltcp TCP/IP stack per NIC queue pair (per core with multiqueue, else one stack reached through spawn_on), and the async socket API.",
+        id: Some(ebbrt_core::ebb::ids::NETWORK_MANAGER),
+    }
+}
+
+fn default_root() -> NetRoot {
+    let config = match NetConfig::from_args(boot_arg) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("net: {e}; using DHCP");
+            NetConfig::default()
+        }
+    };
+    let device = NET_DEVICE_PROBES.iter().find_map(|probe| probe());
+    if device.is_none() {
+        log::warn!("net: no network device found");
+    }
+    NetRoot::new(device, config)
+}
+
+#[cfg(target_os = "none")]
+fn boot_arg(key: &str) -> Option<&'static str> {
+    ebbrt_core::native::boot_arg(key)
+}
+
+#[cfg(not(target_os = "none"))]
+fn boot_arg(_key: &str) -> Option<&'static str> {
+    None
+}

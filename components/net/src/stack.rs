@@ -1,0 +1,1072 @@
+//! One TCP/IP stack: a smoltcp interface over one queue pair, its sockets,
+//! and the task that polls it. A stack lives on one core and is reached
+//! only there (`Rc<Stack>` is `!Send`).
+//!
+//! Readiness never spins: a task that cannot make progress registers its
+//! waker with the smoltcp socket (or with a listener's accept queue), and
+//! the poll task wakes it when a packet or a timer changes the socket. The
+//! poll task itself sleeps until the device's interrupt (or idle poller)
+//! wakes it, another stack hands it a frame, an application operation
+//! needs it, or smoltcp's next timer is due.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::net::{Ipv4Addr, SocketAddr};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+
+use ebbrt_core::exec;
+use ebbrt_core::io::{self, Error, ErrorKind};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Cidr,
+};
+
+use crate::adapter::{Adapter, Dev, Peers};
+use crate::config::{AddrConfig, Ipv4Net, NetConfig};
+use crate::device::NetQueue;
+use crate::error::{self, NOT_CONNECTED};
+use crate::frame::DropReason;
+
+/// Listening sockets kept per port: SYNs beyond these within one burst are
+/// refused, but the table refills after every packet that used one.
+const LISTEN_BACKLOG: usize = 4;
+/// Connections accepted by the stack but not yet by the application, per
+/// port; beyond this, new SYNs are refused.
+const MAX_PENDING: usize = 256;
+/// How long a connect waits for the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Datagrams (and bytes) a UDP socket buffers each way.
+const UDP_PACKETS: usize = 64;
+const UDP_BYTES: usize = 64 * 1024;
+/// How often closed connections are reclaimed.
+const REAP_EVERY: Duration = Duration::from_millis(100);
+
+fn now_ns() -> u64 {
+    ebbrt_core::time::Instant::now().as_nanos()
+}
+
+fn smol_now() -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros((now_ns() / 1000) as i64)
+}
+
+/// A snapshot of a stack's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// Frames received from the device.
+    pub rx_frames: u64,
+    /// Frames transmitted.
+    pub tx_frames: u64,
+    /// Received frames dropped, by reason (see [`DropReason::ALL`]).
+    pub rx_dropped: [u64; DropReason::ALL.len()],
+    /// Frames that found the transmit ring full.
+    pub tx_dropped: u64,
+    /// Frames handed to other stacks (ARP, DHCP).
+    pub forwarded: u64,
+    /// Frames received from other stacks.
+    pub injected: u64,
+    /// Times the poll task ran.
+    pub polls: u64,
+    /// Open TCP connections (including ones closing).
+    pub tcp_sockets: usize,
+}
+
+impl StackStats {
+    /// Received frames dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.rx_dropped[reason.index()]
+    }
+    /// All received frames dropped.
+    pub fn dropped_total(&self) -> u64 {
+        self.rx_dropped.iter().sum()
+    }
+}
+
+/// Called when the stack's address changes (DHCP): the new address and
+/// gateway, or `None` when the lease is lost.
+pub type AddrHook = Box<dyn Fn(Option<(Ipv4Net, Option<Ipv4Addr>)>)>;
+
+/// Options of one stack.
+pub struct StackOptions {
+    /// Addressing and buffer sizes.
+    pub config: NetConfig,
+    /// The queue's index among the device's queues (ephemeral ports are
+    /// partitioned by it so that stacks sharing one address never pick the
+    /// same connection 4-tuple).
+    pub queue_index: usize,
+    /// How many queues share the address.
+    pub queue_count: usize,
+    /// Whether this stack runs DHCP (when the configuration asks for it).
+    pub run_dhcp: bool,
+}
+
+struct PortListen {
+    endpoint: IpListenEndpoint,
+    backlog: Vec<SocketHandle>,
+    embryonic: Vec<SocketHandle>,
+    listeners: Vec<ListenerSlot>,
+    rr: usize,
+}
+
+struct ListenerSlot {
+    id: u64,
+    ready: VecDeque<SocketHandle>,
+    waker: Option<Waker>,
+}
+
+impl PortListen {
+    fn pending(&self) -> usize {
+        self.embryonic.len() + self.listeners.iter().map(|l| l.ready.len()).sum::<usize>()
+    }
+}
+
+struct Inner {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    tcp: BTreeMap<u64, SocketHandle>,
+    udp: BTreeMap<u64, SocketHandle>,
+    ports: BTreeMap<u16, PortListen>,
+    listener_port: BTreeMap<u64, u16>,
+    local_ports: BTreeMap<SocketHandle, u16>,
+    orphans: Vec<SocketHandle>,
+    dhcp: Option<SocketHandle>,
+    next_port: u16,
+    last_reap: u64,
+}
+
+/// One TCP/IP stack over one queue pair.
+pub struct Stack {
+    inner: RefCell<Inner>,
+    adapter: Adapter,
+    opts: StackOptions,
+    next_id: Cell<u64>,
+    kicked: Cell<bool>,
+    poll_waker: RefCell<Option<Waker>>,
+    /// The deadline the poll task sleeps until (ns), if any.
+    armed: Cell<Option<u64>>,
+    polls: Cell<u64>,
+    addr_waiters: RefCell<Vec<Waker>>,
+    addr_hook: RefCell<Option<AddrHook>>,
+    bind_errors: RefCell<BTreeMap<u64, Error>>,
+}
+
+impl Stack {
+    /// A stack over `queue` with Ethernet address `mac`. Start its poll
+    /// task with [`Stack::start`].
+    pub fn new(queue: Box<dyn NetQueue>, mac: [u8; 6], opts: StackOptions) -> Rc<Stack> {
+        Self::with_peers(queue, mac, opts, None)
+    }
+
+    pub(crate) fn with_peers(
+        queue: Box<dyn NetQueue>,
+        mac: [u8; 6],
+        opts: StackOptions,
+        peers: Option<Peers>,
+    ) -> Rc<Stack> {
+        let adapter = Adapter::new(queue, peers);
+        let seed = now_ns()
+            ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5])
+                .rotate_left(17);
+        let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        cfg.random_seed = seed;
+        let iface = Interface::new(cfg, &mut Dev(&adapter), smol_now());
+        let mut sockets = SocketSet::new(Vec::new());
+        let dhcp = (opts.run_dhcp && opts.config.addr == AddrConfig::Dhcp)
+            .then(|| sockets.add(dhcpv4::Socket::new()));
+        let n = opts.queue_count.max(1) as u16;
+        let first = 49152 + (seed % 8192) as u16;
+        let next_port = first - first % n + opts.queue_index as u16 % n;
+        let stack = Rc::new(Stack {
+            inner: RefCell::new(Inner {
+                iface,
+                sockets,
+                tcp: BTreeMap::new(),
+                udp: BTreeMap::new(),
+                ports: BTreeMap::new(),
+                listener_port: BTreeMap::new(),
+                local_ports: BTreeMap::new(),
+                orphans: Vec::new(),
+                dhcp,
+                next_port,
+                last_reap: 0,
+            }),
+            adapter,
+            opts,
+            next_id: Cell::new(1),
+            kicked: Cell::new(false),
+            poll_waker: RefCell::new(None),
+            armed: Cell::new(None),
+            polls: Cell::new(0),
+            addr_waiters: RefCell::new(Vec::new()),
+            addr_hook: RefCell::new(None),
+            bind_errors: RefCell::new(BTreeMap::new()),
+        });
+        if let AddrConfig::Static { net, gateway } = stack.opts.config.addr {
+            stack.set_address(Some((net, gateway)));
+        }
+        stack
+    }
+
+    /// Spawns the stack's poll task on this core.
+    pub fn start(self: &Rc<Self>) {
+        let me = self.clone();
+        exec::spawn_local(async move { me.run().await }).detach();
+    }
+
+    /// Sets the hook told about address changes (DHCP).
+    pub fn set_addr_hook(&self, hook: AddrHook) {
+        *self.addr_hook.borrow_mut() = Some(hook);
+    }
+
+    /// The stack's IPv4 address, once configured.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.inner.borrow().iface.ipv4_addr()
+    }
+
+    /// Waits until the stack has an address (static: at once; DHCP: the
+    /// first lease).
+    pub async fn wait_configured(&self) -> Ipv4Addr {
+        poll_fn(|cx| match self.ipv4() {
+            Some(a) => Poll::Ready(a),
+            None => {
+                self.addr_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Sets (or clears) the address and default gateway.
+    pub fn set_address(&self, addr: Option<(Ipv4Net, Option<Ipv4Addr>)>) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            let iface = &mut inner.iface;
+            iface.update_ip_addrs(|addrs| {
+                addrs.clear();
+                if let Some((net, _)) = addr {
+                    // Cannot fail: the list was just cleared.
+                    let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(net.addr, net.prefix)));
+                }
+            });
+            iface.routes_mut().remove_default_ipv4_route();
+            if let Some((_, Some(gw))) = addr {
+                // Fails only when the route table is full; it was just emptied.
+                let _ = iface.routes_mut().add_default_ipv4_route(gw);
+            }
+        }
+        if addr.is_some() {
+            for w in self.addr_waiters.take() {
+                w.wake();
+            }
+        }
+        self.kick();
+    }
+
+    /// The stack's counters.
+    pub fn stats(&self) -> StackStats {
+        let c = &self.adapter.counters;
+        let mut s = StackStats {
+            rx_frames: c.rx_frames.get(),
+            tx_frames: c.tx_frames.get(),
+            tx_dropped: c.tx_dropped.get(),
+            forwarded: c.forwarded.get(),
+            injected: c.injected.get(),
+            polls: self.polls.get(),
+            tcp_sockets: 0,
+            ..StackStats::default()
+        };
+        for (i, d) in c.rx_dropped.iter().enumerate() {
+            s.rx_dropped[i] = d.get();
+        }
+        let inner = self.inner.borrow();
+        s.tcp_sockets = inner
+            .sockets
+            .iter()
+            .filter(|(_, so)| matches!(so, smoltcp::socket::Socket::Tcp(_)))
+            .count();
+        s
+    }
+
+    fn fresh_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Asks the poll task to poll soon.
+    pub(crate) fn kick(&self) {
+        if !self.kicked.replace(true)
+            && let Some(w) = self.poll_waker.borrow().as_ref()
+        {
+            w.wake_by_ref();
+        }
+    }
+
+    /// After an operation queued data: transmit now, and make sure the
+    /// poll task wakes for the timers this armed.
+    fn flush(&self, inner: &mut Inner) {
+        let now = smol_now();
+        let Inner { iface, sockets, .. } = inner;
+        iface.poll_egress(now, &mut Dev(&self.adapter), sockets);
+        if let Some(at) = iface.poll_at(now, sockets) {
+            let at_ns = (at.total_micros().max(0) as u64).saturating_mul(1000);
+            if self.armed.get().is_none_or(|armed| at_ns < armed) {
+                self.kick();
+            }
+        }
+    }
+
+    /// One pass: ingress (checking listeners after each packet that
+    /// changed a socket), egress, housekeeping. Returns smoltcp's delay
+    /// until its next timer.
+    #[allow(clippy::type_complexity)]
+    fn poll_once(
+        &self,
+    ) -> (
+        Option<Duration>,
+        Option<Option<(Ipv4Net, Option<Ipv4Addr>)>>,
+    ) {
+        self.polls.set(self.polls.get() + 1);
+        let now = smol_now();
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        let mut dev = Dev(&self.adapter);
+        inner.iface.poll_maintenance(now);
+        loop {
+            match inner
+                .iface
+                .poll_ingress_single(now, &mut dev, &mut inner.sockets)
+            {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    maintain_listeners(inner, &self.opts.config)
+                }
+            }
+        }
+        while inner.iface.poll_egress(now, &mut dev, &mut inner.sockets)
+            == smoltcp::iface::PollResult::SocketStateChanged
+        {}
+        maintain_listeners(inner, &self.opts.config);
+        let t = now_ns();
+        if !inner.orphans.is_empty()
+            && t.saturating_sub(inner.last_reap) >= REAP_EVERY.as_nanos() as u64
+        {
+            inner.last_reap = t;
+            reap(inner);
+        }
+        let dhcp_event =
+            inner.dhcp.and_then(
+                |h| match inner.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
+                    Some(dhcpv4::Event::Configured(c)) => Some(Some((
+                        Ipv4Net {
+                            addr: c.address.address(),
+                            prefix: c.address.prefix_len(),
+                        },
+                        c.router,
+                    ))),
+                    Some(dhcpv4::Event::Deconfigured) => Some(None),
+                    None => None,
+                },
+            );
+        let mut delay = inner.iface.poll_delay(now, &inner.sockets);
+        if !inner.orphans.is_empty() {
+            delay = Some(delay.map_or(REAP_EVERY.into(), |d| d.min(REAP_EVERY.into())));
+        }
+        (
+            delay.map(|d| Duration::from_micros(d.total_micros())),
+            dhcp_event,
+        )
+    }
+
+    async fn run(self: Rc<Self>) {
+        loop {
+            self.kicked.set(false);
+            let (delay, dhcp) = self.poll_once();
+            if let Some(addr) = dhcp {
+                match addr {
+                    Some((n, gw)) => {
+                        log::info!("net: DHCP lease {}/{} gateway {:?}", n.addr, n.prefix, gw)
+                    }
+                    None => log::warn!("net: DHCP lease lost"),
+                }
+                self.set_address(addr);
+                if let Some(h) = self.addr_hook.borrow().as_ref() {
+                    h(addr);
+                }
+            }
+            if self.adapter.rearm() {
+                continue;
+            }
+            match delay {
+                Some(d) if d.is_zero() => {
+                    self.armed.set(Some(now_ns()));
+                    exec::yield_now().await;
+                }
+                Some(d) => {
+                    self.armed.set(Some(now_ns() + d.as_nanos() as u64));
+                    let _ = exec::timeout(d, self.wait_kick()).await;
+                }
+                None => {
+                    self.armed.set(None);
+                    self.wait_kick().await;
+                }
+            }
+        }
+    }
+
+    /// Waits for any wake: a kick, the device, another stack's inbox.
+    async fn wait_kick(&self) {
+        let mut first = true;
+        poll_fn(|cx| {
+            if self.kicked.get() || !first {
+                return Poll::Ready(());
+            }
+            first = false;
+            let mut slot = self.poll_waker.borrow_mut();
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+                self.adapter.set_waker(cx.waker());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn ephemeral_port(&self, inner: &mut Inner) -> u16 {
+        let step = self.opts.queue_count.max(1) as u16;
+        loop {
+            let p = inner.next_port;
+            inner.next_port = if p.checked_add(step).is_none_or(|n| n < 49152) {
+                49152 + (p % step)
+            } else {
+                p + step
+            };
+            let used = inner.local_ports.values().any(|&u| u == p) || inner.ports.contains_key(&p);
+            if !used {
+                return p;
+            }
+        }
+    }
+
+    fn new_tcp_socket(&self) -> tcp::Socket<'static> {
+        let c = &self.opts.config;
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; c.tcp_rx_buffer]),
+            tcp::SocketBuffer::new(vec![0u8; c.tcp_tx_buffer]),
+        );
+        // Linux answers within 40 ms at most; smoltcp's 10 ms default is fine,
+        // but an echo reply carries the ACK anyway.
+        s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
+        s
+    }
+
+    fn check_local(&self, inner: &Inner, addr: SocketAddr) -> io::Result<()> {
+        let ip = match addr {
+            SocketAddr::V4(a) => *a.ip(),
+            SocketAddr::V6(_) => return Err(error::IPV6),
+        };
+        if ip.is_unspecified() || inner.iface.has_ip_addr(IpAddress::Ipv4(ip)) {
+            Ok(())
+        } else if inner.iface.ipv4_addr().is_none() && self.opts.config.addr == AddrConfig::Dhcp {
+            // Not configured yet: the lease may bring this address.
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::AddrNotAvailable,
+                "the address is not this node's",
+            ))
+        }
+    }
+
+    // ---- TCP listeners ----
+
+    /// Starts listening on `addr`; returns the listener's id and address.
+    /// Several listeners may share a port (as with `SO_REUSEPORT`): new
+    /// connections go to them in turn.
+    pub(crate) fn tcp_listen(&self, addr: SocketAddr) -> io::Result<(u64, SocketAddr)> {
+        let id = self.fresh_id();
+        self.tcp_listen_as(id, addr)
+    }
+
+    /// Like [`Self::tcp_listen`] under an id the caller chose (a core
+    /// without its own stack picks it, so that it need not wait for the
+    /// answer); a failure is kept and reported by the first operation.
+    pub(crate) fn tcp_listen_remote(&self, id: u64, addr: SocketAddr) {
+        if let Err(e) = self.tcp_listen_as(id, addr) {
+            self.bind_errors.borrow_mut().insert(id, e);
+        }
+    }
+
+    fn bind_error(&self, id: u64, what: &'static str) -> Error {
+        self.bind_errors
+            .borrow_mut()
+            .remove(&id)
+            .unwrap_or(Error::new(ErrorKind::InvalidInput, what))
+    }
+
+    fn tcp_listen_as(&self, id: u64, addr: SocketAddr) -> io::Result<(u64, SocketAddr)> {
+        let mut ep = error::listen_endpoint(addr)?;
+        let mut inner = self.inner.borrow_mut();
+        self.check_local(&inner, addr)?;
+        if ep.port == 0 {
+            ep.port = self.ephemeral_port(&mut inner);
+        }
+        let inner = &mut *inner;
+        match inner.ports.get_mut(&ep.port) {
+            Some(p) => {
+                if p.endpoint.addr != ep.addr {
+                    return Err(Error::new(
+                        ErrorKind::AddrInUse,
+                        "the port is bound to another address",
+                    ));
+                }
+                p.listeners.push(ListenerSlot {
+                    id,
+                    ready: VecDeque::new(),
+                    waker: None,
+                });
+            }
+            None => {
+                inner.ports.insert(
+                    ep.port,
+                    PortListen {
+                        endpoint: ep,
+                        backlog: Vec::new(),
+                        embryonic: Vec::new(),
+                        listeners: vec![ListenerSlot {
+                            id,
+                            ready: VecDeque::new(),
+                            waker: None,
+                        }],
+                        rr: 0,
+                    },
+                );
+            }
+        }
+        inner.listener_port.insert(id, ep.port);
+        refill(inner, &self.opts.config, ep.port);
+        Ok((id, error::listen_addr(ep, None)))
+    }
+
+    /// Polls listener `id` for an established connection.
+    pub(crate) fn poll_accept(
+        &self,
+        id: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(u64, SocketAddr)>> {
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        let Some(port) = inner.listener_port.get(&id).copied() else {
+            return Poll::Ready(Err(self.bind_error(id, "the listener is closed")));
+        };
+        let Some(slot) = inner
+            .ports
+            .get_mut(&port)
+            .and_then(|p| p.listeners.iter_mut().find(|l| l.id == id))
+        else {
+            return Poll::Ready(Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the listener is closed",
+            )));
+        };
+        match slot.ready.pop_front() {
+            Some(h) => {
+                let peer = inner.sockets.get::<tcp::Socket>(h).remote_endpoint();
+                let sid = self.fresh_id();
+                inner.tcp.insert(sid, h);
+                // The stack may have refused SYNs while the queue was full.
+                refill(inner, &self.opts.config, port);
+                match peer {
+                    Some(p) => Poll::Ready(Ok((sid, error::socket_addr(p)))),
+                    // Reset between the handshake and now: hand it out
+                    // anyway; its first read reports the end.
+                    None => Poll::Ready(Ok((sid, SocketAddr::from(([0, 0, 0, 0], 0))))),
+                }
+            }
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Closes listener `id`; connections queued for it go to the port's
+    /// other listeners, or are aborted with the port when it was the last.
+    pub(crate) fn tcp_unlisten(&self, id: u64) {
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        let Some(port) = inner.listener_port.remove(&id) else {
+            return;
+        };
+        let Some(p) = inner.ports.get_mut(&port) else {
+            return;
+        };
+        let Some(pos) = p.listeners.iter().position(|l| l.id == id) else {
+            return;
+        };
+        let slot = p.listeners.remove(pos);
+        if let Some(other) = p.listeners.first_mut() {
+            other.ready.extend(slot.ready);
+            if let Some(w) = other.waker.take() {
+                w.wake();
+            }
+            return;
+        }
+        let p = inner.ports.remove(&port).expect("port entry checked above");
+        for h in p.backlog.into_iter().chain(p.embryonic).chain(slot.ready) {
+            inner.sockets.get_mut::<tcp::Socket>(h).abort();
+            inner.orphans.push(h);
+        }
+        self.kick();
+    }
+
+    // ---- TCP streams ----
+
+    /// Connects to `addr`; returns the new stream's id once established.
+    pub(crate) async fn tcp_connect(&self, addr: SocketAddr) -> io::Result<u64> {
+        let remote = error::endpoint(addr)?;
+        if remote.port == 0 || remote.addr.is_unspecified() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "cannot connect to port 0 or an unspecified address",
+            ));
+        }
+        let id = {
+            let mut inner = self.inner.borrow_mut();
+            let inner = &mut *inner;
+            let port = self.ephemeral_port(inner);
+            let mut s = self.new_tcp_socket();
+            s.connect(inner.iface.context(), remote, port)
+                .map_err(|_| {
+                    Error::new(ErrorKind::InvalidInput, "cannot connect to that address")
+                })?;
+            let h = inner.sockets.add(s);
+            inner.local_ports.insert(h, port);
+            let id = self.fresh_id();
+            inner.tcp.insert(id, h);
+            self.flush(inner);
+            id
+        };
+        let established = poll_fn(|cx| {
+            let mut inner = self.inner.borrow_mut();
+            let Some(&h) = inner.tcp.get(&id) else {
+                return Poll::Ready(Err(NOT_CONNECTED));
+            };
+            let s = inner.sockets.get_mut::<tcp::Socket>(h);
+            match s.state() {
+                tcp::State::SynSent | tcp::State::SynReceived => {
+                    s.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                tcp::State::Closed | tcp::State::Listen => Poll::Ready(Err(Error::new(
+                    ErrorKind::ConnectionRefused,
+                    "the peer refused the connection",
+                ))),
+                _ => Poll::Ready(Ok(())),
+            }
+        });
+        match exec::timeout(CONNECT_TIMEOUT, established).await {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(e)) => {
+                self.tcp_close(id);
+                Err(e)
+            }
+            Err(_) => {
+                self.tcp_close(id);
+                Err(Error::new(
+                    ErrorKind::TimedOut,
+                    "the connection attempt timed out",
+                ))
+            }
+        }
+    }
+
+    fn with_tcp<R>(&self, id: u64, f: impl FnOnce(&mut Inner, SocketHandle) -> R) -> io::Result<R> {
+        let mut inner = self.inner.borrow_mut();
+        let Some(&h) = inner.tcp.get(&id) else {
+            return Err(NOT_CONNECTED);
+        };
+        Ok(f(&mut inner, h))
+    }
+
+    /// Polls a read of stream `id` into `buf`.
+    pub(crate) fn poll_read(
+        &self,
+        id: u64,
+        buf: &mut [u8],
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut off = 0;
+        self.poll_read_with(id, cx, |data| {
+            let n = data.len().min(buf.len() - off);
+            buf[off..off + n].copy_from_slice(&data[..n]);
+            off += n;
+            n
+        })
+    }
+
+    /// Polls a read of stream `id`: `f` sees the received bytes in the
+    /// socket's buffer (no copy) and says how many it consumed. `Ok(0)`
+    /// means the end of the stream.
+    pub(crate) fn poll_read_with(
+        &self,
+        id: u64,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&[u8]) -> usize,
+    ) -> Poll<io::Result<usize>> {
+        let r = self.with_tcp(id, |inner, h| {
+            let s = inner.sockets.get_mut::<tcp::Socket>(h);
+            if s.can_recv() {
+                let was_full = s.recv_queue() * 2 >= s.recv_capacity();
+                let mut total = 0;
+                // The ring buffer may hand out its data in two pieces.
+                for _ in 0..2 {
+                    let mut whole = false;
+                    let n = s
+                        .recv(|data| {
+                            let n = f(data).min(data.len());
+                            whole = n == data.len();
+                            (n, n)
+                        })
+                        .unwrap_or(0);
+                    total += n;
+                    if !whole || !s.can_recv() {
+                        break;
+                    }
+                }
+                if total > 0 {
+                    if was_full {
+                        // The window reopened: tell the peer now.
+                        self.flush(inner);
+                    }
+                    return Poll::Ready(Ok(total));
+                }
+            }
+            if !s.may_recv() {
+                return match s.state() {
+                    tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Listen => {
+                        Poll::Ready(Err(NOT_CONNECTED))
+                    }
+                    _ => Poll::Ready(Ok(0)),
+                };
+            }
+            s.register_recv_waker(cx.waker());
+            Poll::Pending
+        });
+        match r {
+            Ok(p) => p,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Polls a write of `buf` to stream `id`.
+    pub(crate) fn poll_write(
+        &self,
+        id: u64,
+        buf: &[u8],
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let r = self.with_tcp(id, |inner, h| {
+            let s = inner.sockets.get_mut::<tcp::Socket>(h);
+            if !s.may_send() {
+                return Poll::Ready(Err(match s.state() {
+                    tcp::State::Closed | tcp::State::TimeWait => {
+                        Error::new(ErrorKind::ConnectionReset, "the connection is closed")
+                    }
+                    tcp::State::SynSent | tcp::State::SynReceived => NOT_CONNECTED,
+                    _ => Error::new(ErrorKind::BrokenPipe, "the write half is shut down"),
+                }));
+            }
+            if s.can_send() {
+                match s.send_slice(buf) {
+                    Ok(n) if n > 0 => {
+                        self.flush(inner);
+                        return Poll::Ready(Ok(n));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return Poll::Ready(Err(NOT_CONNECTED)),
+                }
+            }
+            s.register_send_waker(cx.waker());
+            Poll::Pending
+        });
+        match r {
+            Ok(p) => p,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Closes the write half of stream `id` (a FIN after the queued data).
+    pub(crate) fn tcp_shutdown(&self, id: u64) -> io::Result<()> {
+        self.with_tcp(id, |inner, h| {
+            inner.sockets.get_mut::<tcp::Socket>(h).close();
+            self.flush(inner);
+        })
+    }
+
+    /// Releases stream `id`: the connection closes gracefully in the
+    /// background and its socket is reclaimed once closed.
+    pub(crate) fn tcp_close(&self, id: u64) {
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        if let Some(h) = inner.tcp.remove(&id) {
+            let s = inner.sockets.get_mut::<tcp::Socket>(h);
+            if s.can_recv() {
+                // Unread data: reset, as Linux does, rather than pretend.
+                s.abort();
+            } else {
+                s.close();
+            }
+            inner.orphans.push(h);
+            self.flush(inner);
+        }
+    }
+
+    /// The local and peer addresses of stream `id`.
+    pub(crate) fn tcp_addrs(&self, id: u64) -> io::Result<(SocketAddr, SocketAddr)> {
+        self.with_tcp(id, |inner, h| {
+            let s = inner.sockets.get::<tcp::Socket>(h);
+            match (s.local_endpoint(), s.remote_endpoint()) {
+                (Some(l), Some(r)) => Ok((error::socket_addr(l), error::socket_addr(r))),
+                _ => Err(NOT_CONNECTED),
+            }
+        })?
+    }
+
+    /// Turns Nagle's algorithm off (`on`) or back on for stream `id`.
+    pub(crate) fn tcp_set_nodelay(&self, id: u64, on: bool) -> io::Result<()> {
+        self.with_tcp(id, |inner, h| {
+            inner
+                .sockets
+                .get_mut::<tcp::Socket>(h)
+                .set_nagle_enabled(!on)
+        })
+    }
+
+    // ---- UDP ----
+
+    /// Binds a UDP socket; returns its id and address.
+    pub(crate) fn udp_bind(&self, addr: SocketAddr) -> io::Result<(u64, SocketAddr)> {
+        let id = self.fresh_id();
+        self.udp_bind_as(id, addr)
+    }
+
+    /// Like [`Self::udp_bind`] under an id the caller chose; see
+    /// [`Self::tcp_listen_remote`].
+    pub(crate) fn udp_bind_remote(&self, id: u64, addr: SocketAddr) {
+        if let Err(e) = self.udp_bind_as(id, addr) {
+            self.bind_errors.borrow_mut().insert(id, e);
+        }
+    }
+
+    fn udp_bind_as(&self, id: u64, addr: SocketAddr) -> io::Result<(u64, SocketAddr)> {
+        let mut ep = error::listen_endpoint(addr)?;
+        let mut inner = self.inner.borrow_mut();
+        self.check_local(&inner, addr)?;
+        let inner = &mut *inner;
+        if ep.port == 0 {
+            ep.port = self.ephemeral_port(inner);
+        }
+        let taken = inner
+            .udp
+            .values()
+            .any(|&h| inner.sockets.get::<udp::Socket>(h).endpoint().port == ep.port);
+        if taken {
+            return Err(Error::new(ErrorKind::AddrInUse, "the UDP port is in use"));
+        }
+        let mut s = udp::Socket::new(
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+                vec![0u8; UDP_BYTES],
+            ),
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+                vec![0u8; UDP_BYTES],
+            ),
+        );
+        s.bind(ep)
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, "cannot bind to that address"))?;
+        let h = inner.sockets.add(s);
+        inner.udp.insert(id, h);
+        Ok((id, error::listen_addr(ep, None)))
+    }
+
+    fn with_udp<R>(&self, id: u64, f: impl FnOnce(&mut Inner, SocketHandle) -> R) -> io::Result<R> {
+        let mut inner = self.inner.borrow_mut();
+        let Some(&h) = inner.udp.get(&id) else {
+            drop(inner);
+            return Err(self.bind_error(id, "the socket is closed"));
+        };
+        Ok(f(&mut inner, h))
+    }
+
+    /// Polls sending `buf` to `to` from UDP socket `id`.
+    pub(crate) fn poll_send_to(
+        &self,
+        id: u64,
+        buf: &[u8],
+        to: SocketAddr,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let to = match error::endpoint(to) {
+            Ok(t) => t,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let r = self.with_udp(id, |inner, h| {
+            let s = inner.sockets.get_mut::<udp::Socket>(h);
+            if buf.len() > s.payload_send_capacity() {
+                return Poll::Ready(Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "the datagram is larger than the send buffer",
+                )));
+            }
+            match s.send_slice(buf, to) {
+                Ok(()) => {
+                    self.flush(inner);
+                    Poll::Ready(Ok(buf.len()))
+                }
+                Err(udp::SendError::BufferFull) => {
+                    s.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                Err(udp::SendError::Unaddressable) => Poll::Ready(Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "cannot send to that address",
+                ))),
+            }
+        });
+        match r {
+            Ok(p) => p,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Polls receiving a datagram on UDP socket `id` (truncated to `buf`,
+    /// as with Linux sockets).
+    pub(crate) fn poll_recv_from(
+        &self,
+        id: u64,
+        buf: &mut [u8],
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let r = self.with_udp(id, |inner, h| {
+            let s = inner.sockets.get_mut::<udp::Socket>(h);
+            match s.recv() {
+                Ok((data, meta)) => {
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    Poll::Ready(Ok((n, error::socket_addr(meta.endpoint))))
+                }
+                Err(_) => {
+                    s.register_recv_waker(cx.waker());
+                    Poll::Pending
+                }
+            }
+        });
+        match r {
+            Ok(p) => p,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Closes UDP socket `id`.
+    pub(crate) fn udp_close(&self, id: u64) {
+        let mut inner = self.inner.borrow_mut();
+        if let Some(h) = inner.udp.remove(&id) {
+            inner.sockets.remove(h);
+        }
+    }
+}
+
+/// Keeps `LISTEN_BACKLOG` listening sockets on `port` (unless too many
+/// connections are pending).
+fn refill(inner: &mut Inner, config: &NetConfig, port: u16) {
+    let Some(p) = inner.ports.get_mut(&port) else {
+        return;
+    };
+    while p.backlog.len() < LISTEN_BACKLOG && p.pending() < MAX_PENDING {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]),
+            tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]),
+        );
+        if s.listen(p.endpoint).is_err() {
+            log::warn!("net: cannot listen on port {port}");
+            return;
+        }
+        p.backlog.push(inner.sockets.add(s));
+    }
+}
+
+/// Moves listening sockets that got a SYN to the embryonic list, hands
+/// established connections to the port's listeners (in turn), and drops
+/// handshakes that failed.
+fn maintain_listeners(inner: &mut Inner, config: &NetConfig) {
+    let ports: Vec<u16> = inner.ports.keys().copied().collect();
+    for port in ports {
+        let Some(p) = inner.ports.get_mut(&port) else {
+            continue;
+        };
+        let mut changed = false;
+        let mut i = 0;
+        while i < p.backlog.len() {
+            let h = p.backlog[i];
+            if inner.sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
+                i += 1;
+            } else {
+                p.backlog.swap_remove(i);
+                p.embryonic.push(h);
+                changed = true;
+            }
+        }
+        let mut i = 0;
+        while i < p.embryonic.len() {
+            let h = p.embryonic[i];
+            match inner.sockets.get::<tcp::Socket>(h).state() {
+                tcp::State::SynReceived => i += 1,
+                tcp::State::Closed | tcp::State::Listen | tcp::State::TimeWait => {
+                    p.embryonic.swap_remove(i);
+                    inner.sockets.remove(h);
+                }
+                _ if p.listeners.is_empty() => i += 1,
+                _ => {
+                    p.embryonic.swap_remove(i);
+                    let n = p.listeners.len();
+                    let slot = &mut p.listeners[p.rr % n];
+                    p.rr = p.rr.wrapping_add(1);
+                    slot.ready.push_back(h);
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+        }
+        if changed {
+            refill(inner, config, port);
+        }
+    }
+}
+
+/// Removes closed connections that no stream owns any more.
+fn reap(inner: &mut Inner) {
+    let mut i = 0;
+    while i < inner.orphans.len() {
+        let h = inner.orphans[i];
+        if inner.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed {
+            inner.orphans.swap_remove(i);
+            inner.sockets.remove(h);
+            inner.local_ports.remove(&h);
+        } else {
+            i += 1;
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! TCP listeners and streams (the same API as `ebbrt_std::net`).
+
+use alloc::rc::Rc;
+use alloc::vec;
+use core::fmt;
+use core::future::poll_fn;
+use core::net::SocketAddr;
+
+use ebbrt_core::EbbRef;
+use ebbrt_core::io::{self, Error, ErrorKind};
+
+use crate::manager::{Home, NO_DEVICE, NetworkManager};
+use crate::remote::RemoteStack;
+use crate::stack::Stack;
+
+/// The most bytes one remote read or write moves between cores.
+const REMOTE_CHUNK: usize = 64 * 1024;
+
+/// A TCP socket listening for connections, owned by the core that bound it.
+///
+/// Several listeners may bind one port (as with `SO_REUSEPORT` hosted): the
+/// stack hands new connections to them in turn. With a multiqueue NIC each
+/// core has its own stack, and a connection arrives at the stack of the
+/// queue the NIC steered it to: a server binds a listener on every core
+/// (as the echo example does). With one queue, every listener lives in
+/// core 0's stack and the other cores reach it through `spawn_on`.
+pub struct TcpListener {
+    imp: ListenerImp,
+    local: SocketAddr,
+}
+
+enum ListenerImp {
+    Local { stack: Rc<Stack>, id: u64 },
+    Remote { remote: RemoteStack, id: u64 },
+}
+
+impl TcpListener {
+    /// Binds a listener to `addr` (port 0: the stack picks one; see
+    /// [`Self::local_addr`]) on the current core.
+    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        Self::bind_with(NetworkManager::get(), addr)
+    }
+
+    /// Binds through the network manager `mgr`.
+    pub fn bind_with(mgr: EbbRef<NetworkManager>, addr: SocketAddr) -> io::Result<TcpListener> {
+        match mgr.home() {
+            Home::Local(stack) => Self::bind_on(&stack, addr),
+            Home::Remote { mgr, owner } => {
+                crate::error::listen_endpoint(addr)?;
+                if addr.port() == 0 {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "a core without its own stack must bind a listener to a given port",
+                    ));
+                }
+                let remote = RemoteStack::new(mgr, owner);
+                let id = crate::remote::remote_id();
+                remote.run_detached(move |s| s.tcp_listen_remote(id, addr));
+                Ok(TcpListener {
+                    imp: ListenerImp::Remote { remote, id },
+                    local: addr,
+                })
+            }
+            Home::None => Err(NO_DEVICE),
+        }
+    }
+
+    /// Binds on `stack` (which must live on this core).
+    pub fn bind_on(stack: &Rc<Stack>, addr: SocketAddr) -> io::Result<TcpListener> {
+        let (id, local) = stack.tcp_listen(addr)?;
+        Ok(TcpListener {
+            imp: ListenerImp::Local {
+                stack: stack.clone(),
+                id,
+            },
+            local,
+        })
+    }
+
+    /// Waits for a connection; returns it and the peer's address.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        match &self.imp {
+            ListenerImp::Local { stack, id } => {
+                let (sid, peer) = poll_fn(|cx| stack.poll_accept(*id, cx)).await?;
+                Ok((TcpStream::local(stack.clone(), sid), peer))
+            }
+            ListenerImp::Remote { remote, id } => {
+                let lid = *id;
+                let (sid, peer, addrs) = remote
+                    .run(move |s| async move {
+                        let (sid, peer) = poll_fn(|cx| s.poll_accept(lid, cx)).await?;
+                        Ok((sid, peer, s.tcp_addrs(sid).ok()))
+                    })
+                    .await?;
+                Ok((TcpStream::remote(*remote, sid, addrs), peer))
+            }
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        match &self.imp {
+            ListenerImp::Local { stack, id } => stack.tcp_unlisten(*id),
+            ListenerImp::Remote { remote, id } => {
+                let id = *id;
+                remote.run_detached(move |s| s.tcp_unlisten(id));
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("local_addr", &self.local)
+            .finish()
+    }
+}
+
+/// A TCP connection, owned by the core that connected or accepted it.
+///
+/// The methods take `&self`: one task may read while another writes (two
+/// tasks reading at once is not supported: the stack keeps one reader's
+/// waker per connection).
+pub struct TcpStream {
+    imp: StreamImp,
+}
+
+enum StreamImp {
+    Local {
+        stack: Rc<Stack>,
+        id: u64,
+    },
+    Remote {
+        remote: RemoteStack,
+        id: u64,
+        addrs: Option<(SocketAddr, SocketAddr)>,
+    },
+}
+
+impl TcpStream {
+    fn local(stack: Rc<Stack>, id: u64) -> TcpStream {
+        TcpStream {
+            imp: StreamImp::Local { stack, id },
+        }
+    }
+
+    fn remote(remote: RemoteStack, id: u64, addrs: Option<(SocketAddr, SocketAddr)>) -> TcpStream {
+        TcpStream {
+            imp: StreamImp::Remote { remote, id, addrs },
+        }
+    }
+
+    /// Connects to `addr`, waiting until the connection is established or
+    /// has failed ([`ErrorKind::ConnectionRefused`], [`ErrorKind::TimedOut`]).
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        Self::connect_with(NetworkManager::get(), addr).await
+    }
+
+    /// Connects through the network manager `mgr`.
+    pub async fn connect_with(
+        mgr: EbbRef<NetworkManager>,
+        addr: SocketAddr,
+    ) -> io::Result<TcpStream> {
+        match mgr.home() {
+            Home::Local(stack) => Self::connect_on(&stack, addr).await,
+            Home::Remote { mgr, owner } => {
+                let remote = RemoteStack::new(mgr, owner);
+                let (id, addrs) = remote
+                    .run(move |s| async move {
+                        let id = s.tcp_connect(addr).await?;
+                        Ok((id, s.tcp_addrs(id).ok()))
+                    })
+                    .await?;
+                Ok(TcpStream::remote(remote, id, addrs))
+            }
+            Home::None => Err(NO_DEVICE),
+        }
+    }
+
+    /// Connects from `stack` (which must live on this core).
+    pub async fn connect_on(stack: &Rc<Stack>, addr: SocketAddr) -> io::Result<TcpStream> {
+        let id = stack.tcp_connect(addr).await?;
+        Ok(TcpStream::local(stack.clone(), id))
+    }
+
+    /// Reads into `buf`, waiting until at least one byte is available;
+    /// returns how many were read. `Ok(0)` means the peer closed its write
+    /// half (end of stream), or that `buf` is empty.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match &self.imp {
+            StreamImp::Local { stack, id } => poll_fn(|cx| stack.poll_read(*id, buf, cx)).await,
+            StreamImp::Remote { remote, id, .. } => {
+                let (id, want) = (*id, buf.len().min(REMOTE_CHUNK));
+                let data = remote
+                    .run(move |s| async move {
+                        let mut v = vec![0u8; want];
+                        let n = poll_fn(|cx| s.poll_read(id, &mut v, cx)).await?;
+                        v.truncate(n);
+                        Ok(v)
+                    })
+                    .await?;
+                buf[..data.len()].copy_from_slice(&data);
+                Ok(data.len())
+            }
+        }
+    }
+
+    /// Reads without copying: `f` sees received bytes where the stack keeps
+    /// them and returns how many it consumed. Waits until some are there;
+    /// `Ok(0)` means the end of the stream. Native extension, local streams
+    /// only (others get [`ErrorKind::Unsupported`]).
+    pub async fn read_with(&self, mut f: impl FnMut(&[u8]) -> usize) -> io::Result<usize> {
+        match &self.imp {
+            StreamImp::Local { stack, id } => {
+                poll_fn(|cx| stack.poll_read_with(*id, cx, &mut f)).await
+            }
+            StreamImp::Remote { .. } => Err(Error::new(
+                ErrorKind::Unsupported,
+                "read_with needs the stream's stack on this core",
+            )),
+        }
+    }
+
+    /// Writes some of `buf`, waiting (the task sleeps until the stack has
+    /// room; no spinning) while the send buffer is full; returns how many
+    /// bytes were written.
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match &self.imp {
+            StreamImp::Local { stack, id } => poll_fn(|cx| stack.poll_write(*id, buf, cx)).await,
+            StreamImp::Remote { remote, id, .. } => {
+                let id = *id;
+                let data = buf[..buf.len().min(REMOTE_CHUNK)].to_vec();
+                remote
+                    .run(move |s| async move { poll_fn(|cx| s.poll_write(id, &data, cx)).await })
+                    .await
+            }
+        }
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf).await? {
+                0 => {
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        "the connection accepted no bytes",
+                    ));
+                }
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the write half: the peer reads the end of the stream once it
+    /// has read what was written before. Reading goes on.
+    pub async fn shutdown(&self) -> io::Result<()> {
+        match &self.imp {
+            StreamImp::Local { stack, id } => stack.tcp_shutdown(*id),
+            StreamImp::Remote { remote, id, .. } => {
+                let id = *id;
+                remote.run(move |s| async move { s.tcp_shutdown(id) }).await
+            }
+        }
+    }
+
+    fn addrs(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+        match &self.imp {
+            StreamImp::Local { stack, id } => stack.tcp_addrs(*id),
+            StreamImp::Remote { addrs, .. } => addrs.ok_or(crate::error::NOT_CONNECTED),
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.addrs().map(|(_, p)| p)
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.addrs().map(|(l, _)| l)
+    }
+
+    /// Turns Nagle's algorithm off (`on`) or back on.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match &self.imp {
+            StreamImp::Local { stack, id } => stack.tcp_set_nodelay(*id, on),
+            StreamImp::Remote { remote, id, .. } => {
+                let id = *id;
+                remote.run_detached(move |s| {
+                    let _ = s.tcp_set_nodelay(id, on);
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        match &self.imp {
+            StreamImp::Local { stack, id } => stack.tcp_close(*id),
+            StreamImp::Remote { remote, id, .. } => {
+                let id = *id;
+                remote.run_detached(move |s| s.tcp_close(id));
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local_addr", &self.local_addr().ok())
+            .field("peer_addr", &self.peer_addr().ok())
+            .finish()
+    }
+}
