@@ -331,6 +331,6 @@ mod tests {
         );
         complete_tx_checksum(&mut f, req);
         assert_eq!(f, want);
-        assert_eq!(prepare_tx_checksum(&mut vec![0u8; 10]), None);
+        assert_eq!(prepare_tx_checksum(&mut [0u8; 10]), None);
     }
 }
