@@ -35,7 +35,7 @@ use ebbrt_core::ebb::ids;
 use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb, cpu};
 pub use ebbrt_page_alloc::{AllocError, AllocFailure, FreeError, FreeErrorKind};
 use ebbrt_page_alloc::{order_for, pages};
-use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass};
+use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass, SlabAllocator};
 
 mod report;
 
@@ -79,22 +79,23 @@ impl GpAllocator {
         }
     }
 
-    /// On a core: an object of `class` if this core's slab cache has one
-    /// ready (no refill).
+    /// On a core whose slab representative is built: an object of `class`
+    /// if its cache has one ready (no refill, no miss).
     #[inline(always)]
     fn alloc_fast(&self, class: SizeClass) -> Option<NonNull<u8>> {
-        SLAB_ALLOCATOR.alloc_fast(class)
+        SLAB_ALLOCATOR.cached_rep()?.alloc_fast(class)
     }
 
-    /// On a core: frees an object of `class`, unchecked.
+    /// On a core: frees an object of `class` through this core's slab
+    /// representative, unchecked.
     ///
     /// # Safety
     /// `ptr` is a live object of `class` from this allocator, unused after.
     #[inline(always)]
     #[allow(unsafe_code)]
-    unsafe fn free_fast(&self, ptr: NonNull<u8>, class: SizeClass) {
+    unsafe fn free_fast(&self, slab: &SlabAllocator, ptr: NonNull<u8>, class: SizeClass) {
         // SAFETY: forwarded.
-        unsafe { SLAB_ALLOCATOR.free_unchecked(ptr, class) }
+        unsafe { slab.free_unchecked(ptr, class) }
     }
 
     #[inline(never)]
@@ -222,8 +223,8 @@ unsafe impl GlobalAlloc for Global {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(class) = SizeClass::for_layout(layout)
-            && cpu::try_current().is_some()
-            && let Some(p) = GP_ALLOCATOR.rep().alloc_fast(class)
+            && let Some(gp) = GP_ALLOCATOR.cached_rep()
+            && let Some(p) = gp.alloc_fast(class)
         {
             return p.as_ptr();
         }
@@ -236,15 +237,12 @@ unsafe impl GlobalAlloc for Global {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if !cfg!(debug_assertions)
             && let Some(class) = SizeClass::for_layout(layout)
-            && cpu::try_current().is_some()
+            && let Some(gp) = GP_ALLOCATOR.cached_rep()
+            && let Some(slab) = SLAB_ALLOCATOR.cached_rep()
         {
             // SAFETY: `ptr` is a live block of `layout` from this allocator
             // (caller's contract), so an object of `class`; never null.
-            unsafe {
-                GP_ALLOCATOR
-                    .rep()
-                    .free_fast(NonNull::new_unchecked(ptr), class)
-            };
+            unsafe { gp.free_fast(slab, NonNull::new_unchecked(ptr), class) };
             return;
         }
         // SAFETY: forwarded.

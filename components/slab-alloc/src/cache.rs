@@ -217,10 +217,14 @@ fn mark_allocated(obj: *mut FreeObj, class: SizeClass) {
 #[inline(always)]
 fn mark_allocated(_: *mut FreeObj, _: SizeClass) {}
 
-#[derive(Default)]
+#[repr(C, align(64))]
 struct ClassCache {
     /// Objects ready to hand out, all from `current`.
     free: Cell<*mut FreeObj>,
+    /// Where `current` starts, and its size (0 without a current slab): a
+    /// free checks "is it from the current slab" with one subtraction.
+    cur_base: Cell<usize>,
+    cur_bytes: Cell<usize>,
     current: Cell<*mut SlabHeader>,
     /// Other slabs with free objects (doubly linked through headers).
     partial: Cell<*mut SlabHeader>,
@@ -230,9 +234,24 @@ struct ClassCache {
 }
 
 impl ClassCache {
+    /// Makes `h` (a slab of `class`, or null) the current slab.
+    fn set_current(&self, h: *mut SlabHeader, class: SizeClass) {
+        self.current.set(h);
+        if h.is_null() {
+            self.cur_base.set(0);
+            self.cur_bytes.set(0);
+        } else {
+            let g = &GEOMETRY[class.index()];
+            self.cur_base.set(h as usize - g.header_offset);
+            self.cur_bytes.set(PAGE_SIZE << g.order);
+        }
+    }
+
     const fn new() -> Self {
         ClassCache {
             free: Cell::new(ptr::null_mut()),
+            cur_base: Cell::new(0),
+            cur_bytes: Cell::new(0),
             current: Cell::new(ptr::null_mut()),
             partial: Cell::new(ptr::null_mut()),
             partial_tail: Cell::new(ptr::null_mut()),
@@ -364,7 +383,7 @@ impl Cache {
         if !cur.is_null() {
             // SAFETY: `current` is a live slab of this cache.
             unsafe { (*cur).state.set((*cur).state.get() | UNLINKED) };
-            cc.current.set(ptr::null_mut());
+            cc.set_current(ptr::null_mut(), class);
         }
         // Remote frees may empty slabs or refill this class's partial list.
         self.take_back_remote_frees();
@@ -378,7 +397,7 @@ impl Cache {
                     .set(self.stash_bytes.get() - slab_bytes(class));
                 self.slabs.set(self.slabs.get() + 1);
             }
-            cc.current.set(next);
+            cc.set_current(next, class);
             let ok = self.take_from_current(cc, class);
             debug_assert!(ok, "partial slabs have free objects");
             return Ok(());
@@ -387,7 +406,7 @@ impl Cache {
         // here, so that other owners can reuse their objects.
         self.flush_outboxes();
         let slab = self.new_slab(class)?;
-        cc.current.set(slab);
+        cc.set_current(slab, class);
         let ok = self.take_from_current(cc, class);
         debug_assert!(ok, "a fresh slab has objects");
         Ok(())
@@ -452,7 +471,7 @@ impl Cache {
         // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
         let o = obj.as_ptr() as *mut FreeObj;
-        if header_of(o as usize, class) != cc.current.get() {
+        if (o as usize).wrapping_sub(cc.cur_base.get()) >= cc.cur_bytes.get() {
             return false;
         }
         // SAFETY: the object belongs to our current slab and is free now.
@@ -751,7 +770,7 @@ impl Cache {
                     p = next;
                 }
                 if (*h).state.get() & INUSE == 0 {
-                    cc.current.set(ptr::null_mut());
+                    cc.set_current(ptr::null_mut(), class);
                     self.slabs.set(self.slabs.get() - 1);
                     self.give_back(h, class);
                 }

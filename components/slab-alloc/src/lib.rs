@@ -117,6 +117,19 @@ impl SlabAllocator {
             return;
         }
         // SAFETY: as above.
+        unsafe { self.free_not_current(obj, class) }
+    }
+
+    /// A free of an object that is not from this core's current slab of its
+    /// class: local or remote. Out of line, so that the fast path stays a
+    /// leaf.
+    ///
+    /// # Safety
+    /// As for [`Self::free_unchecked`].
+    #[inline(never)]
+    #[allow(unsafe_code)]
+    unsafe fn free_not_current(&self, obj: NonNull<u8>, class: SizeClass) {
+        // SAFETY: `obj` is a live object of `class` (caller's contract).
         let owner = unsafe { cache::owner_of(obj, class) };
         if owner == self.cache.owner() {
             // SAFETY: we own its slab.

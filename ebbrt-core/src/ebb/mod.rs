@@ -215,6 +215,17 @@ impl<T: Ebb> EbbRef<T> {
         // `StaticEbb` and `from_id`).
         unsafe { &*(p as *const T) }
     }
+
+    /// This core's representative if this core's translation table already
+    /// holds it, without ever running the miss path: `None` on a miss and
+    /// on a thread that is not an EbbRT core. For fast paths that must stay
+    /// small and call-free (the allocators); they fall back to [`Self::rep`].
+    #[inline(always)]
+    pub fn cached_rep(&self) -> Option<&T> {
+        let p = crate::percore::table_get(self.id);
+        // SAFETY: as in `rep`: a non-null entry is this id's `&'static T`.
+        (!p.is_null()).then(|| unsafe { &*(p as *const T) })
+    }
 }
 
 #[cold]
