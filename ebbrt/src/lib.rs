@@ -31,6 +31,16 @@ pub use ebbrt_core::native as runtime;
 #[cfg(not(target_os = "none"))]
 pub use runtime::net;
 
+/// The network API of the runtime being built: natively, the smoltcp
+/// stacks of `ebbrt-net` (one per NIC queue pair) over the virtio-net
+/// driver, with the same socket types and signatures as hosted.
+#[cfg(target_os = "none")]
+pub use ebbrt_net as net;
+
+// Linked for its device probe (a link-time registration), not for names.
+#[cfg(target_os = "none")]
+use ebbrt_virtio_net as _;
+
 /// The general-purpose allocator of this image: the default slab-based
 /// allocator Ebb (`ebbrt-gp-alloc`), or with the `talc` feature the talc
 /// allocator Ebb (`ebbrt-talc-alloc`). Natively its `Global` is the

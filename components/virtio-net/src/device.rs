@@ -1,0 +1,436 @@
+//! Probing and initialising a virtio-net device: transport, features,
+//! queue pairs, MSI-X, the control queue.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use bitflags::bitflags;
+use ebbrt_core::cpu::{self, CoreId};
+use ebbrt_core::native::irq::{self, IrqVector};
+use ebbrt_net::device::{NetDevice, NetQueue};
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{
+    BarInfo, Command, ConfigurationAccess, DeviceFunction, PciRoot,
+};
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::{Error, PhysAddr};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::hal::IdentityHal;
+use crate::legacy::LegacyTransport;
+use crate::pci::{Msix, PortCam};
+use crate::queue::{PendingPair, QUEUE_SIZE, QueuePair};
+
+bitflags! {
+    /// The feature bits this driver knows (virtio 1.2, 5.1.3).
+    #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+    pub struct Features: u64 {
+        /// The device finishes partial checksums of transmitted packets.
+        const CSUM = 1 << 0;
+        /// The driver accepts packets with partial checksums (and the
+        /// device marks checked ones DATA_VALID).
+        const GUEST_CSUM = 1 << 1;
+        /// The device has a MAC address in its configuration.
+        const MAC = 1 << 5;
+        /// Receive buffers may be merged (a 12-byte header).
+        const MRG_RXBUF = 1 << 15;
+        /// The link status is in the configuration.
+        const STATUS = 1 << 16;
+        /// A control queue exists.
+        const CTRL_VQ = 1 << 17;
+        /// Several queue pairs, steered by the device.
+        const MQ = 1 << 22;
+        /// Virtio 1.0 (the modern interface).
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+const SUPPORTED: Features = Features::all();
+const VENDOR: u16 = 0x1af4;
+/// Transitional (legacy-capable) and modern-only virtio-net device ids.
+const NET_IDS: [u16; 2] = [0x1000, 0x1041];
+const NO_VECTOR: u16 = 0xffff;
+/// Receive buffer size: a 12-byte header and a 1514-byte frame fit.
+pub(crate) const RX_BUFFER: usize = 2048;
+
+/// Either transport, so the queues need not be generic over it.
+pub(crate) enum AnyTransport {
+    Modern { t: PciTransport, common: *mut u8 },
+    Legacy(LegacyTransport),
+}
+
+// SAFETY: the raw pointer names the device's common configuration MMIO,
+// which the transport (always behind a lock) may use from any core.
+unsafe impl Send for AnyTransport {}
+
+macro_rules! each {
+    ($self:ident, $t:ident => $e:expr) => {
+        match $self {
+            AnyTransport::Modern { t: $t, .. } => $e,
+            AnyTransport::Legacy($t) => $e,
+        }
+    };
+}
+
+impl Transport for AnyTransport {
+    fn device_type(&self) -> DeviceType {
+        each!(self, t => t.device_type())
+    }
+    fn read_device_features(&mut self) -> u64 {
+        each!(self, t => t.read_device_features())
+    }
+    fn write_driver_features(&mut self, f: u64) {
+        each!(self, t => t.write_driver_features(f))
+    }
+    fn max_queue_size(&mut self, q: u16) -> u32 {
+        each!(self, t => t.max_queue_size(q))
+    }
+    fn notify(&mut self, q: u16) {
+        each!(self, t => t.notify(q))
+    }
+    fn get_status(&self) -> DeviceStatus {
+        each!(self, t => t.get_status())
+    }
+    fn set_status(&mut self, s: DeviceStatus) {
+        each!(self, t => t.set_status(s))
+    }
+    fn set_guest_page_size(&mut self, s: u32) {
+        each!(self, t => t.set_guest_page_size(s))
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        each!(self, t => t.requires_legacy_layout())
+    }
+    fn queue_set(&mut self, q: u16, size: u32, d: PhysAddr, dr: PhysAddr, dv: PhysAddr) {
+        each!(self, t => t.queue_set(q, size, d, dr, dv))
+    }
+    fn queue_unset(&mut self, q: u16) {
+        each!(self, t => t.queue_unset(q))
+    }
+    fn queue_used(&mut self, q: u16) -> bool {
+        each!(self, t => t.queue_used(q))
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        each!(self, t => t.ack_interrupt())
+    }
+    fn read_config_generation(&self) -> u32 {
+        each!(self, t => t.read_config_generation())
+    }
+    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, Error> {
+        each!(self, t => t.read_config_space(offset))
+    }
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> Result<(), Error> {
+        each!(self, t => t.write_config_space(offset, value))
+    }
+}
+
+impl AnyTransport {
+    /// Routes queue `q`'s interrupts to MSI-X entry `v`; true if accepted.
+    fn set_queue_vector(&mut self, q: u16, v: u16) -> bool {
+        match self {
+            AnyTransport::Legacy(t) => t.set_queue_vector(q, v) == v,
+            AnyTransport::Modern { common, .. } => {
+                let c = *common;
+                // SAFETY: `common` points at the device's virtio common
+                // configuration (found through its capability, inside the
+                // identity map); queue_select is at 0x16 and
+                // queue_msix_vector at 0x1a (virtio 1.2, 4.1.4.3).
+                unsafe {
+                    c.add(0x16).cast::<u16>().write_volatile(q);
+                    c.add(0x1a).cast::<u16>().write_volatile(v);
+                    c.add(0x1a).cast::<u16>().read_volatile() == v
+                }
+            }
+        }
+    }
+
+    fn set_config_vector(&mut self, v: u16) {
+        match self {
+            AnyTransport::Legacy(t) => {
+                t.set_config_vector(v);
+            }
+            AnyTransport::Modern { common, .. } => {
+                // SAFETY: as in `set_queue_vector`; msix_config is at 0x10.
+                unsafe { common.add(0x10).cast::<u16>().write_volatile(v) };
+            }
+        }
+    }
+}
+
+/// What the device and driver share across cores.
+pub(crate) struct Shared {
+    pub(crate) transport: spin::Mutex<AnyTransport>,
+    pub(crate) features: Features,
+    /// Bytes of `virtio_net_hdr` before each frame.
+    pub(crate) header: usize,
+}
+
+/// A virtio-net NIC.
+pub struct VirtioNet {
+    shared: Arc<Shared>,
+    mac: [u8; 6],
+    pairs: spin::Mutex<Vec<Option<PendingPair>>>,
+    ctrl: spin::Mutex<Option<VirtQueue<IdentityHal, 64>>>,
+    max_pairs: u16,
+    legacy: bool,
+    msix: bool,
+}
+
+/// Why a device could not be brought up.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The transport could not be set up.
+    Transport(String),
+    /// The device refused the features.
+    Features,
+    /// A queue could not be created.
+    Queue(Error),
+}
+
+fn common_cfg(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<*mut u8> {
+    let cap = root
+        .capabilities(df)
+        .find(|c| c.id == 0x09 && (c.private_header >> 8) as u8 == 1)?;
+    let bar = PortCam.read_word(df, cap.offset + 4) as u8;
+    let offset = PortCam.read_word(df, cap.offset + 8);
+    let (base, _) = root.bar_info(df, bar).ok()??.memory_address_size()?;
+    let addr = base + u64::from(offset);
+    (base != 0 && addr < crate::hal::identity_mapped()).then_some(addr as *mut u8)
+}
+
+fn io_bar0(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<u16> {
+    match root.bar_info(df, 0).ok()?? {
+        BarInfo::IO { address, .. } if address != 0 => u16::try_from(address).ok(),
+        _ => None,
+    }
+}
+
+impl VirtioNet {
+    /// Finds and initialises the first virtio-net device on PCI bus 0.
+    pub fn probe() -> Option<VirtioNet> {
+        let df = *crate::pci::find(VENDOR, &NET_IDS).first()?;
+        match Self::init(df) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                log::error!("virtio-net at {df:?}: {e:?}");
+                None
+            }
+        }
+    }
+
+    fn init(df: DeviceFunction) -> Result<VirtioNet, ProbeError> {
+        let mut root = PciRoot::new(PortCam);
+        let (_, cmd) = root.get_status_command(df);
+        root.set_command(
+            df,
+            cmd | Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,
+        );
+        let msix = Msix::find(&mut root, df).filter(|m| m.usable());
+        if let Some(m) = &msix {
+            m.enable(df);
+        }
+        let force_legacy = ebbrt_core::native::boot_arg("virtio.legacy").is_some();
+        let transport = match (
+            force_legacy,
+            PciTransport::new::<IdentityHal, _>(&mut root, df),
+        ) {
+            (false, Ok(t)) => {
+                let common = common_cfg(&mut root, df)
+                    .ok_or(ProbeError::Transport("no common configuration".into()))?;
+                AnyTransport::Modern { t, common }
+            }
+            (_, modern) => {
+                let base = io_bar0(&mut root, df).ok_or_else(|| {
+                    ProbeError::Transport(format!(
+                        "neither a modern interface ({:?}) nor a legacy I/O BAR",
+                        modern.err()
+                    ))
+                })?;
+                AnyTransport::Legacy(LegacyTransport::new(
+                    base,
+                    msix.is_some(),
+                    DeviceType::Network,
+                ))
+            }
+        };
+        let legacy = matches!(transport, AnyTransport::Legacy(_));
+        let mut t = transport;
+        // Virtio 3.1.1: reset, acknowledge, negotiate, FEATURES_OK.
+        t.set_status(DeviceStatus::empty());
+        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+        let offered = Features::from_bits_truncate(t.read_device_features());
+        let mut features = offered & SUPPORTED;
+        if legacy {
+            features.remove(Features::VERSION_1);
+        }
+        if !features.contains(Features::CTRL_VQ) {
+            features.remove(Features::MQ);
+        }
+        t.write_driver_features(features.bits());
+        if !legacy {
+            t.set_status(
+                DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK,
+            );
+            if !t.get_status().contains(DeviceStatus::FEATURES_OK) {
+                t.set_status(DeviceStatus::FAILED);
+                return Err(ProbeError::Features);
+            }
+        }
+        let mac = if features.contains(Features::MAC) {
+            let mut m = [0u8; 6];
+            for (i, b) in m.iter_mut().enumerate() {
+                *b = t.read_config_space::<u8>(i).unwrap_or(0);
+            }
+            m
+        } else {
+            let r = ebbrt_core::time::Instant::now().as_nanos().to_le_bytes();
+            [0x02, r[0], r[1], r[2], r[3], r[4]]
+        };
+        let max_pairs = if features.contains(Features::MQ) {
+            t.read_config_space::<u16>(8).unwrap_or(1).max(1)
+        } else {
+            1
+        };
+        let pairs = usize::from(max_pairs).min(cpu::count().max(1));
+        let header = if features.intersects(Features::VERSION_1 | Features::MRG_RXBUF) {
+            12
+        } else {
+            10
+        };
+        let mut list = Vec::with_capacity(pairs);
+        for k in 0..pairs {
+            let rx =
+                VirtQueue::<IdentityHal, QUEUE_SIZE>::new(&mut t, (2 * k) as u16, false, false)
+                    .map_err(ProbeError::Queue)?;
+            let tx =
+                VirtQueue::<IdentityHal, QUEUE_SIZE>::new(&mut t, (2 * k + 1) as u16, false, false)
+                    .map_err(ProbeError::Queue)?;
+            // Each pair interrupts the core that will own it.
+            let irq: Option<IrqVector> = msix.as_ref().and_then(|m| {
+                let entry = (k + 1) as u16;
+                if entry >= m.entries {
+                    return None;
+                }
+                let v = irq::allocate(CoreId(k as u32))?;
+                m.set_entry(entry, v.msi_message());
+                let ok = t.set_queue_vector((2 * k) as u16, entry)
+                    & t.set_queue_vector((2 * k + 1) as u16, entry);
+                ok.then_some(v)
+            });
+            list.push(Some(PendingPair::new(k, rx, tx, irq)));
+        }
+        if msix.is_some() {
+            t.set_config_vector(NO_VECTOR);
+        }
+        let ctrl = if features.contains(Features::CTRL_VQ) {
+            let q = VirtQueue::<IdentityHal, 64>::new(&mut t, 2 * max_pairs, false, false)
+                .map_err(ProbeError::Queue)?;
+            if msix.is_some() {
+                t.set_queue_vector(2 * max_pairs, NO_VECTOR);
+            }
+            Some(q)
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            transport: spin::Mutex::new(t),
+            features,
+            header,
+        });
+        // Fill the receive rings before the device may use them.
+        for p in list.iter_mut().flatten() {
+            p.fill_rx(&shared);
+        }
+        shared.transport.lock().finish_init();
+        log::info!(
+            "virtio-net: {} {:02x?}, features {:?}, {} of {} queue pair(s), {}",
+            if legacy { "legacy" } else { "modern" },
+            mac,
+            features,
+            pairs,
+            max_pairs,
+            if msix.is_some() {
+                "MSI-X"
+            } else {
+                "no MSI-X: polling"
+            }
+        );
+        Ok(VirtioNet {
+            shared,
+            mac,
+            pairs: spin::Mutex::new(list),
+            ctrl: spin::Mutex::new(ctrl),
+            max_pairs,
+            legacy,
+            msix: msix.is_some(),
+        })
+    }
+
+    /// Sends a control command (class, command, data); true if acknowledged.
+    fn control(&self, class: u8, command: u8, data: &[u8]) -> bool {
+        let mut ctrl = self.ctrl.lock();
+        let Some(q) = ctrl.as_mut() else { return false };
+        let head = [class, command];
+        let mut ack = [0xffu8];
+        let mut t = self.shared.transport.lock();
+        match q.add_notify_wait_pop(&[&head, data], &mut [&mut ack], &mut *t) {
+            Ok(_) => ack[0] == 0,
+            Err(_) => false,
+        }
+    }
+}
+
+impl NetDevice for VirtioNet {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn queue_pairs(&self) -> usize {
+        self.pairs.lock().len()
+    }
+
+    fn take_queue(&self, index: usize) -> Option<Box<dyn NetQueue>> {
+        let p = self.pairs.lock().get_mut(index)?.take()?;
+        Some(Box::new(QueuePair::start(p, self.shared.clone())))
+    }
+
+    fn activate(&self, pairs: usize) -> usize {
+        let have = self.queue_pairs();
+        let n = pairs.clamp(1, have.max(1));
+        if n > 1 {
+            // VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET.
+            if !self.control(4, 0, &(n as u16).to_le_bytes()) {
+                log::warn!("virtio-net: the device refused {n} queue pairs; using one");
+                return 1;
+            }
+        }
+        n
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "virtio-net ({}), {} queue pair(s) (device max {}), {}{}{}",
+            if self.legacy { "legacy" } else { "modern" },
+            self.queue_pairs(),
+            self.max_pairs,
+            if self.shared.features.contains(Features::CSUM) {
+                "tx csum offload, "
+            } else {
+                ""
+            },
+            if self.shared.features.contains(Features::GUEST_CSUM) {
+                "rx csum offload, "
+            } else {
+                ""
+            },
+            if self.msix { "MSI-X" } else { "polling" },
+        )
+    }
+}

@@ -1,0 +1,391 @@
+//! One receive/transmit queue pair, used by the core that owns it: the
+//! network stack's [`NetQueue`].
+//!
+//! Interrupts become events: the pair's MSI-X vector wakes a small task on
+//! the owning core, which turns further receive interrupts off and wakes
+//! the stack. The stack drains the ring and calls [`NetQueue::rearm`]:
+//! after a quiet pass the interrupt is re-enabled; after busy passes the
+//! pair switches to polling from the idle loop (no interrupt per burst),
+//! and back once the ring stays empty.
+
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::task::Waker;
+
+use ebbrt_core::exec::{self, IdlePoller};
+use ebbrt_core::native::irq::IrqVector;
+use ebbrt_net::device::{NetQueue, QueueCaps, RxFrame, TxChecksum, TxError};
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::Transport;
+
+use crate::device::{Features, RX_BUFFER, Shared};
+use crate::hal::IdentityHal;
+
+/// Descriptors per queue (QEMU's default ring size; legacy devices need
+/// exactly the device's size).
+pub(crate) const QUEUE_SIZE: usize = 256;
+/// Frames per pass that count as busy.
+const BUSY_FRAMES: u32 = 4;
+/// Busy passes in a row before switching to polling.
+const BUSY_PASSES: u32 = 2;
+/// Empty passes in a row before going back to interrupts.
+const IDLE_PASSES: u32 = 256;
+/// Recycled receive buffers batched before notifying the device.
+const REFILL_BATCH: u32 = 32;
+
+const NEEDS_CSUM: u8 = 1;
+const DATA_VALID: u8 = 2;
+
+type Queue = VirtQueue<IdentityHal, QUEUE_SIZE>;
+
+/// A queue pair set up at initialisation, not yet owned by a core.
+pub(crate) struct PendingPair {
+    index: usize,
+    rx: Queue,
+    tx: Queue,
+    rx_bufs: Vec<Option<Vec<u8>>>,
+    irq: Option<IrqVector>,
+}
+
+impl PendingPair {
+    pub(crate) fn new(index: usize, rx: Queue, tx: Queue, irq: Option<IrqVector>) -> Self {
+        PendingPair {
+            index,
+            rx,
+            tx,
+            rx_bufs: (0..QUEUE_SIZE).map(|_| None).collect(),
+            irq,
+        }
+    }
+
+    /// Posts a buffer in every receive descriptor.
+    pub(crate) fn fill_rx(&mut self, shared: &Shared) {
+        loop {
+            let mut buf = vec![0u8; RX_BUFFER];
+            // SAFETY: the buffer is kept in `rx_bufs` under its token until
+            // the device returns it (`pop_used`), and never touched before.
+            match unsafe { self.rx.add(&[], &mut [&mut buf]) } {
+                Ok(token) => self.rx_bufs[usize::from(token)] = Some(buf),
+                Err(_) => break,
+            }
+        }
+        if self.rx.should_notify() {
+            shared.transport.lock().notify((2 * self.index) as u16);
+        }
+    }
+}
+
+struct Live {
+    index: usize,
+    rx: Queue,
+    tx: Queue,
+    rx_bufs: Vec<Option<Vec<u8>>>,
+    tx_bufs: Vec<Option<Vec<u8>>>,
+    tx_pool: Vec<Vec<u8>>,
+    waker: Option<Waker>,
+    poller: Option<IdlePoller>,
+    frames_this_pass: u32,
+    busy_passes: u32,
+    idle_passes: u32,
+    refills: u32,
+    interrupts: bool,
+}
+
+/// A queue pair owned by the current core.
+pub(crate) struct QueuePair {
+    live: Rc<RefCell<Live>>,
+    shared: Arc<Shared>,
+    caps: QueueCaps,
+}
+
+impl QueuePair {
+    /// Takes ownership of `p` on this core: starts its interrupt task (or,
+    /// without MSI-X, polls from the idle loop for good).
+    pub(crate) fn start(p: PendingPair, shared: Arc<Shared>) -> QueuePair {
+        let PendingPair {
+            index,
+            rx,
+            tx,
+            rx_bufs,
+            irq,
+        } = p;
+        let live = Rc::new(RefCell::new(Live {
+            index,
+            rx,
+            tx,
+            rx_bufs,
+            tx_bufs: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx_pool: Vec::new(),
+            waker: None,
+            poller: None,
+            frames_this_pass: 0,
+            busy_passes: 0,
+            idle_passes: 0,
+            refills: 0,
+            interrupts: irq.is_some(),
+        }));
+        {
+            let mut l = live.borrow_mut();
+            // Transmit completions are reclaimed on the next transmit.
+            l.tx.set_dev_notify(false);
+        }
+        match irq {
+            Some(irq) => {
+                let weak = Rc::downgrade(&live);
+                exec::spawn_local(async move {
+                    loop {
+                        irq.wait().await;
+                        let Some(live) = weak.upgrade() else { return };
+                        let mut l = live.borrow_mut();
+                        l.rx.set_dev_notify(false);
+                        if let Some(w) = &l.waker {
+                            w.wake_by_ref();
+                        }
+                    }
+                })
+                .detach();
+            }
+            None => {
+                let poller = poller(&live);
+                live.borrow_mut().poller = Some(poller);
+            }
+        }
+        let f = shared.features;
+        let caps = QueueCaps {
+            mtu: 1500,
+            rx_checksum: f.contains(Features::GUEST_CSUM),
+            tx_checksum: f.contains(Features::CSUM),
+        };
+        QueuePair { live, shared, caps }
+    }
+
+    fn notify(&self, queue: u16) {
+        self.shared.transport.lock().notify(queue);
+    }
+}
+
+/// An idle poller that wakes the stack when frames are waiting.
+fn poller(live: &Rc<RefCell<Live>>) -> IdlePoller {
+    let weak = Rc::downgrade(live);
+    exec::add_idle_poller(move || {
+        let Some(live) = weak.upgrade() else {
+            return false;
+        };
+        let Ok(l) = live.try_borrow() else {
+            return false;
+        };
+        if l.rx.can_pop() {
+            if let Some(w) = &l.waker {
+                w.wake_by_ref();
+            }
+            true
+        } else {
+            false
+        }
+    })
+}
+
+impl NetQueue for QueuePair {
+    fn caps(&self) -> QueueCaps {
+        self.caps
+    }
+
+    fn receive(&mut self) -> Option<RxFrame> {
+        let header = self.shared.header;
+        let mut l = self.live.borrow_mut();
+        loop {
+            let token = l.rx.peek_used()?;
+            let Some(mut buf) = l.rx_bufs.get_mut(usize::from(token)).and_then(Option::take) else {
+                // The device used a descriptor we never posted: nothing to
+                // recover; stop receiving rather than misread memory.
+                log::error!(
+                    "virtio-net: queue {} returned unknown token {token}",
+                    l.index
+                );
+                return None;
+            };
+            // SAFETY: `buf` is the buffer posted under `token`.
+            let len = match unsafe { l.rx.pop_used(token, &[], &mut [&mut buf]) } {
+                Ok(len) => len as usize,
+                Err(_) => {
+                    l.rx_bufs[usize::from(token)] = Some(buf);
+                    return None;
+                }
+            };
+            l.frames_this_pass += 1;
+            let flags = buf[0];
+            let merged = if header == 12 {
+                u16::from_le_bytes([buf[10], buf[11]])
+            } else {
+                1
+            };
+            if len < header || merged > 1 {
+                // A frame spread over several buffers needs a receive
+                // buffer too small for it: never posted by this driver.
+                drop(l);
+                self.repost(buf);
+                l = self.live.borrow_mut();
+                continue;
+            }
+            return Some(RxFrame {
+                buf,
+                start: header,
+                len: len - header,
+                // Partial checksums come from the host itself (a tap's local
+                // traffic): as trusted as verified ones.
+                checksum_ok: self.caps.rx_checksum && flags & (NEEDS_CSUM | DATA_VALID) != 0,
+                token: u32::from(token),
+            });
+        }
+    }
+
+    fn recycle(&mut self, frame: RxFrame) {
+        let mut buf = frame.buf;
+        if buf.len() != RX_BUFFER {
+            buf = vec![0u8; RX_BUFFER];
+        }
+        self.repost(buf);
+    }
+
+    fn can_transmit(&mut self) -> bool {
+        let mut l = self.live.borrow_mut();
+        reclaim_tx(&mut l);
+        l.tx.available_desc() >= 1
+    }
+
+    fn transmit(
+        &mut self,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<TxChecksum>,
+    ) -> Result<(), TxError> {
+        let header = self.shared.header;
+        if len > self.caps.mtu + 14 {
+            return Err(TxError::TooLong);
+        }
+        let mut l = self.live.borrow_mut();
+        reclaim_tx(&mut l);
+        if l.tx.available_desc() == 0 {
+            return Err(TxError::Full);
+        }
+        let mut buf = l.tx_pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(header + len, 0);
+        let csum = fill(&mut buf[header..]);
+        if let Some(c) = csum {
+            buf[0] = NEEDS_CSUM;
+            buf[6..8].copy_from_slice(&c.start.to_le_bytes());
+            buf[8..10].copy_from_slice(&c.offset.to_le_bytes());
+        }
+        // SAFETY: `buf` is kept in `tx_bufs` under its token until the
+        // device returns it (`reclaim_tx`), and not touched meanwhile.
+        let token = match unsafe { l.tx.add(&[&buf], &mut []) } {
+            Ok(t) => t,
+            Err(_) => return Err(TxError::Full),
+        };
+        l.tx_bufs[usize::from(token)] = Some(buf);
+        let notify = l.tx.should_notify();
+        let q = (2 * l.index + 1) as u16;
+        drop(l);
+        if notify {
+            self.notify(q);
+        }
+        Ok(())
+    }
+
+    fn set_waker(&mut self, waker: &Waker) {
+        self.live.borrow_mut().waker = Some(waker.clone());
+    }
+
+    fn rearm(&mut self) -> bool {
+        let mut l = self.live.borrow_mut();
+        let frames = core::mem::take(&mut l.frames_this_pass);
+        if l.refills > 0 {
+            l.refills = 0;
+            let q = (2 * l.index) as u16;
+            let notify = l.rx.should_notify();
+            drop(l);
+            if notify {
+                self.notify(q);
+            }
+            l = self.live.borrow_mut();
+        }
+        if !l.interrupts {
+            return false;
+        }
+        if l.poller.is_some() {
+            if frames == 0 {
+                l.idle_passes += 1;
+                if l.idle_passes >= IDLE_PASSES {
+                    l.poller = None;
+                    l.idle_passes = 0;
+                    l.rx.set_dev_notify(true);
+                    // A frame that came before notifications were back on
+                    // raised no interrupt.
+                    return l.rx.can_pop();
+                }
+            } else {
+                l.idle_passes = 0;
+            }
+            return false;
+        }
+        if frames >= BUSY_FRAMES {
+            l.busy_passes += 1;
+            if l.busy_passes >= BUSY_PASSES {
+                l.busy_passes = 0;
+                drop(l);
+                let p = poller(&self.live);
+                self.live.borrow_mut().poller = Some(p);
+                return false;
+            }
+        } else {
+            l.busy_passes = 0;
+        }
+        l.rx.set_dev_notify(true);
+        l.rx.can_pop()
+    }
+}
+
+impl QueuePair {
+    fn repost(&self, mut buf: Vec<u8>) {
+        let mut l = self.live.borrow_mut();
+        // SAFETY: as in `PendingPair::fill_rx`.
+        match unsafe { l.rx.add(&[], &mut [&mut buf]) } {
+            Ok(token) => {
+                l.rx_bufs[usize::from(token)] = Some(buf);
+                l.refills += 1;
+                if l.refills >= REFILL_BATCH {
+                    l.refills = 0;
+                    let q = (2 * l.index) as u16;
+                    let notify = l.rx.should_notify();
+                    drop(l);
+                    if notify {
+                        self.notify(q);
+                    }
+                }
+            }
+            Err(_) => log::error!("virtio-net: a receive buffer could not be reposted"),
+        }
+    }
+}
+
+/// Takes back the buffers of completed transmits.
+fn reclaim_tx(l: &mut Live) {
+    while let Some(token) = l.tx.peek_used() {
+        let Some(buf) = l.tx_bufs.get_mut(usize::from(token)).and_then(Option::take) else {
+            log::error!(
+                "virtio-net: transmit queue {} returned unknown token {token}",
+                l.index
+            );
+            return;
+        };
+        // SAFETY: `buf` is the buffer added under `token`.
+        if unsafe { l.tx.pop_used(token, &[&buf], &mut []) }.is_err() {
+            l.tx_bufs[usize::from(token)] = Some(buf);
+            return;
+        }
+        l.tx_pool.push(buf);
+    }
+}
