@@ -12,14 +12,16 @@ use crate::exec::LocalExec;
 const NOT_A_CORE: u32 = u32::MAX;
 
 /// One core's private state. `repr(C)` so that native code can reach the
-/// translation table at a fixed offset from the GS base.
+/// translation table at a fixed offset from the GS base; the table comes
+/// early, at an offset that fits the one-byte displacement of the hosted
+/// fast path's load (three bytes shorter at every call site).
 #[repr(C)]
 pub struct CoreLocal {
     /// Native: the block's own address, so `gs:[0]` yields a pointer to it.
     self_ptr: Cell<*const CoreLocal>,
     id: Cell<u32>,
-    pub(crate) exec: LocalExec,
     table: [Cell<*const ()>; TABLE_SIZE],
+    pub(crate) exec: LocalExec,
 }
 
 impl CoreLocal {
@@ -28,8 +30,8 @@ impl CoreLocal {
         CoreLocal {
             self_ptr: Cell::new(core::ptr::null()),
             id: Cell::new(NOT_A_CORE),
-            exec: LocalExec::new(),
             table: [const { Cell::new(core::ptr::null()) }; TABLE_SIZE],
+            exec: LocalExec::new(),
         }
     }
 }
@@ -59,23 +61,36 @@ mod imp {
     /// and then the entry load — two loads. Here the block's offset is
     /// taken through the initial-exec model (`@GOTTPOFF`), which the linker
     /// relaxes to an immediate in an executable, leaving `mov imm` and one
-    /// `fs:` load in every crate. (In a shared object it stays a GOT load,
-    /// and the object needs static TLS: hosted EbbRT is an executable.)
+    /// `fs:` load in every crate; and as the offset is a constant of the
+    /// program, the compiler hoists it out of loops. (In a shared object it
+    /// stays a GOT load, and the object needs static TLS: hosted EbbRT is
+    /// an executable.)
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) fn table_entry(index: usize) -> *const () {
-        let v: *const ();
-        // SAFETY: reads this thread's `CORE.table[index]`: `CORE` is at
-        // `fs:[CORE@tpoff]`, and the caller keeps `index` below
-        // `TABLE_SIZE`. `v` is an `out` register, so it does not alias
-        // `index`, which is still read after `v` is first written.
+        let tpoff: usize;
+        // SAFETY: reads the offset of `CORE` from the thread pointer, a
+        // constant of the program: the GOT slot is filled before any Rust
+        // code runs and never written again (and relaxed to an immediate
+        // in an executable), so this is declared `nomem`, which lets the
+        // compiler hoist it.
         unsafe {
             core::arch::asm!(
-                "mov {v}, qword ptr [rip + {core}@GOTTPOFF]",
-                "mov {v}, qword ptr fs:[{v} + {i} * 8 + {off}]",
-                v = out(reg) v,
-                i = in(reg) index,
+                "mov {t}, qword ptr [rip + {core}@GOTTPOFF]",
+                t = out(reg) tpoff,
                 core = sym CORE,
+                options(nostack, nomem, preserves_flags, pure),
+            );
+        }
+        let v: *const ();
+        // SAFETY: reads this thread's `CORE.table[index]`, `CORE` being at
+        // `fs:[tpoff]`; the caller keeps `index` below `TABLE_SIZE`.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr fs:[{t} + {i} * 8 + {off}]",
+                v = lateout(reg) v,
+                t = in(reg) tpoff,
+                i = in(reg) index,
                 off = const core::mem::offset_of!(CoreLocal, table),
                 options(nostack, readonly, preserves_flags, pure),
             );
