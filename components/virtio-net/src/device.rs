@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use bitflags::bitflags;
@@ -377,10 +378,13 @@ impl VirtioNet {
     fn control(&self, class: u8, command: u8, data: &[u8]) -> bool {
         let mut ctrl = self.ctrl.lock();
         let Some(q) = ctrl.as_mut() else { return false };
-        let head = [class, command];
-        let mut ack = [0xffu8];
+        // On the heap: the device reads them by physical address, and only
+        // heap memory is identity mapped (stacks are not).
+        let head = vec![class, command];
+        let data = data.to_vec();
+        let mut ack = vec![0xffu8];
         let mut t = self.shared.transport.lock();
-        match q.add_notify_wait_pop(&[&head, data], &mut [&mut ack], &mut *t) {
+        match q.add_notify_wait_pop(&[&head, &data], &mut [&mut ack], &mut *t) {
             Ok(_) => ack[0] == 0,
             Err(_) => false,
         }

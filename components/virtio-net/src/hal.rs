@@ -1,6 +1,8 @@
 //! The `virtio-drivers` HAL over the native kernel's identity map: a
 //! physical address is its virtual address, for heap memory and for the
-//! device BARs below the mapped limit.
+//! device BARs below the mapped limit. Stacks are mapped elsewhere (with
+//! guard pages): a buffer the device reads or writes must never live on
+//! the stack.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;

@@ -13,6 +13,8 @@ use crate::qemu::MemSize;
 
 /// Default number of cores of a run (native `-smp`, hosted `--cores`).
 pub const DEFAULT_CORES: u32 = 2;
+/// Default time limit of the host tests (build included).
+pub const DEFAULT_HOST_TIMEOUT: Duration = Duration::from_secs(900);
 /// Default per-boot timeout of a test kernel.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -48,6 +50,8 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
     /// Everything after `--`.
     pub app_args: Vec<String>,
+    /// The guest's network (native only; see `net.rs`).
+    pub net: crate::net::NetOpts,
 }
 
 /// Arguments of `cargo ebbrt test`.
@@ -61,6 +65,8 @@ pub struct TestArgs {
     pub no_qemu: bool,
     /// Per-boot timeout of a test kernel.
     pub timeout: Duration,
+    /// Time limit of `cargo test --workspace`, build included.
+    pub host_timeout: Duration,
     /// Show every line a test kernel prints, not only the protocol lines.
     pub verbose: bool,
 }
@@ -111,7 +117,14 @@ Options:
   --accel <kvm|tcg>   override the accelerator choice (native only)
   --release           build with the release profile
   --timeout <SECS>    stop the run after SECS seconds (exit status 124)
-  -h, --help          print this help";
+  -h, --help          print this help
+Networking (native):
+  --net <user|tap|none>  user: QEMU user networking, guest 10.0.2.15 (default);
+                         tap: a tap in a network namespace made for the run,
+                         guest 10.79.0.2 (clients: ip netns exec <NAME> ...)
+  --forward <PORT>       user networking: forward 127.0.0.1:PORT (TCP and UDP)
+                         to the guest (repeatable; default 7777)
+  --queues <N>           tap: N queue pairs (multiqueue: one stack per core)";
 
 /// Usage of `cargo ebbrt test`.
 pub const TEST_USAGE: &str = "\
@@ -127,6 +140,8 @@ Options:
   --no-host           skip the host tests
   --no-qemu           skip the in-QEMU test kernels
   --timeout <SECS>    time limit of one boot of a test kernel (default 120)
+  --host-timeout <SECS>
+                      time limit of the host tests, build included (default 900)
   -v, --verbose       show everything the test kernels print
   -h, --help          print this help";
 
@@ -228,6 +243,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
     let mut release = false;
     let mut timeout = None;
     let mut app_args = Vec::new();
+    let mut net = crate::net::NetOpts::default();
     while let Some(item) = flags.next() {
         match item {
             Item::Rest(rest) => app_args = rest,
@@ -270,7 +286,15 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                         }
                     });
                 }
-                "--timeout" => timeout = Some(parse_secs(&flags.value(&name, inline)?, usage)?),
+                "--timeout" => {
+                    timeout = Some(parse_secs(&flags.value(&name, inline)?, &name, usage)?)
+                }
+                "--net" | "--forward" | "--queues" => {
+                    let v = flags.value(&name, inline)?;
+                    if let Some(Err(e)) = net.apply(&name, || Ok(v)) {
+                        return Err(usage_error(e, usage));
+                    }
+                }
                 _ => {
                     return Err(usage_error(
                         format!("unknown flag `{name}` for `cargo ebbrt run`"),
@@ -307,6 +331,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
         release,
         timeout,
         app_args,
+        net,
     }))
 }
 
@@ -318,6 +343,7 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
         no_host: false,
         no_qemu: false,
         timeout: DEFAULT_TEST_TIMEOUT,
+        host_timeout: DEFAULT_HOST_TIMEOUT,
         verbose: false,
     };
     while let Some(item) = flags.next() {
@@ -351,7 +377,12 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
                     flags.no_value(&name, inline)?;
                     out.no_qemu = true;
                 }
-                "--timeout" => out.timeout = parse_secs(&flags.value(&name, inline)?, usage)?,
+                "--timeout" => {
+                    out.timeout = parse_secs(&flags.value(&name, inline)?, &name, usage)?
+                }
+                "--host-timeout" => {
+                    out.host_timeout = parse_secs(&flags.value(&name, inline)?, &name, usage)?;
+                }
                 "-v" | "--verbose" => {
                     flags.no_value(&name, inline)?;
                     out.verbose = true;
@@ -385,11 +416,11 @@ fn parse_cores(v: &str, usage: &'static str) -> Result<u32, UsageError> {
     }
 }
 
-fn parse_secs(v: &str, usage: &'static str) -> Result<Duration, UsageError> {
+fn parse_secs(v: &str, flag: &str, usage: &'static str) -> Result<Duration, UsageError> {
     match v.parse::<u64>() {
         Ok(n) if n >= 1 => Ok(Duration::from_secs(n)),
         _ => Err(usage_error(
-            format!("--timeout must be a whole number of seconds (at least 1), not `{v}`"),
+            format!("{flag} must be a whole number of seconds (at least 1), not `{v}`"),
             usage,
         )),
     }
@@ -526,6 +557,7 @@ mod tests {
                 no_host: false,
                 no_qemu: false,
                 timeout: DEFAULT_TEST_TIMEOUT,
+                host_timeout: DEFAULT_HOST_TIMEOUT,
                 verbose: false
             }
         );
@@ -540,6 +572,9 @@ mod tests {
         assert_eq!(t.filter.as_deref(), Some("qemu_exec"));
         assert!(t.no_host && !t.no_qemu && t.verbose);
         assert_eq!(t.timeout, Duration::from_secs(5));
+        let t = test(&["test", "--host-timeout", "60"]);
+        assert_eq!(t.host_timeout, Duration::from_secs(60));
+        assert!(err(&["test", "--host-timeout", "soon"]).contains("--host-timeout must be"));
         assert!(err(&["test", "qemu_exec"]).contains("did you mean `--filter qemu_exec`"));
         assert!(err(&["test", "--no-host", "--no-qemu"]).contains("nothing to test"));
         assert!(err(&["test", "--filter"]).contains("needs a value"));
