@@ -172,6 +172,7 @@ impl Fixture {
             timeout: Some(timeout),
             interactive: false,
             capture_stderr: true,
+            kill_tree: false,
         };
         let done = process::run(cmd, opts, Stdout::Lines(&mut f)).unwrap();
         (qemu_outcome(&done, opts), lines)

@@ -17,7 +17,6 @@ mod cli;
 #[cfg(test)]
 mod e2e;
 mod exit;
-mod net;
 mod process;
 mod protocol;
 mod qemu;

@@ -35,6 +35,10 @@ pub struct Options {
     /// Pipe stderr through the tool (echoed as it comes, and kept in
     /// [`Finished::stderr`]); otherwise it is the tool's own stderr.
     pub capture_stderr: bool,
+    /// At the timeout, kill the child's descendants too, at once (for
+    /// `cargo test`, whose test binaries would outlive it); otherwise the
+    /// child alone gets SIGTERM, then SIGKILL after a grace period.
+    pub kill_tree: bool,
 }
 
 /// How a child ended.
@@ -118,6 +122,10 @@ pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Resul
         if deadline.is_some_and(|d| Instant::now() >= d) {
             timed_out = true;
             stopping.store(true, Ordering::Relaxed);
+            if opts.kill_tree {
+                kill_tree(child.id());
+                break child.wait()?;
+            }
             break stop(&mut child)?;
         }
     };
@@ -154,6 +162,54 @@ fn stop(child: &mut Child) -> io::Result<std::process::ExitStatus> {
     }
     child.kill()?;
     child.wait()
+}
+
+/// Kills `root` (our child, not yet reaped) and every process below it.
+///
+/// Each process is stopped (SIGSTOP) before its children are read from
+/// `/proc/<pid>/task/<tid>/children`, so none can spawn more or reap (and so
+/// free the pid of) one already found; then all get SIGKILL.
+fn kill_tree(root: u32) {
+    let signal = |pid: u32, sig| {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            // SAFETY: kill(2) on a process of the tree below our unreaped
+            // child; every parent in it is stopped, so no pid found here
+            // can have been reaped and reused.
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    let mut tree = vec![root];
+    signal(root, libc::SIGSTOP);
+    let mut i = 0;
+    while i < tree.len() {
+        for c in children(tree[i]) {
+            if !tree.contains(&c) {
+                signal(c, libc::SIGSTOP);
+                tree.push(c);
+            }
+        }
+        i += 1;
+    }
+    for pid in tree {
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+/// The children of `pid`, from `/proc` (none when it cannot be read).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
 }
 
 /// Calls `f` with each line of `r` (lossy UTF-8, line end and `\r` removed).
@@ -207,6 +263,7 @@ mod tests {
             timeout: Some(Duration::from_millis(ms)),
             interactive: false,
             capture_stderr: true,
+            kill_tree: false,
         }
     }
 
@@ -250,5 +307,40 @@ mod tests {
         let done = run(sh(script), limit(300), Stdout::Lines(&mut f)).unwrap();
         assert!(done.timed_out);
         assert_eq!(done.status, RawStatus::Signal(libc::SIGKILL));
+    }
+
+    /// Whether `pid` is gone or a zombie (dead, not yet reaped).
+    fn dead(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn kill_tree_kills_the_grandchildren() {
+        let mut pids = Vec::new();
+        let mut f = |l: &str| pids.push(l.to_string());
+        let script =
+            "sleep 100 >/dev/null 2>&1 & echo $!; sleep 100 >/dev/null 2>&1 & echo $!; wait";
+        let opts = Options {
+            kill_tree: true,
+            ..limit(500)
+        };
+        let done = run(sh(script), opts, Stdout::Lines(&mut f)).unwrap();
+        assert!(done.timed_out);
+        assert_eq!(done.status, RawStatus::Signal(libc::SIGKILL));
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        let until = Instant::now() + Duration::from_secs(5);
+        while !pids.iter().all(|p| dead(p)) && Instant::now() < until {
+            thread::sleep(POLL);
+        }
+        assert!(
+            pids.iter().all(|p| dead(p)),
+            "grandchildren {pids:?} survived"
+        );
     }
 }

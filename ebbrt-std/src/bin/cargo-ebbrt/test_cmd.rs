@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::accel::{self, Accel};
 use crate::cargo::{TestKernel, Workspace};
 use crate::cli::{DEFAULT_CORES, TestArgs};
-use crate::exit::Outcome;
+use crate::exit::{Outcome, RawStatus};
 use crate::process::{self, Options, Stdout};
 use crate::protocol::{self, Event, MARKER, TestResult};
 use crate::qemu::{self, Boot};
@@ -35,19 +35,28 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
     let mut host_ok = true;
     if !a.no_host {
         heading("host tests: cargo test --workspace --no-fail-fast");
-        let status = ws
-            .host_test_command()
-            .status()
+        // A hung test must not hang the whole run: past the limit, cargo
+        // and the test binaries below it are killed.
+        let opts = Options {
+            timeout: Some(a.host_timeout),
+            interactive: false,
+            capture_stderr: false,
+            kill_tree: true,
+        };
+        let done = process::run(ws.host_test_command(), opts, Stdout::Inherit)
             .map_err(|e| Error::Tool(format!("cannot run cargo: {e}")))?;
-        host_ok = status.success();
-        println!(
-            "host tests: {}",
-            if host_ok {
-                "ok".to_string()
-            } else {
-                format!("FAILED (cargo test: {status})")
-            }
-        );
+        host_ok = done.status == RawStatus::Code(0) && !done.timed_out;
+        let verdict = match done.status {
+            _ if done.timed_out => format!(
+                "TIMED OUT after {} s (cargo test and its test binaries were killed; \
+                 --host-timeout to change)",
+                a.host_timeout.as_secs()
+            ),
+            RawStatus::Code(0) => "ok".to_string(),
+            RawStatus::Code(c) => format!("FAILED (cargo test exited with status {c})"),
+            RawStatus::Signal(s) => format!("FAILED (cargo test was killed by signal {s})"),
+        };
+        println!("host tests: {verdict}");
     }
 
     let (mut passed, mut failed) = (0, 0);
@@ -196,6 +205,7 @@ impl Booter for QemuBooter {
             timeout: Some(self.timeout),
             interactive: false,
             capture_stderr: true,
+            kill_tree: false,
         };
         let done = process::run(cmd, opts, Stdout::Lines(&mut on_line))
             .map_err(|e| format!("cannot run {}: {e}", self.qemu.display()))?;
