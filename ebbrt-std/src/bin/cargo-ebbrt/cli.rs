@@ -50,6 +50,8 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
     /// Everything after `--`.
     pub app_args: Vec<String>,
+    /// The guest's network (native only; see `net.rs`).
+    pub net: crate::net::NetOpts,
 }
 
 /// Arguments of `cargo ebbrt test`.
@@ -115,7 +117,14 @@ Options:
   --accel <kvm|tcg>   override the accelerator choice (native only)
   --release           build with the release profile
   --timeout <SECS>    stop the run after SECS seconds (exit status 124)
-  -h, --help          print this help";
+  -h, --help          print this help
+Networking (native):
+  --net <user|tap|none>  user: QEMU user networking, guest 10.0.2.15 (default);
+                         tap: a tap in a network namespace made for the run,
+                         guest 10.79.0.2 (clients: ip netns exec <NAME> ...)
+  --forward <PORT>       user networking: forward 127.0.0.1:PORT (TCP and UDP)
+                         to the guest (repeatable; default 7777)
+  --queues <N>           tap: N queue pairs (multiqueue: one stack per core)";
 
 /// Usage of `cargo ebbrt test`.
 pub const TEST_USAGE: &str = "\
@@ -234,6 +243,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
     let mut release = false;
     let mut timeout = None;
     let mut app_args = Vec::new();
+    let mut net = crate::net::NetOpts::default();
     while let Some(item) = flags.next() {
         match item {
             Item::Rest(rest) => app_args = rest,
@@ -279,6 +289,12 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                 "--timeout" => {
                     timeout = Some(parse_secs(&flags.value(&name, inline)?, &name, usage)?)
                 }
+                "--net" | "--forward" | "--queues" => {
+                    let v = flags.value(&name, inline)?;
+                    if let Some(Err(e)) = net.apply(&name, || Ok(v)) {
+                        return Err(usage_error(e, usage));
+                    }
+                }
                 _ => {
                     return Err(usage_error(
                         format!("unknown flag `{name}` for `cargo ebbrt run`"),
@@ -315,6 +331,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
         release,
         timeout,
         app_args,
+        net,
     }))
 }
 

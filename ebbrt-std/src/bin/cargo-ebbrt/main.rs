@@ -17,6 +17,7 @@ mod cli;
 #[cfg(test)]
 mod e2e;
 mod exit;
+mod net;
 mod process;
 mod protocol;
 mod qemu;

@@ -35,16 +35,22 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
     let kernel = ws.build_native_example(pkg, a.release)?;
     let choice = accel::detect(a.accel);
     note(&format!("accelerator: {}", choice.reason));
+    // Lives until QEMU exits: a tap's namespace is deleted when it drops.
+    let net = crate::net::attach(&a.net).map_err(Error::Tool)?;
+    note(&format!("network: {}", net.summary));
+    // The user's boot arguments come last, so they override the network's.
+    let user_append = qemu::join_append([net.append.as_str(), a.append.as_deref().unwrap_or("")]);
     let boot = Boot {
         kernel,
         accel: choice.accel,
         cores: a.cores,
         mem: a.mem.unwrap_or(qemu::DEFAULT_MEM),
-        append: native_command_line(a.append.as_deref().unwrap_or(""), &a.app_args)?,
+        append: native_command_line(&user_append, &a.app_args)?,
     };
     note(&format!("booting: {}", boot.display(&qemu_bin)));
-    let mut cmd = Command::new(&qemu_bin);
+    let mut cmd = net.command(&qemu_bin);
     cmd.args(boot.args());
+    cmd.args(&net.qemu_args);
     let opts = Options {
         timeout: a.timeout,
         interactive: true,
