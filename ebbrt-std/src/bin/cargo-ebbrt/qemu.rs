@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::accel::Accel;
 
@@ -123,21 +124,27 @@ impl Boot {
 
     /// The command line as a shell would show it, for the log line.
     pub fn display(&self, qemu: &Path) -> String {
-        let mut out = qemu.display().to_string();
-        for arg in self.args() {
-            let arg = arg.to_string_lossy().into_owned();
-            out.push(' ');
-            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c))
-            {
-                out.push('\'');
-                out.push_str(&arg.replace('\'', r"'\''"));
-                out.push('\'');
-            } else {
-                out.push_str(&arg);
-            }
-        }
-        out
+        let mut cmd = Command::new(qemu);
+        cmd.args(self.args());
+        command_line(&cmd)
     }
+}
+
+/// A command as a shell would show it (arguments quoted where needed).
+pub fn command_line(cmd: &Command) -> String {
+    let mut out = Path::new(cmd.get_program()).display().to_string();
+    for arg in cmd.get_args() {
+        let arg = arg.to_string_lossy();
+        out.push(' ');
+        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
+            out.push('\'');
+            out.push_str(&arg.replace('\'', r"'\''"));
+            out.push('\'');
+        } else {
+            out.push_str(&arg);
+        }
+    }
+    out
 }
 
 /// Joins boot arguments, dropping empty pieces.

@@ -47,10 +47,10 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
         mem: a.mem.unwrap_or(qemu::DEFAULT_MEM),
         append: native_command_line(&user_append, &a.app_args)?,
     };
-    note(&format!("booting: {}", boot.display(&qemu_bin)));
     let mut cmd = net.command(&qemu_bin);
     cmd.args(boot.args());
     cmd.args(&net.qemu_args);
+    note(&format!("booting: {}", qemu::command_line(&cmd)));
     let opts = Options {
         timeout: a.timeout,
         interactive: true,
