@@ -299,7 +299,6 @@ pub const OUTBOX_BATCH: u32 = 32;
 /// One owner's caches for every class.
 #[repr(align(64))]
 pub struct Cache {
-    owner: u32,
     classes: [ClassCache; NUM_CLASSES],
     outbox: [Outbox; OUTBOXES],
     /// Outboxes holding objects.
@@ -320,9 +319,8 @@ pub struct CacheStats {
 }
 
 impl Cache {
-    pub(crate) const fn new(owner: u32) -> Self {
+    pub(crate) const fn new() -> Self {
         Cache {
-            owner,
             classes: [const { ClassCache::new() }; NUM_CLASSES],
             outbox: [const { Outbox::new() }; OUTBOXES],
             outbox_used: Cell::new(0),
@@ -331,9 +329,13 @@ impl Cache {
         }
     }
 
-    /// The owner index (a core, or [`remote::SHARED`]).
+    /// The owner index (a core, or [`remote::SHARED`]): the cache's slot in
+    /// the static table of representatives. Derived from the address rather
+    /// than stored, so that the table is all zeroes and lives in `.bss`
+    /// instead of adding close to a megabyte to every image.
+    #[inline(always)]
     pub(crate) fn owner(&self) -> u32 {
-        self.owner
+        crate::reps::owner_of(self)
     }
 
     /// Allocates one object of `class`.
@@ -372,8 +374,8 @@ impl Cache {
         if self.take_from_current(cc, class) {
             return Ok(());
         }
-        if remote::take_pending(self.owner, class) {
-            self.free_remote_list(remote::take_list(self.owner, class), class);
+        if remote::take_pending(self.owner(), class) {
+            self.free_remote_list(remote::take_list(self.owner(), class), class);
             if self.take_from_current(cc, class) {
                 return Ok(());
             }
@@ -663,12 +665,12 @@ impl Cache {
 
     /// Takes back every object other owners freed to this one.
     fn take_back_remote_frees(&self) {
-        let mut mask = remote::take_all_pending(self.owner);
+        let mut mask = remote::take_all_pending(self.owner());
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
             let class = SizeClass::from_index(i).expect("pending bit of a class");
-            self.free_remote_list(remote::take_list(self.owner, class), class);
+            self.free_remote_list(remote::take_list(self.owner(), class), class);
         }
     }
 
@@ -691,7 +693,7 @@ impl Cache {
             h.write(SlabHeader {
                 ident: Ident {
                     magic: MAGIC ^ base,
-                    owner: self.owner,
+                    owner: self.owner(),
                     class: class.index() as u32,
                 },
                 free: Cell::new(ptr::null_mut()),

@@ -52,6 +52,10 @@ use cache::Cache;
 use remote::SHARED;
 
 /// A representative of the slab allocator Ebb: one core's caches.
+///
+/// `repr(C)` keeps the cache at offset 0 and the power-of-two alignment makes
+/// a rep's slot index (its owner) a shift of its offset in the table.
+#[repr(C, align(4096))]
 pub struct SlabAllocator {
     cache: Cache,
 }
@@ -60,9 +64,9 @@ pub struct SlabAllocator {
 pub static SLAB_ALLOCATOR: EbbRef<SlabAllocator> = EbbRef::fixed();
 
 impl SlabAllocator {
-    const fn new(owner: u32) -> Self {
+    const fn new() -> Self {
         SlabAllocator {
-            cache: Cache::new(owner),
+            cache: Cache::new(),
         }
     }
 

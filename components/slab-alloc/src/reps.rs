@@ -16,15 +16,21 @@ struct Reps([SlabAllocator; OWNERS]);
 // by two threads at once.
 unsafe impl Sync for Reps {}
 
-static REPS: Reps = Reps({
-    let mut t = [const { SlabAllocator::new(0) }; OWNERS];
-    let mut i = 0;
-    while i < OWNERS {
-        t[i] = SlabAllocator::new(i as u32);
-        i += 1;
-    }
-    t
-});
+// All zeroes: the table goes to `.bss` and costs the image nothing. A rep
+// knows its owner from its slot (see `owner_of`).
+static REPS: Reps = Reps([const { SlabAllocator::new() }; OWNERS]);
+
+const _: () = assert!(size_of::<SlabAllocator>().is_power_of_two());
+
+/// The slot (owner index) of the rep whose cache is `cache`.
+#[inline(always)]
+pub(crate) fn owner_of(cache: &crate::cache::Cache) -> u32 {
+    // The cache is the first field of a `repr(C)` `SlabAllocator`.
+    let addr = cache as *const crate::cache::Cache as usize;
+    let base = REPS.0.as_ptr() as usize;
+    debug_assert!(addr >= base && addr < base + OWNERS * size_of::<SlabAllocator>());
+    ((addr - base) / size_of::<SlabAllocator>()) as u32
+}
 
 static SHARED_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
