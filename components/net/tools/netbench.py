@@ -2,7 +2,7 @@
 """TCP echo benchmark: 64-byte round-trip latency (p50/p99) and bulk
 throughput with a checksum, against any TCP echo server.
 
-    netbench.py HOST PORT [--rounds N] [--bulk MiB] [--conns N] [--seq N]
+    netbench.py HOST PORT [--rounds N] [--bulk MiB] [--conns N] [--seq N] [--parallel N]
 
 Every round trip sends 64 bytes and waits for all 64 back (TCP_NODELAY).
 The bulk test streams MiB of random data while a reader thread collects
@@ -98,6 +98,17 @@ def concurrent(host, port, n):
     return ok
 
 
+def parallel(host, port, n, rounds):
+    """n clients in separate processes, each doing `rounds` 64-byte round
+    trips on its own connection: aggregate round trips per second."""
+    import multiprocessing as mp
+    with mp.Pool(n) as pool:
+        t = time.perf_counter()
+        res = pool.starmap(latency, [(host, port, rounds)] * n)
+        dt = time.perf_counter() - t
+    return n * rounds / dt, max(r[0] for r in res), max(r[1] for r in res)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("host"); p.add_argument("port", type=int)
@@ -105,9 +116,13 @@ def main():
     p.add_argument("--bulk", type=int, default=16, help="MiB (0: skip)")
     p.add_argument("--seq", type=int, default=0)
     p.add_argument("--conns", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=0, help="N clients at once (round trips/s)")
     a = p.parse_args()
     good = True
-    if a.rounds:
+    if a.parallel:
+        rate, p50, p99 = parallel(a.host, a.port, a.parallel, a.rounds)
+        print(f"{a.parallel} parallel clients: {rate:.0f} round trips/s; worst client p50 {p50:.0f} us, p99 {p99:.0f} us")
+    elif a.rounds:
         p50, p99 = latency(a.host, a.port, a.rounds)
         print(f"latency 64 B round trip: p50 {p50:.0f} us, p99 {p99:.0f} us ({a.rounds} rounds)")
     if a.bulk:

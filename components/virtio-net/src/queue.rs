@@ -27,12 +27,18 @@ use crate::hal::IdentityHal;
 /// Descriptors per queue (QEMU's default ring size; legacy devices need
 /// exactly the device's size).
 pub(crate) const QUEUE_SIZE: usize = 256;
-/// Frames per pass that count as busy.
+/// A pass is busy when it found several frames, or when its frames came
+/// within this long (ns) of the previous pass's: traffic dense enough that
+/// an interrupt per frame costs more than spinning.
+const BUSY_GAP_NS: u64 = 500_000;
+/// Frames in one pass that make it busy by themselves.
 const BUSY_FRAMES: u32 = 4;
 /// Busy passes in a row before switching to polling.
-const BUSY_PASSES: u32 = 2;
-/// Empty passes in a row before going back to interrupts.
-const IDLE_PASSES: u32 = 256;
+const BUSY_PASSES: u32 = 4;
+/// Polling ends when no frame came for this long (ns): the core then
+/// halts again instead of spinning (under emulation a spinning vCPU takes
+/// a host CPU from the device model).
+const POLL_QUIET_NS: u64 = 1_000_000;
 /// Recycled receive buffers batched before notifying the device.
 const REFILL_BATCH: u32 = 32;
 
@@ -89,7 +95,8 @@ struct Live {
     poller: Option<IdlePoller>,
     frames_this_pass: u32,
     busy_passes: u32,
-    idle_passes: u32,
+    last_frame: u64,
+    prev_pass: u64,
     refills: u32,
     interrupts: bool,
 }
@@ -123,7 +130,8 @@ impl QueuePair {
             poller: None,
             frames_this_pass: 0,
             busy_passes: 0,
-            idle_passes: 0,
+            last_frame: 0,
+            prev_pass: 0,
             refills: 0,
             interrupts: irq.is_some(),
         }));
@@ -167,24 +175,42 @@ impl QueuePair {
     }
 }
 
-/// An idle poller that wakes the stack when frames are waiting.
+fn now_ns() -> u64 {
+    ebbrt_core::time::Instant::now().as_nanos()
+}
+
+/// An idle poller that wakes the stack when frames are waiting, and hands
+/// back to the interrupt once none came for `POLL_QUIET_NS`.
 fn poller(live: &Rc<RefCell<Live>>) -> IdlePoller {
     let weak = Rc::downgrade(live);
     exec::add_idle_poller(move || {
         let Some(live) = weak.upgrade() else {
             return false;
         };
-        let Ok(l) = live.try_borrow() else {
+        let Ok(mut l) = live.try_borrow_mut() else {
             return false;
         };
         if l.rx.can_pop() {
             if let Some(w) = &l.waker {
                 w.wake_by_ref();
             }
-            true
-        } else {
-            false
+            return true;
         }
+        if l.interrupts && now_ns().saturating_sub(l.last_frame) > POLL_QUIET_NS {
+            l.rx.set_dev_notify(true);
+            // A frame that came before notifications were back on raised
+            // no interrupt: wake the stack to look.
+            if l.rx.can_pop()
+                && let Some(w) = &l.waker
+            {
+                w.wake_by_ref();
+            }
+            // Unregisters this poller (allowed from inside it).
+            let me = l.poller.take();
+            drop(l);
+            drop(me);
+        }
+        false
     })
 }
 
@@ -216,6 +242,7 @@ impl NetQueue for QueuePair {
                 }
             };
             l.frames_this_pass += 1;
+            l.last_frame = now_ns();
             let flags = buf[0];
             let merged = if header == 12 {
                 u16::from_le_bytes([buf[10], buf[11]])
@@ -316,22 +343,15 @@ impl NetQueue for QueuePair {
             return false;
         }
         if l.poller.is_some() {
-            if frames == 0 {
-                l.idle_passes += 1;
-                if l.idle_passes >= IDLE_PASSES {
-                    l.poller = None;
-                    l.idle_passes = 0;
-                    l.rx.set_dev_notify(true);
-                    // A frame that came before notifications were back on
-                    // raised no interrupt.
-                    return l.rx.can_pop();
-                }
-            } else {
-                l.idle_passes = 0;
-            }
+            // Polling: the poller decides when to go back to interrupts.
             return false;
         }
-        if frames >= BUSY_FRAMES {
+        let prev = l.prev_pass;
+        if frames > 0 {
+            l.prev_pass = l.last_frame;
+        }
+        if frames >= BUSY_FRAMES || (frames > 0 && l.last_frame.saturating_sub(prev) < BUSY_GAP_NS)
+        {
             l.busy_passes += 1;
             if l.busy_passes >= BUSY_PASSES {
                 l.busy_passes = 0;
