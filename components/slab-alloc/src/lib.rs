@@ -272,3 +272,16 @@ ebbrt_core::register_component! {
 
 #[cfg(test)]
 mod tests;
+
+/// Before its core sleeps, a representative sends on the remote frees its
+/// outboxes batched and takes back those other cores sent it, so that
+/// memory freed across cores never waits on a core that stopped allocating.
+#[ebbrt_core::__private::linkme::distributed_slice(ebbrt_core::exec::BEFORE_IDLE)]
+#[linkme(crate = ebbrt_core::__private::linkme)]
+static DRAIN_BEFORE_IDLE: fn() = drain_before_idle;
+
+fn drain_before_idle() {
+    if let Some(rep) = SLAB_ALLOCATOR.cached_rep() {
+        rep.drain_remote_frees();
+    }
+}

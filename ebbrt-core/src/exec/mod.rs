@@ -381,6 +381,20 @@ pub fn stats() -> LoopStats {
     }
 }
 
+/// Functions every core's loop calls just before it goes idle: the place to
+/// hand back what batching kept local, such as an allocator's batched
+/// remote frees. Registered at link time (no heap needed), each must be
+/// cheap when it has nothing to do; tasks they wake run before the core
+/// sleeps.
+///
+/// ```ignore
+/// #[linkme::distributed_slice(ebbrt_core::exec::BEFORE_IDLE)]
+/// #[linkme(crate = ebbrt_core::__private::linkme)]
+/// static FLUSH: fn() = flush_batched_frees;
+/// ```
+#[linkme::distributed_slice]
+pub static BEFORE_IDLE: [fn()];
+
 fn drain_remote(core: CoreId) {
     let remote = &REMOTES[core.index()];
     if remote.pending.swap(false, Ordering::AcqRel) {
@@ -455,7 +469,13 @@ fn run_until(core: CoreId, done: impl Fn() -> bool) -> Option<i32> {
             p.poll();
             continue;
         }
-        if REMOTES[core.index()].pending.load(Ordering::Acquire) || done() {
+        for hook in BEFORE_IDLE {
+            hook();
+        }
+        if !l.ready.borrow().is_empty()
+            || REMOTES[core.index()].pending.load(Ordering::Acquire)
+            || done()
+        {
             continue;
         }
         p.idle(next_timer);

@@ -246,3 +246,25 @@ fn block_on_refuses_threads_that_are_not_cores() {
     .unwrap_err();
     assert!(e.contains("not running on an EbbRT core"), "{e}");
 }
+
+static IDLE_HOOK_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[linkme::distributed_slice(BEFORE_IDLE)]
+static COUNT_IDLE: fn() = || {
+    IDLE_HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
+};
+
+#[test]
+fn before_idle_hooks_run_when_a_core_goes_idle() {
+    instance();
+    let before = IDLE_HOOK_CALLS.load(Ordering::Relaxed);
+    // Each sleep leaves core 3 with nothing to do: it must idle (and call
+    // the hooks) before the timer fires. (Core 3: no test registers idle
+    // pollers there, which would keep it from idling.)
+    run_on(3, || async {
+        for _ in 0..3 {
+            sleep(Duration::from_millis(2)).await;
+        }
+    });
+    assert!(IDLE_HOOK_CALLS.load(Ordering::Relaxed) >= before + 3);
+}
