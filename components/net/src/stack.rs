@@ -394,7 +394,9 @@ impl Stack {
                     Some((n, gw)) => {
                         log::info!("net: DHCP lease {}/{} gateway {:?}", n.addr, n.prefix, gw)
                     }
-                    None => log::warn!("net: DHCP lease lost"),
+                    // smoltcp also reports "deconfigured" once at start.
+                    None if self.ipv4().is_some() => log::warn!("net: DHCP lease lost"),
+                    None => {}
                 }
                 self.set_address(addr);
                 if let Some(h) = self.addr_hook.borrow().as_ref() {
