@@ -196,14 +196,20 @@ fn poller(live: &Rc<RefCell<Live>>) -> IdlePoller {
             }
             return true;
         }
-        if l.interrupts && now_ns().saturating_sub(l.last_frame) > POLL_QUIET_NS {
-            l.rx.set_dev_notify(true);
-            // A frame that came before notifications were back on raised
-            // no interrupt: wake the stack to look.
-            if l.rx.can_pop()
-                && let Some(w) = &l.waker
-            {
-                w.wake_by_ref();
+        if now_ns().saturating_sub(l.last_frame) > POLL_QUIET_NS {
+            if l.interrupts {
+                l.rx.set_dev_notify(true);
+                // A frame that came before notifications were back on
+                // raised no interrupt: wake the stack to look.
+                if l.rx.can_pop()
+                    && let Some(w) = &l.waker
+                {
+                    w.wake_by_ref();
+                }
+            } else {
+                // No interrupt to go back to: look every `SLOW_POLL` from a
+                // timer, so that an idle core halts instead of spinning.
+                slow_poll(Rc::downgrade(&live));
             }
             // Unregisters this poller (allowed from inside it).
             let me = l.poller.take();
@@ -212,6 +218,32 @@ fn poller(live: &Rc<RefCell<Live>>) -> IdlePoller {
         }
         false
     })
+}
+
+/// Without interrupts, how often a quiet queue is looked at.
+const SLOW_POLL: core::time::Duration = core::time::Duration::from_micros(500);
+
+/// Looks at a quiet queue from a timer until frames come, then hands back
+/// to the idle poller (and wakes the stack).
+fn slow_poll(weak: alloc::rc::Weak<RefCell<Live>>) {
+    exec::spawn_local(async move {
+        loop {
+            exec::sleep(SLOW_POLL).await;
+            let Some(live) = weak.upgrade() else { return };
+            let ready = live.borrow().rx.can_pop();
+            if ready {
+                let p = poller(&live);
+                let mut l = live.borrow_mut();
+                l.last_frame = now_ns();
+                l.poller = Some(p);
+                if let Some(w) = &l.waker {
+                    w.wake_by_ref();
+                }
+                return;
+            }
+        }
+    })
+    .detach();
 }
 
 impl NetQueue for QueuePair {
