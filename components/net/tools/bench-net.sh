@@ -5,6 +5,8 @@
 #   native-tap-1q   native echo, tap in a netns, one queue pair (2 cores)
 #   native-tap-2q   native echo, tap, two queue pairs (one stack per core)
 #   native-user     native echo, QEMU user networking (127.0.0.1 forward)
+#   native-tap-1q-irq, native-tap-2q-irq: the same, interrupts only
+#                   (virtio.poll=never: the driver never polls)
 #   linux-vm        Debian's kernel in the same QEMU, same NIC, netns tap
 #                   (/work/shared/tools/linux-vm-memcached; socat echo)
 #   hosted          the same echo source as a Linux process, loopback
@@ -13,7 +15,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../../.."
 TRIALS=${TRIALS:-3}
 bench=components/net/tools/netbench.py
-configs=${*:-native-tap-1q native-tap-2q native-user linux-vm hosted}
+configs=${*:-native-tap-1q native-tap-2q native-tap-1q-irq native-tap-2q-irq native-user linux-vm hosted}
 
 trials() { # run netbench TRIALS times against $@ (a command prefix + host port)
   for t in $(seq 1 "$TRIALS"); do
@@ -29,10 +31,11 @@ kill_qemu_below() { # kill the QEMU processes descended from pid $1
   done
 }
 
-native() { # native QUEUES NET
+native() { # native QUEUES NET [BOOT ARGS]
   local log; log=$(mktemp)
   local q=$1 net=$2 extra=()
   [ "$net" = tap ] && extra=(--queues "$q")
+  [ -n "${3:-}" ] && extra+=(--append "$3")
   cargo ebbrt run echo --release --net "$net" "${extra[@]}" --cores 2 --timeout 900 >"$log" 2>&1 &
   local tool=$!
   for _ in $(seq 1 300); do grep -q "listening on" "$log" && break; sleep 1; done
@@ -54,6 +57,8 @@ for c in $configs; do
     native-tap-1q) native 1 tap ;;
     native-tap-2q) native 2 tap ;;
     native-user) native 1 user ;;
+    native-tap-1q-irq) native 1 tap virtio.poll=never ;;
+    native-tap-2q-irq) native 2 tap virtio.poll=never ;;
     linux-vm)
       export NETNS=ebbrt-bench-linux WORK=${TMPDIR:-/tmp}/ebbrt-bench-linuxvm
       /work/shared/tools/linux-vm-memcached start --smp 2 >/dev/null

@@ -171,6 +171,19 @@ pub(crate) struct Shared {
     pub(crate) features: Features,
     /// Bytes of `virtio_net_hdr` before each frame.
     pub(crate) header: usize,
+    /// When receive queues switch from interrupts to polling.
+    pub(crate) polling: Polling,
+}
+
+/// When a queue pair with an interrupt polls instead (boot argument
+/// `virtio.poll=auto|never`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Polling {
+    /// Under dense traffic (the default): no interrupt per frame, but a
+    /// vCPU that spins, which costs a host CPU under emulation.
+    Auto,
+    /// Never: every burst raises an interrupt and the core halts between.
+    Never,
 }
 
 /// A virtio-net NIC.
@@ -340,10 +353,19 @@ impl VirtioNet {
         } else {
             None
         };
+        let polling = match ebbrt_core::native::boot_arg("virtio.poll") {
+            Some("never") => Polling::Never,
+            Some("auto") | None => Polling::Auto,
+            Some(other) => {
+                log::warn!("virtio-net: virtio.poll={other} is not auto or never; using auto");
+                Polling::Auto
+            }
+        };
         let shared = Arc::new(Shared {
             transport: spin::Mutex::new(t),
             features,
             header,
+            polling,
         });
         // Fill the receive rings before the device may use them.
         for p in list.iter_mut().flatten() {

@@ -35,7 +35,7 @@ mod pio;
 mod queue;
 
 #[cfg(target_os = "none")]
-pub use device::{Features, ProbeError, VirtioNet};
+pub use device::{Features, Polling, ProbeError, VirtioNet};
 
 #[cfg(target_os = "none")]
 fn probe() -> Option<alloc::boxed::Box<dyn ebbrt_net::device::NetDevice>> {

@@ -21,7 +21,7 @@ use ebbrt_net::device::{NetQueue, QueueCaps, RxFrame, TxChecksum, TxError};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
-use crate::device::{Features, RX_BUFFER, Shared};
+use crate::device::{Features, Polling, RX_BUFFER, Shared};
 use crate::hal::IdentityHal;
 
 /// Descriptors per queue (QEMU's default ring size; legacy devices need
@@ -382,8 +382,9 @@ impl NetQueue for QueuePair {
         if frames > 0 {
             l.prev_pass = l.last_frame;
         }
-        if frames >= BUSY_FRAMES || (frames > 0 && l.last_frame.saturating_sub(prev) < BUSY_GAP_NS)
-        {
+        let busy = frames >= BUSY_FRAMES
+            || (frames > 0 && l.last_frame.saturating_sub(prev) < BUSY_GAP_NS);
+        if self.shared.polling == Polling::Auto && busy {
             l.busy_passes += 1;
             if l.busy_passes >= BUSY_PASSES {
                 l.busy_passes = 0;
