@@ -21,6 +21,24 @@
 //!
 //! What it must not do: touch hardware (drivers do, in their own crates),
 //! or use `unsafe` code.
+//!
+//! Sockets live on the core that made them, as hosted:
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ebbrt_net::TcpStream>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ebbrt_net::TcpListener>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ebbrt_net::UdpSocket>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<std::rc::Rc<ebbrt_net::Stack>>();
+//! ```
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
