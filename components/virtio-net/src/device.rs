@@ -219,6 +219,24 @@ fn common_cfg(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<*mut u8
     (base != 0 && addr < crate::hal::identity_mapped()).then_some(addr as *mut u8)
 }
 
+/// Routes the function's INTx line to a vector on core 0; the vector and
+/// the I/O APIC input.
+fn intx_line(df: DeviceFunction) -> Option<(IrqVector, u8)> {
+    let w = PortCam.read_word(df, 0x3c);
+    let (line, pin) = (w as u8, (w >> 8) as u8);
+    if pin == 0 || line == 0xff {
+        return None;
+    }
+    let v = irq::allocate(CoreId(0))?;
+    match ebbrt_core::native::ioapic::route_level(line, &v) {
+        Ok(()) => Some((v, line)),
+        Err(e) => {
+            log::warn!("virtio-net: INTx line {line}: {e}; polling");
+            None
+        }
+    }
+}
+
 fn io_bar0(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<u16> {
     match root.bar_info(df, 0).ok()?? {
         BarInfo::IO { address, .. } if address != 0 => u16::try_from(address).ok(),
@@ -338,7 +356,17 @@ impl VirtioNet {
                     & t.set_queue_vector((2 * k + 1) as u16, entry);
                 ok.then_some(v)
             });
-            list.push(Some(PendingPair::new(k, rx, tx, irq)));
+            // Without MSI-X, queue pair 0 takes the INTx line (through the
+            // I/O APIC, to core 0); other pairs poll.
+            let (irq, intx) = match (irq, k) {
+                (Some(v), _) => (Some(v), None),
+                (None, 0) if msix.is_none() => match intx_line(df) {
+                    Some((v, gsi)) => (Some(v), Some(gsi)),
+                    None => (None, None),
+                },
+                (None, _) => (None, None),
+            };
+            list.push(Some(PendingPair::new(k, rx, tx, irq, intx)));
         }
         if msix.is_some() {
             t.set_config_vector(NO_VECTOR);
@@ -381,8 +409,14 @@ impl VirtioNet {
             max_pairs,
             if msix.is_some() {
                 "MSI-X"
+            } else if list
+                .first()
+                .and_then(|p| p.as_ref())
+                .is_some_and(|p| p.has_irq())
+            {
+                "INTx through the I/O APIC"
             } else {
-                "no MSI-X: polling"
+                "no interrupt: polling"
             }
         );
         Ok(VirtioNet {
@@ -456,7 +490,11 @@ impl NetDevice for VirtioNet {
             } else {
                 ""
             },
-            if self.msix { "MSI-X" } else { "polling" },
+            if self.msix {
+                "MSI-X"
+            } else {
+                "INTx or polling"
+            },
         )
     }
 }

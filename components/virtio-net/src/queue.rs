@@ -54,17 +54,31 @@ pub(crate) struct PendingPair {
     tx: Queue,
     rx_bufs: Vec<Option<Vec<u8>>>,
     irq: Option<IrqVector>,
+    /// The I/O APIC input, when `irq` is the device's INTx line.
+    intx: Option<u8>,
 }
 
 impl PendingPair {
-    pub(crate) fn new(index: usize, rx: Queue, tx: Queue, irq: Option<IrqVector>) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        rx: Queue,
+        tx: Queue,
+        irq: Option<IrqVector>,
+        intx: Option<u8>,
+    ) -> Self {
         PendingPair {
             index,
             rx,
             tx,
             rx_bufs: (0..QUEUE_SIZE).map(|_| None).collect(),
             irq,
+            intx,
         }
+    }
+
+    /// Whether the pair has an interrupt (MSI-X or INTx).
+    pub(crate) fn has_irq(&self) -> bool {
+        self.irq.is_some()
     }
 
     /// Posts a buffer in every receive descriptor.
@@ -118,6 +132,7 @@ impl QueuePair {
             tx,
             rx_bufs,
             irq,
+            intx,
         } = p;
         let live = Rc::new(RefCell::new(Live {
             index,
@@ -143,9 +158,16 @@ impl QueuePair {
         match irq {
             Some(irq) => {
                 let weak = Rc::downgrade(&live);
+                let shared = shared.clone();
                 exec::spawn_local(async move {
                     loop {
                         irq.wait().await;
+                        if let Some(gsi) = intx {
+                            // Reading the ISR de-asserts the line; the
+                            // handler masked it meanwhile.
+                            shared.transport.lock().ack_interrupt();
+                            ebbrt_core::native::ioapic::unmask(gsi);
+                        }
                         let Some(live) = weak.upgrade() else { return };
                         let mut l = live.borrow_mut();
                         l.rx.set_dev_notify(false);

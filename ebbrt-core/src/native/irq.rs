@@ -44,6 +44,9 @@ pub(crate) extern "C" fn interrupt(f: &TrapFrame) {
             if let Some(cpu) = percpu::this() {
                 cpu.irq_pending[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::AcqRel);
             }
+            // A level-triggered I/O APIC input stays masked until its driver
+            // has quieted the device (see `ioapic`).
+            super::ioapic::on_interrupt(v);
         }
     }
     apic::eoi();

@@ -34,6 +34,7 @@ mod stack;
 pub mod clock;
 pub mod console;
 pub mod exit;
+pub mod ioapic;
 pub mod irq;
 pub mod mem;
 pub mod paging;
