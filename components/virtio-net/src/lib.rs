@@ -6,8 +6,10 @@
 //! features the device offers — checksum offload both ways, merged receive
 //! buffers, multiqueue with a control queue — and none of them. Each queue
 //! pair becomes an [`ebbrt_net::device::NetQueue`] owned by one core; its
-//! MSI-X vector interrupts that core, and under load the pair switches to
-//! polling from the idle loop.
+//! MSI-X vector interrupts that core (without MSI-X, queue pair 0 takes the
+//! INTx line through the I/O APIC), and under load the pair switches to
+//! polling from the idle loop (boot argument `virtio.poll=never` keeps
+//! interrupts only).
 //!
 //! It registers a probe with the network manager ([`ebbrt_net::register_net_device!`]);
 //! linking the crate is enough. Hosted builds contain nothing.
