@@ -31,6 +31,25 @@ pub const GLOBAL_ID_MAP: EbbId = EbbId::new(9);
 /// The node allocator (boots native nodes from a hosted process).
 pub const NODE_ALLOCATOR: EbbId = EbbId::new(10);
 
+/// The name of a well-known system id (`"GP_ALLOCATOR"` for
+/// [`GP_ALLOCATOR`]), for messages and the component catalog; `None` for
+/// application and run-time ids.
+pub const fn name(id: EbbId) -> Option<&'static str> {
+    Some(match id.raw() {
+        1 => "ID_ALLOCATOR",
+        2 => "CONSOLE",
+        3 => "PAGE_ALLOCATOR",
+        4 => "SLAB_ALLOCATOR",
+        5 => "GP_ALLOCATOR",
+        6 => "NETWORK_MANAGER",
+        7 => "NET_DEVICE",
+        8 => "MESSENGER",
+        9 => "GLOBAL_ID_MAP",
+        10 => "NODE_ALLOCATOR",
+        _ => return None,
+    })
+}
+
 /// First id of the range applications choose fixed ids from.
 pub const FIRST_APP: u32 = 256;
 /// First id handed out at run time.
@@ -113,5 +132,32 @@ crate::register_component! {
         interface: "ebbrt_core::ebb::ids::IdAllocator",
         summary: "Hands out run-time Ebb ids; itself a shared Ebb at a well-known id.",
         id: Some(ID_ALLOCATOR),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_ids_have_their_names() {
+        let all = [
+            (ID_ALLOCATOR, "ID_ALLOCATOR"),
+            (CONSOLE, "CONSOLE"),
+            (PAGE_ALLOCATOR, "PAGE_ALLOCATOR"),
+            (SLAB_ALLOCATOR, "SLAB_ALLOCATOR"),
+            (GP_ALLOCATOR, "GP_ALLOCATOR"),
+            (NETWORK_MANAGER, "NETWORK_MANAGER"),
+            (NET_DEVICE, "NET_DEVICE"),
+            (MESSENGER, "MESSENGER"),
+            (GLOBAL_ID_MAP, "GLOBAL_ID_MAP"),
+            (NODE_ALLOCATOR, "NODE_ALLOCATOR"),
+        ];
+        for (id, n) in all {
+            assert_eq!(name(id), Some(n));
+        }
+        assert_eq!(name(EbbId::new(11)), None);
+        assert_eq!(name(app(0)), None);
+        assert_eq!(name(EbbId::new(FIRST_DYNAMIC)), None);
     }
 }
