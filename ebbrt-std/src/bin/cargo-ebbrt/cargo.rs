@@ -231,6 +231,30 @@ impl Workspace {
         })
     }
 
+    /// Builds an example target of a member package for the host (as
+    /// `cargo build -p <package> --example <name>`); returns its executable.
+    pub fn build_host_example(&self, package: &str, example: &str) -> Result<PathBuf, Error> {
+        let pkg = self
+            .package(package)
+            .ok_or_else(|| Error::Tool(format!("package `{package}` is not in the workspace")))?;
+        let mut c = Command::new(cargo_program());
+        c.current_dir(&self.root).args([
+            "build",
+            "-p",
+            package,
+            "--example",
+            example,
+            "--message-format=json-render-diagnostics",
+        ]);
+        let what = format!("build of the example `{example}` of `{package}`");
+        run_for_executable(&mut c, &what, |m| {
+            m.package_id == pkg.id
+                && m.target_name == example
+                && m.kinds.iter().any(|k| k == "example")
+                && !m.test
+        })
+    }
+
     /// `cargo run --quiet -p <example> [--release] -- --cores N [-- <app args>]`,
     /// with `EBBRT_ARGS` set to the boot arguments. The hosted runtime takes
     /// its own flags before the inner `--` and hands the rest to the

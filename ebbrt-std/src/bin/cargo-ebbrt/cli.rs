@@ -25,6 +25,8 @@ pub enum Command {
     Run(RunArgs),
     /// `cargo ebbrt test ...`
     Test(TestArgs),
+    /// `cargo ebbrt docs ...`
+    Docs(DocsArgs),
     /// `--help` somewhere: print this text and exit 0.
     Help(&'static str),
 }
@@ -71,6 +73,13 @@ pub struct TestArgs {
     pub verbose: bool,
 }
 
+/// Arguments of `cargo ebbrt docs`.
+#[derive(Debug, PartialEq)]
+pub struct DocsArgs {
+    /// Compare docs/components.md with the catalog instead of writing it.
+    pub check: bool,
+}
+
 /// A command line that cannot be obeyed; `usage` is the text to show with it.
 #[derive(Debug, PartialEq)]
 pub struct UsageError {
@@ -99,6 +108,7 @@ Usage: cargo ebbrt <COMMAND> [OPTIONS]
 Commands:
   run <EXAMPLE>   build an application and boot it under QEMU (or --hosted: run it on Linux)
   test            run every test: host tests, then every in-QEMU test kernel
+  docs            write docs/components.md, the component catalog (--check: fail if stale)
 
 Run `cargo ebbrt <COMMAND> --help` for the options of a command.";
 
@@ -145,6 +155,19 @@ Options:
   -v, --verbose       show everything the test kernels print
   -h, --help          print this help";
 
+/// Usage of `cargo ebbrt docs`.
+pub const DOCS_USAGE: &str = "\
+Usage: cargo ebbrt docs [--check]
+
+Writes docs/components.md, the catalog of every component: the registry
+records of a hosted program that links every component crate (the example
+`catalog` of the `ebbrt` facade), rendered in a fixed order.
+
+Options:
+  --check             write nothing; exit with status 1 and a diff when
+                      docs/components.md is stale
+  -h, --help          print this help";
+
 /// Parses the arguments after the program name.
 ///
 /// A leading `ebbrt` is skipped, so the binary also works when cargo runs it
@@ -164,6 +187,7 @@ where
         Some("-h" | "--help" | "help") => Ok(Command::Help(USAGE)),
         Some("run") => parse_run(args),
         Some("test") => parse_test(args),
+        Some("docs") => parse_docs(args),
         Some(other) if other.starts_with('-') => {
             Err(usage_error(format!("unknown flag `{other}`"), USAGE))
         }
@@ -405,6 +429,39 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
     Ok(Command::Test(out))
 }
 
+fn parse_docs(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+    let usage = DOCS_USAGE;
+    let mut flags = Flags { args, usage };
+    let mut check = false;
+    while let Some(item) = flags.next() {
+        match item {
+            Item::Flag(name, inline) => match name.as_str() {
+                "-h" | "--help" => return Ok(Command::Help(usage)),
+                "--check" => {
+                    flags.no_value(&name, inline)?;
+                    check = true;
+                }
+                _ => {
+                    return Err(usage_error(
+                        format!("unknown flag `{name}` for `cargo ebbrt docs`"),
+                        usage,
+                    ));
+                }
+            },
+            Item::Positional(p) => {
+                return Err(usage_error(format!("unexpected argument `{p}`"), usage));
+            }
+            Item::Rest(_) => {
+                return Err(usage_error(
+                    "`cargo ebbrt docs` takes no arguments after `--`",
+                    usage,
+                ));
+            }
+        }
+    }
+    Ok(Command::Docs(DocsArgs { check }))
+}
+
 fn parse_cores(v: &str, usage: &'static str) -> Result<u32, UsageError> {
     let max = ebbrt_core::cpu::MAX_CORES;
     match v.parse::<u32>() {
@@ -545,6 +602,25 @@ mod tests {
         assert_eq!(parse(["run", "--help"]), Ok(Command::Help(RUN_USAGE)));
         assert_eq!(parse(["run", "hello", "-h"]), Ok(Command::Help(RUN_USAGE)));
         assert_eq!(parse(["test", "--help"]), Ok(Command::Help(TEST_USAGE)));
+    }
+
+    #[test]
+    fn docs_flags() {
+        assert_eq!(
+            parse(["docs"]),
+            Ok(Command::Docs(DocsArgs { check: false }))
+        );
+        assert_eq!(
+            parse(["ebbrt", "docs", "--check"]),
+            Ok(Command::Docs(DocsArgs { check: true }))
+        );
+        assert_eq!(parse(["docs", "--help"]), Ok(Command::Help(DOCS_USAGE)));
+        assert!(err(&["docs", "--check=yes"]).contains("takes no value"));
+        assert!(
+            err(&["docs", "--write"]).contains("unknown flag `--write` for `cargo ebbrt docs`")
+        );
+        assert!(err(&["docs", "out.md"]).contains("unexpected argument `out.md`"));
+        assert!(err(&["docs", "--", "x"]).contains("no arguments after `--`"));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   process), and exits with the application's status.
 //! - `cargo ebbrt test` runs the host tests of the workspace and then every
 //!   in-QEMU test kernel, and ends with `N passed, N failed`.
+//! - `cargo ebbrt docs` writes `docs/components.md`, the component catalog
+//!   (`--check`: fails when it is stale).
 //!
 //! It is reached through the cargo alias in `.cargo/config.toml`. It owns
 //! the command line, the QEMU command construction, the exit-status mapping
@@ -14,6 +16,7 @@
 mod accel;
 mod cargo;
 mod cli;
+mod docs_cmd;
 #[cfg(test)]
 mod e2e;
 mod exit;
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         }
         Ok(cli::Command::Run(a)) => run_cmd::run(a),
         Ok(cli::Command::Test(a)) => test_cmd::test(a),
+        Ok(cli::Command::Docs(a)) => docs_cmd::docs(a),
         Err(e) => {
             eprintln!("{e}");
             return code(exit::EXIT_USAGE);
