@@ -14,6 +14,8 @@
 //! - [`platform`]: the small trait a runtime implements (wake a core, the
 //!   clock, idle until an event or a deadline).
 //! - [`registry`]: the link-time records of every component (Ebb type).
+//! - [`iobuf`]: [`IoBuf`], the shared, sliceable byte buffer both runtimes'
+//!   network APIs hand received data in, with chains and a cursor.
 //!
 //! What it must not do: depend on `std`, know about any particular component,
 //! or grow device drivers. Platform code (the native kernel core) is fenced
@@ -30,6 +32,7 @@ pub mod cpu;
 pub mod ebb;
 pub mod exec;
 pub mod io;
+pub mod iobuf;
 pub mod platform;
 pub mod registry;
 pub mod test_support;
@@ -53,6 +56,7 @@ mod testing;
 
 pub use ebb::{Ebb, EbbError, EbbId, EbbKind, EbbRef, PerCore, PerCoreRoot, Shared, StaticEbb};
 pub use exec::{JoinHandle, on_each_core, spawn_local, spawn_on};
+pub use iobuf::{IoBuf, IoBufChain};
 
 /// Items used by code that `ebbrt-macros` generates. Not a public API.
 #[doc(hidden)]

@@ -11,8 +11,9 @@
 #![no_std]
 
 pub use ebbrt_core::{
-    Ebb, EbbError, EbbId, EbbKind, EbbRef, JoinHandle, PerCore, PerCoreRoot, Shared, StaticEbb,
-    cpu, ebb, exec, io, on_each_core, registry, spawn_local, spawn_on, time,
+    Ebb, EbbError, EbbId, EbbKind, EbbRef, IoBuf, IoBufChain, JoinHandle, PerCore, PerCoreRoot,
+    Shared, StaticEbb, cpu, ebb, exec, io, iobuf, on_each_core, registry, spawn_local, spawn_on,
+    time,
 };
 pub use ebbrt_macros::{ebb, main, test};
 
