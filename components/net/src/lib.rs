@@ -4,7 +4,11 @@
 //! pair, managed by the [`NetworkManager`] Ebb, behind the same async
 //! socket API as the hosted runtime's `ebbrt_std::net`: [`TcpListener`],
 //! [`TcpStream`], [`UdpSocket`] with the same signatures, so a server's
-//! source builds for either.
+//! source builds for either. Received data comes into the caller's buffer
+//! (`read`), as an [`IoBuf`](ebbrt_core::iobuf::IoBuf) (`read_buf`,
+//! `recv_buf`: one copy out of smoltcp's socket buffer, none after), or is
+//! consumed in place (`read_with`: no copy out of the socket buffer); see
+//! [`TcpStream`] for exactly which copies remain.
 //!
 //! What it owns:
 //! - [`device`]: the interface a NIC driver implements (queue pairs of

@@ -22,6 +22,7 @@ use core::time::Duration;
 
 use ebbrt_core::exec;
 use ebbrt_core::io::{self, Error, ErrorKind};
+use ebbrt_core::iobuf::IoBuf;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::wire::{
@@ -768,6 +769,29 @@ impl Stack {
         }
     }
 
+    /// Polls a read of stream `id` into a new buffer of what the receive
+    /// ring holds (at most `max` bytes, `max > 0`): one copy, out of the
+    /// ring. `Ok(None)` means the end of the stream.
+    pub(crate) fn poll_read_buf(
+        &self,
+        id: u64,
+        max: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<IoBuf>>> {
+        let queued = self
+            .with_tcp(id, |inner, h| {
+                inner.sockets.get::<tcp::Socket>(h).recv_queue()
+            })
+            .unwrap_or(0);
+        let mut v: Vec<u8> = Vec::with_capacity(queued.min(max));
+        let r = self.poll_read_with(id, cx, |data| {
+            let n = data.len().min(max - v.len());
+            v.extend_from_slice(&data[..n]);
+            n
+        });
+        r.map(|r| r.map(|n| (n > 0).then(|| IoBuf::from(v))))
+    }
+
     /// Polls a write of `buf` to stream `id`.
     pub(crate) fn poll_write(
         &self,
@@ -961,14 +985,40 @@ impl Stack {
         buf: &mut [u8],
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        self.poll_recv_with(id, cx, |data| {
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            n
+        })
+    }
+
+    /// Polls receiving a datagram on UDP socket `id` into a new buffer of
+    /// its size (one copy, out of the socket's packet ring).
+    pub(crate) fn poll_recv_buf(
+        &self,
+        id: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(IoBuf, SocketAddr)>> {
+        let mut out = IoBuf::new();
+        self.poll_recv_with(id, cx, |data| {
+            out = IoBuf::copy_from_slice(data);
+            data.len()
+        })
+        .map(|r| r.map(|(_, from)| (out, from)))
+    }
+
+    /// Polls receiving a datagram on UDP socket `id`: `f` sees it in the
+    /// socket's packet ring and returns the length to report.
+    fn poll_recv_with(
+        &self,
+        id: u64,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
         let r = self.with_udp(id, |inner, h| {
             let s = inner.sockets.get_mut::<udp::Socket>(h);
             match s.recv() {
-                Ok((data, meta)) => {
-                    let n = data.len().min(buf.len());
-                    buf[..n].copy_from_slice(&data[..n]);
-                    Poll::Ready(Ok((n, error::socket_addr(meta.endpoint))))
-                }
+                Ok((data, meta)) => Poll::Ready(Ok((f(data), error::socket_addr(meta.endpoint)))),
                 Err(_) => {
                     s.register_recv_waker(cx.waker());
                     Poll::Pending

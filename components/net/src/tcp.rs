@@ -1,13 +1,14 @@
 //! TCP listeners and streams (the same API as `ebbrt_std::net`).
 
 use alloc::rc::Rc;
-use alloc::vec;
+use core::cell::RefCell;
 use core::fmt;
 use core::future::poll_fn;
 use core::net::SocketAddr;
 
 use ebbrt_core::EbbRef;
 use ebbrt_core::io::{self, Error, ErrorKind};
+use ebbrt_core::iobuf::IoBuf;
 
 use crate::manager::{Home, NO_DEVICE, NetworkManager};
 use crate::remote::RemoteStack;
@@ -128,6 +129,24 @@ impl fmt::Debug for TcpListener {
 /// The methods take `&self`: one task may read while another writes (two
 /// tasks reading at once is not supported: the stack keeps one reader's
 /// waker per connection).
+///
+/// # Receiving without copies
+///
+/// Received TCP payload is copied once by smoltcp, from the driver's
+/// receive buffer (which the device wrote by DMA) into the connection's
+/// receive ring: reassembly and the advertised window need that ring, and
+/// smoltcp has no way to keep the frame buffers instead. From the ring:
+/// - [`read`](Self::read) copies into the caller's buffer;
+/// - [`read_with`](Self::read_with) copies nothing: the closure sees the
+///   bytes in the ring;
+/// - [`read_buf`](Self::read_buf) copies them once into a new [`IoBuf`]
+///   sized to the data, which the application then keeps, slices and hands
+///   on (also to other cores) without further copies.
+///
+/// On a core without a stack of its own (one queue, reached through
+/// `spawn_on`), the owner core makes the [`IoBuf`] and it crosses cores
+/// as is; [`read`](Self::read) and [`read_with`](Self::read_with) work
+/// from it (one copy less than before `IoBuf`).
 pub struct TcpStream {
     imp: StreamImp,
 }
@@ -141,6 +160,9 @@ enum StreamImp {
         remote: RemoteStack,
         id: u64,
         addrs: Option<(SocketAddr, SocketAddr)>,
+        /// Received bytes not consumed yet (by `read` into a short buffer,
+        /// or a `read_with` that took part of them).
+        pending: RefCell<IoBuf>,
     },
 }
 
@@ -153,7 +175,12 @@ impl TcpStream {
 
     fn remote(remote: RemoteStack, id: u64, addrs: Option<(SocketAddr, SocketAddr)>) -> TcpStream {
         TcpStream {
-            imp: StreamImp::Remote { remote, id, addrs },
+            imp: StreamImp::Remote {
+                remote,
+                id,
+                addrs,
+                pending: RefCell::new(IoBuf::new()),
+            },
         }
     }
 
@@ -199,35 +226,74 @@ impl TcpStream {
         }
         match &self.imp {
             StreamImp::Local { stack, id } => poll_fn(|cx| stack.poll_read(*id, buf, cx)).await,
-            StreamImp::Remote { remote, id, .. } => {
-                let (id, want) = (*id, buf.len().min(REMOTE_CHUNK));
-                let data = remote
-                    .run(move |s| async move {
-                        let mut v = vec![0u8; want];
-                        let n = poll_fn(|cx| s.poll_read(id, &mut v, cx)).await?;
-                        v.truncate(n);
-                        Ok(v)
-                    })
-                    .await?;
-                buf[..data.len()].copy_from_slice(&data);
-                Ok(data.len())
+            StreamImp::Remote { .. } => {
+                let mut off = 0;
+                self.read_with(|data| {
+                    let n = data.len().min(buf.len() - off);
+                    buf[off..off + n].copy_from_slice(&data[..n]);
+                    off += n;
+                    n
+                })
+                .await
             }
         }
     }
 
-    /// Reads without copying: `f` sees received bytes where the stack keeps
-    /// them and returns how many it consumed. Waits until some are there;
-    /// `Ok(0)` means the end of the stream. Native extension, local streams
-    /// only (others get [`ErrorKind::Unsupported`]).
+    /// Reads without copying: `f` sees received bytes where they are kept
+    /// (natively, in the connection's receive ring) and returns how many it
+    /// consumed (at most their length); bytes it leaves are read next time.
+    /// Waits until some bytes are there; returns how many were consumed,
+    /// and `Ok(0)` at the end of the stream. `f` may be called more than
+    /// once per read (the ring may hold the bytes in two pieces) and must
+    /// not use the stream or other sockets (the stack is borrowed while it
+    /// runs).
     pub async fn read_with(&self, mut f: impl FnMut(&[u8]) -> usize) -> io::Result<usize> {
         match &self.imp {
             StreamImp::Local { stack, id } => {
                 poll_fn(|cx| stack.poll_read_with(*id, cx, &mut f)).await
             }
-            StreamImp::Remote { .. } => Err(Error::new(
-                ErrorKind::Unsupported,
-                "read_with needs the stream's stack on this core",
-            )),
+            StreamImp::Remote { pending, .. } => {
+                if pending.borrow().is_empty() {
+                    match self.read_buf().await? {
+                        Some(b) => *pending.borrow_mut() = b,
+                        None => return Ok(0),
+                    }
+                }
+                let mut p = pending.borrow_mut();
+                let n = f(&p).min(p.len());
+                p.advance(n);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Reads the bytes received so far as one buffer (natively: everything
+    /// in the receive ring, copied once into a buffer of exactly that size;
+    /// hosted: what the kernel holds, read straight into the buffer),
+    /// waiting until there is at least one. `Ok(None)` means the end of the
+    /// stream.
+    pub async fn read_buf(&self) -> io::Result<Option<IoBuf>> {
+        match &self.imp {
+            StreamImp::Local { stack, id } => {
+                poll_fn(|cx| stack.poll_read_buf(*id, usize::MAX, cx)).await
+            }
+            StreamImp::Remote {
+                remote,
+                id,
+                pending,
+                ..
+            } => {
+                let left = pending.take();
+                if !left.is_empty() {
+                    return Ok(Some(left));
+                }
+                let id = *id;
+                remote
+                    .run(move |s| async move {
+                        poll_fn(|cx| s.poll_read_buf(id, REMOTE_CHUNK, cx)).await
+                    })
+                    .await
+            }
         }
     }
 

@@ -624,3 +624,164 @@ fn multiqueue_runs_one_stack_per_core_and_shares_arp() {
     let fwd1 = run_on(1, move || async move { mgr.stats().unwrap().forwarded });
     assert!(fwd + fwd1 > 0, "ARP answers are shared between the stacks");
 }
+
+/// Reads a stream to its end with `read_with`, consuming at most `step`
+/// bytes per call (the rest must be offered again).
+async fn read_all_with(s: &TcpStream, step: usize) -> (Vec<u8>, usize) {
+    let mut got = Vec::new();
+    let mut calls = 0;
+    loop {
+        let n = s
+            .read_with(|data| {
+                let n = data.len().min(step);
+                got.extend_from_slice(&data[..n]);
+                n
+            })
+            .await
+            .unwrap();
+        calls += 1;
+        if n == 0 {
+            return (got, calls);
+        }
+    }
+}
+
+#[test]
+fn read_buf_and_read_with_deliver_the_stream_in_order() {
+    let (got, calls, bufs, want) = run_on(SIM_CORE, || async {
+        let (qa, qb) = SimLink::pair(Impairments::default());
+        let (a, b) = (stack(qa, 1, A), stack(qb, 2, B));
+        // A server that echoes with read_buf: the buffers go back as they
+        // came, and it counts them.
+        let l = TcpListener::bind_on(&a, sa(A, 7)).unwrap();
+        let server = spawn_local(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let mut bufs = 0;
+            while let Some(buf) = s.read_buf().await.unwrap() {
+                assert!(!buf.is_empty());
+                bufs += 1;
+                s.write_all(&buf).await.unwrap();
+            }
+            // The end stays the end.
+            assert!(s.read_buf().await.unwrap().is_none());
+            s.shutdown().await.unwrap();
+            bufs
+        });
+        let s = Rc::new(TcpStream::connect_on(&b, sa(A, 7)).await.unwrap());
+        let data = pattern(300_000, 11);
+        let w = {
+            let (s, data) = (s.clone(), data.clone());
+            spawn_local(async move {
+                s.write_all(&data).await.unwrap();
+                s.shutdown().await.unwrap();
+            })
+        };
+        let (got, calls) = read_all_with(&s, 1000).await;
+        w.await;
+        // Reading on after the end: 0 again.
+        assert_eq!(
+            s.read_with(|_| panic!("no data after the end"))
+                .await
+                .unwrap(),
+            0
+        );
+        (got, calls, server.await, data)
+    });
+    assert!(
+        got == want,
+        "read_with delivered {} bytes, not the stream",
+        got.len()
+    );
+    assert!(
+        calls > want.len() / 1000,
+        "{calls} calls of at most 1000 bytes"
+    );
+    assert!(bufs > 1 && bufs < want.len() / 100, "{bufs} buffers");
+}
+
+#[test]
+fn remote_streams_and_sockets_hand_buffers_across_cores() {
+    let (mgr, link) = manager(1);
+    // The server lives on core 1, its sockets in core 0's stack; the host
+    // end (a plain stack) on the simulation core.
+    let (echoed, udp) = run_on(1, move || async move {
+        let l = TcpListener::bind_with(mgr, sa(Ipv4Addr::UNSPECIFIED, 17)).unwrap();
+        let u = UdpSocket::bind_with(mgr, sa(Ipv4Addr::UNSPECIFIED, 19)).unwrap();
+        let client = exec::spawn_on_with(CoreId(SIM_CORE), move || async move {
+            let host = stack(link.queue_b(0), 2, B);
+            let s = TcpStream::connect_on(&host, sa(A, 17)).await.unwrap();
+            let data = pattern(150_000, 3);
+            let tcp = echo_through(Rc::new(s), data.clone()).await == data;
+            let us = UdpSocket::bind_on(&host, sa(B, 0)).unwrap();
+            let msg = pattern(1200, 9);
+            us.send_to(&msg, sa(A, 19)).await.unwrap();
+            let (back, from) = us.recv_buf().await.unwrap();
+            (tcp, back == msg && from == sa(A, 19))
+        });
+        let (s, _) = l.accept().await.unwrap();
+        // Mix the three ways of reading: a short read leaves the rest of
+        // the buffer pending, read_with takes part of it, read_buf the rest.
+        let mut small = [0u8; 7];
+        let mut turn = 0;
+        loop {
+            let chunk: Vec<u8> = match turn % 3 {
+                0 => match s.read(&mut small).await.unwrap() {
+                    0 => break,
+                    n => small[..n].to_vec(),
+                },
+                1 => {
+                    let mut v = Vec::new();
+                    let n = s
+                        .read_with(|d| {
+                            let n = d.len().min(501);
+                            v.extend_from_slice(&d[..n]);
+                            n
+                        })
+                        .await
+                        .unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    v
+                }
+                _ => match s.read_buf().await.unwrap() {
+                    None => break,
+                    Some(b) => b.into_vec(),
+                },
+            };
+            turn += 1;
+            s.write_all(&chunk).await.unwrap();
+        }
+        s.shutdown().await.unwrap();
+        let (d, from) = u.recv_buf().await.unwrap();
+        assert_eq!(d.len(), 1200);
+        u.send_to(&d, from).await.unwrap();
+        client.await
+    });
+    assert!(
+        echoed,
+        "the TCP echo through core 0's stack came back wrong"
+    );
+    assert!(udp, "the UDP datagram came back wrong");
+}
+
+#[test]
+fn udp_recv_buf_returns_whole_datagrams() {
+    let sizes = run_on(SIM_CORE, || async {
+        let (qa, qb) = SimLink::pair(Impairments::default());
+        let (a, b) = (stack(qa, 1, A), stack(qb, 2, B));
+        let server = UdpSocket::bind_on(&a, sa(A, 8)).unwrap();
+        let c = UdpSocket::bind_on(&b, sa(B, 0)).unwrap();
+        let mut sizes = Vec::new();
+        for len in [1usize, 100, 1472] {
+            let msg = pattern(len, len as u32);
+            c.send_to(&msg, sa(A, 8)).await.unwrap();
+            let (got, from) = server.recv_buf().await.unwrap();
+            assert_eq!(from, c.local_addr().map(|l| sa(B, l.port())).unwrap());
+            assert!(got == msg);
+            sizes.push(got.len());
+        }
+        sizes
+    });
+    assert_eq!(sizes, [1, 100, 1472]);
+}

@@ -1,20 +1,17 @@
 //! UDP sockets (the same API as `ebbrt_std::net`).
 
 use alloc::rc::Rc;
-use alloc::vec;
 use core::fmt;
 use core::future::poll_fn;
 use core::net::SocketAddr;
 
 use ebbrt_core::EbbRef;
 use ebbrt_core::io;
+use ebbrt_core::iobuf::IoBuf;
 
 use crate::manager::{Home, NO_DEVICE, NetworkManager};
 use crate::remote::RemoteStack;
 use crate::stack::Stack;
-
-/// The largest datagram a remote receive carries between cores.
-const MAX_DATAGRAM: usize = 64 * 1024;
 
 /// A UDP socket, owned by the core that bound it.
 pub struct UdpSocket {
@@ -91,18 +88,26 @@ impl UdpSocket {
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         match &self.imp {
             Imp::Local { stack, id } => poll_fn(|cx| stack.poll_recv_from(*id, buf, cx)).await,
+            Imp::Remote { .. } => {
+                let (data, from) = self.recv_buf().await?;
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok((n, from))
+            }
+        }
+    }
+
+    /// Waits for a datagram; returns it whole, in a buffer of its size
+    /// (natively copied once, out of the socket's packet ring; hosted, read
+    /// straight into the buffer), and its sender.
+    pub async fn recv_buf(&self) -> io::Result<(IoBuf, SocketAddr)> {
+        match &self.imp {
+            Imp::Local { stack, id } => poll_fn(|cx| stack.poll_recv_buf(*id, cx)).await,
             Imp::Remote { remote, id } => {
-                let (id, want) = (*id, buf.len().min(MAX_DATAGRAM));
-                let (data, from) = remote
-                    .run(move |s| async move {
-                        let mut v = vec![0u8; want];
-                        let (n, from) = poll_fn(|cx| s.poll_recv_from(id, &mut v, cx)).await?;
-                        v.truncate(n);
-                        Ok((v, from))
-                    })
-                    .await?;
-                buf[..data.len()].copy_from_slice(&data);
-                Ok((data.len(), from))
+                let id = *id;
+                remote
+                    .run(move |s| async move { poll_fn(|cx| s.poll_recv_buf(id, cx)).await })
+                    .await
             }
         }
     }

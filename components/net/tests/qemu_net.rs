@@ -4,8 +4,9 @@
 //! real executor, timers and allocator without a NIC or a host-side peer;
 //! and the default network manager, which finds no NIC in a test kernel's
 //! machine (or hosted), makes socket calls fail with `NotFound`.
-//! The checks that need a real NIC and a host-side peer are
-//! `components/net/tools/qemu-net-check.sh`.
+//! The checks that need a real NIC and a host-side peer run after the test
+//! kernels in `cargo ebbrt test` (the tool's `netcheck`, against the echo
+//! example).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -104,6 +105,59 @@ async fn tcp_echo_over_a_simulated_link() -> Result<(), String> {
     if got != data {
         return Err(format!(
             "echoed {} bytes, not the {} sent",
+            got.len(),
+            data.len()
+        ));
+    }
+    Ok(())
+}
+
+#[ebbrt::test]
+async fn tcp_read_buf_and_read_with_over_a_simulated_link() -> Result<(), String> {
+    let (qa, qb) = SimLink::pair(Impairments::default());
+    let (a, b) = (stack(qa, 1, A), stack(qb, 2, B));
+    let l = TcpListener::bind_on(&a, sa(A, 8)).map_err(|e| format!("bind: {e}"))?;
+    // The server echoes whole IoBufs as read_buf hands them out.
+    ebbrt::spawn_local(async move {
+        let (s, _) = l.accept().await.expect("accept");
+        while let Some(buf) = s.read_buf().await.expect("server read_buf") {
+            s.write_all(&buf).await.expect("server write");
+        }
+        s.shutdown().await.expect("server shutdown");
+    })
+    .detach();
+    let s = Rc::new(
+        TcpStream::connect_on(&b, sa(A, 8))
+            .await
+            .map_err(|e| format!("connect: {e}"))?,
+    );
+    let data = pattern(200 * 1024);
+    let w = {
+        let (s, data) = (s.clone(), data.clone());
+        ebbrt::spawn_local(async move {
+            s.write_all(&data).await.expect("client write");
+            s.shutdown().await.expect("client shutdown");
+        })
+    };
+    // The client consumes at most 777 bytes per call, in place.
+    let mut got = Vec::new();
+    loop {
+        let n = s
+            .read_with(|d| {
+                let n = d.len().min(777);
+                got.extend_from_slice(&d[..n]);
+                n
+            })
+            .await
+            .map_err(|e| format!("read_with: {e}"))?;
+        if n == 0 {
+            break;
+        }
+    }
+    w.await;
+    if got != data {
+        return Err(format!(
+            "read_with delivered {} bytes, not the {} sent",
             got.len(),
             data.len()
         ));

@@ -8,6 +8,11 @@
 //! every core may bind the same port and Linux spreads incoming connections
 //! over them.
 //!
+//! Received data can also come as an [`IoBuf`](ebbrt_core::iobuf::IoBuf)
+//! (`TcpStream::read_buf`, `UdpSocket::recv_buf`), the buffer type both
+//! runtimes share, read from the kernel straight into it; or be consumed in
+//! place with `TcpStream::read_with`.
+//!
 //! Errors are [`ebbrt_core::io::Error`] values whose kind comes from the
 //! errno (connection refused, address in use, ...) and which keep the errno
 //! ([`Error::raw_os_error`](ebbrt_core::io::Error::raw_os_error)).

@@ -1,11 +1,14 @@
 //! TCP: listeners and streams.
 
+use core::cell::RefCell;
 use core::fmt;
 use core::net::SocketAddr;
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 
 use ebbrt_core::io::{self, Error, ErrorKind};
+use ebbrt_core::iobuf::IoBuf;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::io_error::from_std;
@@ -13,6 +16,20 @@ use crate::reactor::Async;
 
 /// Pending connections a listener queues before Linux refuses more.
 const BACKLOG: i32 = 1024;
+/// The size of a `read_buf` buffer when the kernel says nothing is queued
+/// (the data may arrive between asking and reading, or the stream ended).
+const READ_BUF_MIN: usize = 4096;
+/// The largest `read_buf` buffer.
+const READ_BUF_MAX: usize = 256 * 1024;
+
+/// Bytes queued for reading on a socket (`FIONREAD`); 0 if unknown.
+pub(super) fn readable_bytes(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points
+    // at a live local; a bad descriptor makes ioctl fail, not write.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r < 0 { 0 } else { n.max(0) as usize }
+}
 
 /// A TCP socket listening for connections, owned by the core that bound it.
 ///
@@ -72,14 +89,24 @@ impl fmt::Debug for TcpListener {
 ///
 /// The methods take `&self`, so several tasks of the core may share a
 /// stream (behind an `Rc`), one reading while another writes.
+///
+/// Receiving: [`read`](Self::read) copies from the kernel into the
+/// caller's buffer; [`read_buf`](Self::read_buf) reads from the kernel
+/// straight into a new [`IoBuf`] sized to what is queued (the one copy
+/// Linux sockets make); [`read_with`](Self::read_with) hands the closure
+/// such a buffer and keeps what it leaves for the next read (no further
+/// copy). The native stack offers the same three.
 pub struct TcpStream {
     inner: Async<mio::net::TcpStream>,
+    /// Bytes received but not consumed yet (a `read_with` that took part).
+    pending: RefCell<IoBuf>,
 }
 
 impl TcpStream {
     fn from_mio(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {
             inner: Async::new(stream)?,
+            pending: RefCell::new(IoBuf::new()),
         })
     }
 
@@ -116,10 +143,74 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
+        {
+            let mut p = self.pending.borrow_mut();
+            if !p.is_empty() {
+                let n = p.len().min(buf.len());
+                buf[..n].copy_from_slice(&p[..n]);
+                p.advance(n);
+                return Ok(n);
+            }
+        }
         self.inner
             .read_with(|mut s| s.read(buf))
             .await
             .map_err(from_std)
+    }
+
+    /// Reads what has been received as one buffer (what the kernel has
+    /// queued, up to 256 KiB, read straight into it), waiting until there
+    /// is at least one byte. `Ok(None)` means the end of the stream.
+    pub async fn read_buf(&self) -> io::Result<Option<IoBuf>> {
+        let left = self.pending.take();
+        if !left.is_empty() {
+            return Ok(Some(left));
+        }
+        let mut v = self
+            .inner
+            .read_with(|mut s| {
+                let size = readable_bytes(s.as_raw_fd()).clamp(READ_BUF_MIN, READ_BUF_MAX);
+                let mut v = vec![0u8; size];
+                let n = s.read(&mut v)?;
+                v.truncate(n);
+                Ok(v)
+            })
+            .await
+            .map_err(from_std)?;
+        if v.is_empty() {
+            return Ok(None);
+        }
+        if v.capacity() > 2 * v.len() + READ_BUF_MIN {
+            // Far less came than was queued when asked: do not keep the
+            // rest of the allocation alive with the buffer.
+            v.shrink_to_fit();
+        }
+        Ok(Some(IoBuf::from(v)))
+    }
+
+    /// Reads without a further copy: `f` sees received bytes and returns
+    /// how many it consumed (at most their length); bytes it leaves are
+    /// read next time (by any of the read methods). Waits until some bytes
+    /// are there; returns how many were consumed, and `Ok(0)` at the end of
+    /// the stream. Hosted, the bytes are an [`IoBuf`] read from the kernel
+    /// as [`read_buf`](Self::read_buf) does. Portable code keeps `f` away
+    /// from the stream and other sockets: natively it runs while the stack
+    /// is borrowed.
+    pub async fn read_with(&self, mut f: impl FnMut(&[u8]) -> usize) -> io::Result<usize> {
+        if self.pending.borrow().is_empty() {
+            match self.read_buf().await? {
+                Some(b) => *self.pending.borrow_mut() = b,
+                None => return Ok(0),
+            }
+        }
+        // Taken out while `f` runs, so that `f` may use the stream.
+        let mut p = self.pending.take();
+        let n = f(&p).min(p.len());
+        p.advance(n);
+        if !p.is_empty() {
+            *self.pending.borrow_mut() = p;
+        }
+        Ok(n)
     }
 
     /// Writes some of `buf`, waiting (without spinning: the task sleeps

@@ -348,3 +348,94 @@ fn sockets_are_usable_only_on_cores() {
     // And a core is what `run_on` gives.
     assert_eq!(run_on(1, || async { cpu::current() }), CoreId(1));
 }
+
+#[test]
+fn read_buf_and_read_with_deliver_the_stream_in_order() {
+    let payload = pattern(3 << 20);
+    // A server that echoes with read_buf, buffer by buffer.
+    let addr = serve_once_on(0, |s, _| async move {
+        while let Some(buf) = s.read_buf().await.unwrap() {
+            assert!(!buf.is_empty());
+            s.write_all(&buf).await.unwrap();
+        }
+        assert!(
+            s.read_buf().await.unwrap().is_none(),
+            "the end stays the end"
+        );
+        s.shutdown().await.unwrap();
+    });
+    let expected = payload.clone();
+    let (back, partial) = run_on(1, move || async move {
+        let c = Rc::new(TcpStream::connect(addr).await.unwrap());
+        let w = c.clone();
+        let writer = spawn_local(async move {
+            w.write_all(&payload).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        // At most 1,000 bytes per call: the rest must be offered again,
+        // and interleaved plain reads and read_bufs must see it first.
+        let mut back = Vec::new();
+        let (mut calls, mut partial) = (0usize, 0usize);
+        loop {
+            calls += 1;
+            match calls % 4 {
+                0 => {
+                    let mut small = [0u8; 333];
+                    match c.read(&mut small).await.unwrap() {
+                        0 => break,
+                        n => back.extend_from_slice(&small[..n]),
+                    }
+                }
+                1 => match c.read_buf().await.unwrap() {
+                    None => break,
+                    Some(b) => back.extend_from_slice(&b),
+                },
+                _ => {
+                    let n = c
+                        .read_with(|d| {
+                            let n = d.len().min(1000);
+                            partial += (n < d.len()) as usize;
+                            back.extend_from_slice(&d[..n]);
+                            n
+                        })
+                        .await
+                        .unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        writer.await;
+        assert_eq!(
+            c.read_with(|_| panic!("no data after the end"))
+                .await
+                .unwrap(),
+            0
+        );
+        (back, partial)
+    });
+    assert_eq!(back.len(), expected.len());
+    assert!(back == expected, "the bytes read differ from the stream");
+    assert!(partial > 0, "read_with never left bytes for later");
+}
+
+#[test]
+fn udp_recv_buf_returns_whole_datagrams_of_any_size() {
+    let got = run_on(0, || async {
+        let a = UdpSocket::bind(loopback()).unwrap();
+        let b = UdpSocket::bind(loopback()).unwrap();
+        let to = a.local_addr().unwrap();
+        let mut got = Vec::new();
+        for len in [0usize, 1, 1500, 60_000] {
+            let msg = pattern(len);
+            b.send_to(&msg, to).await.unwrap();
+            let (d, from) = a.recv_buf().await.unwrap();
+            assert_eq!(from, b.local_addr().unwrap());
+            assert!(d == msg, "datagram of {len} bytes");
+            got.push(d.len());
+        }
+        got
+    });
+    assert_eq!(got, [0, 1, 1500, 60_000]);
+}

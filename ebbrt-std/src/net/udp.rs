@@ -2,8 +2,10 @@
 
 use core::fmt;
 use core::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use ebbrt_core::io;
+use ebbrt_core::iobuf::IoBuf;
 
 use crate::io_error::from_std;
 use crate::reactor::Async;
@@ -43,9 +45,47 @@ impl UdpSocket {
             .map_err(from_std)
     }
 
+    /// Waits for one datagram; returns it whole, in a buffer of its size
+    /// (read straight from the kernel into it), and its sender.
+    pub async fn recv_buf(&self) -> io::Result<(IoBuf, SocketAddr)> {
+        let (v, from) = self
+            .inner
+            .read_with(|s| {
+                let len = next_datagram_len(s.as_raw_fd())?;
+                let mut v = vec![0u8; len];
+                let (n, from) = s.recv_from(&mut v)?;
+                v.truncate(n);
+                Ok((v, from))
+            })
+            .await
+            .map_err(from_std)?;
+        Ok((IoBuf::from(v), from))
+    }
+
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr().map_err(from_std)
+    }
+}
+
+/// The length of the next queued datagram, without reading it
+/// (`MSG_PEEK | MSG_TRUNC` reports the real length); `WouldBlock` when
+/// none is queued.
+fn next_datagram_len(fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+    // SAFETY: a zero-length receive through a null pointer: the kernel
+    // writes nothing, and MSG_PEEK leaves the datagram queued.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            core::ptr::null_mut(),
+            0,
+            libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
     }
 }
 
