@@ -44,6 +44,17 @@ impl DropReason {
     pub const fn index(self) -> usize {
         self as usize
     }
+
+    /// A short name (`bad_ip_checksum`), for logs and counter reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversized => "oversized",
+            DropReason::BadIpHeader => "bad_ip_header",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
+            DropReason::BadChecksum => "bad_checksum",
+        }
+    }
 }
 
 /// Which stacks a received frame concerns, when several stacks (one per

@@ -87,6 +87,43 @@ impl StackStats {
     pub fn dropped_total(&self) -> u64 {
         self.rx_dropped.iter().sum()
     }
+
+    /// Adds `other`'s counters to these (the totals of several stacks).
+    pub fn add(&mut self, other: &StackStats) {
+        self.rx_frames += other.rx_frames;
+        self.tx_frames += other.tx_frames;
+        for (d, o) in self.rx_dropped.iter_mut().zip(other.rx_dropped) {
+            *d += o;
+        }
+        self.tx_dropped += other.tx_dropped;
+        self.forwarded += other.forwarded;
+        self.injected += other.injected;
+        self.polls += other.polls;
+        self.tcp_sockets += other.tcp_sockets;
+    }
+}
+
+/// `rx_frames=N tx_frames=N dropped=N truncated=N ... tx_dropped=N
+/// forwarded=N injected=N tcp_sockets=N`: `key=value` words, the drop
+/// reasons by [`DropReason::name`].
+impl core::fmt::Display for StackStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "rx_frames={} tx_frames={} dropped={}",
+            self.rx_frames,
+            self.tx_frames,
+            self.dropped_total()
+        )?;
+        for r in DropReason::ALL {
+            write!(f, " {}={}", r.name(), self.dropped(r))?;
+        }
+        write!(
+            f,
+            " tx_dropped={} forwarded={} injected={} tcp_sockets={}",
+            self.tx_dropped, self.forwarded, self.injected, self.tcp_sockets
+        )
+    }
 }
 
 /// Called when the stack's address changes (DHCP): the new address and

@@ -785,3 +785,25 @@ fn udp_recv_buf_returns_whole_datagrams() {
     });
     assert_eq!(sizes, [1, 100, 1472]);
 }
+
+#[test]
+fn stats_add_up_and_print_as_key_value_words() {
+    let mut a = crate::StackStats {
+        rx_frames: 10,
+        tx_frames: 4,
+        ..Default::default()
+    };
+    a.rx_dropped[DropReason::Oversized.index()] = 2;
+    let mut b = a.clone();
+    b.rx_dropped[DropReason::BadChecksum.index()] = 5;
+    b.tcp_sockets = 3;
+    a.add(&b);
+    assert_eq!(a.rx_frames, 20);
+    assert_eq!(a.dropped(DropReason::Oversized), 4);
+    assert_eq!(a.dropped_total(), 9);
+    assert_eq!(
+        std::format!("{a}"),
+        "rx_frames=20 tx_frames=8 dropped=9 truncated=0 oversized=4 bad_ip_header=0 \
+         bad_ip_checksum=0 bad_checksum=5 tx_dropped=0 forwarded=0 injected=0 tcp_sockets=3"
+    );
+}

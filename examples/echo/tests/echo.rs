@@ -1,8 +1,8 @@
-//! Runs the echo server as a separate process on loopback, talks to it from
-//! several concurrent clients, and stops it by its pid.
+//! Runs the echo server as a separate process on loopback, talks to it
+//! (TCP and UDP) from several concurrent clients, and stops it by its pid.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
@@ -169,6 +169,64 @@ fn listens_where_the_boot_arguments_say() {
     for t in threads {
         t.join().unwrap();
     }
+    server.stop();
+}
+
+/// Sends `msg` to `to` and waits for the answer, sending again after each
+/// second without one (UDP may drop); at most five tries.
+fn udp_round_trip(sock: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    for _ in 0..5 {
+        sock.send_to(msg, to).unwrap();
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                assert_eq!(from, to, "an answer from elsewhere");
+                return buf[..n].to_vec();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(e) => panic!("UDP receive: {e}"),
+        }
+    }
+    panic!("no answer to a {}-byte datagram after 5 tries", msg.len());
+}
+
+#[test]
+fn echoes_udp_datagrams_and_answers_the_stats_query() {
+    let port = free_port().to_string();
+    let server = Server::start(
+        &["--cores", "2", "--addr", "127.0.0.1", "--port", &port],
+        &[],
+    );
+    let clients: Vec<_> = (0..4u8)
+        .map(|c| {
+            let to = server.addr;
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                for (i, len) in [0usize, 1, 64, 1472, 9000, 65_000].into_iter().enumerate() {
+                    let msg = payload(len, c * 16 + i as u8);
+                    let back = udp_round_trip(&sock, to, &msg);
+                    assert!(
+                        back == msg,
+                        "client {c}: a {len}-byte datagram came back wrong"
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a UDP client failed");
+    }
+    // The counters query: hosted, there are no stacks of our own.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let answer = udp_round_trip(&sock, server.addr, b"ebbrt-echo:stats");
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        "ebbrt-echo:stats stacks=0"
+    );
+    // TCP still works beside it.
+    assert_eq!(round_trip(server.addr, b"tcp".to_vec()), b"tcp");
     server.stop();
 }
 
