@@ -27,7 +27,7 @@ use ebbrt_page_alloc::{AllocError, PAGE_SIZE, pages};
 #[cfg(debug_assertions)]
 use ebbrt_page_alloc::{FreeError, FreeErrorKind};
 
-use crate::class::{NUM_CLASSES, SizeClass};
+use crate::class::{CLASS_SIZES, NUM_CLASSES, SizeClass};
 use crate::remote;
 
 /// A free object's link, in its first word.
@@ -125,6 +125,43 @@ const CARVE_BATCH: usize = 256;
 /// Bytes of empty slabs an owner keeps for reuse before returning pages.
 pub const STASH_LIMIT_BYTES: usize = 2 << 20;
 
+/// Bytes of freed objects a class's free list takes from frees (before
+/// they go to their slab, or home to their owner): see [`cache_limit`].
+pub const CACHE_BYTES_PER_CLASS: usize = 32 << 10;
+/// Bounds of [`cache_limit`], in objects.
+const CACHE_MIN_OBJECTS: usize = 4;
+const CACHE_MAX_OBJECTS: usize = 256;
+
+const CACHE_LIMIT: [u32; NUM_CLASSES] = {
+    let mut t = [0u32; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let size = CLASS_SIZES[i] as usize;
+        let mut n = CACHE_BYTES_PER_CLASS / size;
+        if n < CACHE_MIN_OBJECTS {
+            n = CACHE_MIN_OBJECTS;
+        }
+        if n > CACHE_MAX_OBJECTS {
+            n = CACHE_MAX_OBJECTS;
+        }
+        t[i] = n as u32;
+        i += 1;
+    }
+    t
+};
+
+/// How many freed objects of `class` a cache's free list takes before
+/// frees go to their slab (or, for another owner's object, home to that
+/// owner): [`CACHE_BYTES_PER_CLASS`] worth, at least 4 and at most 256
+/// objects. This is also the most objects of `class` that a core can hold
+/// away from their owner; its idle hook and [`crate::SlabAllocator::trim`]
+/// send them home.
+#[inline(always)]
+pub fn cache_limit(class: SizeClass) -> usize {
+    // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
+    (unsafe { *CACHE_LIMIT.get_unchecked(class.index()) }) as usize
+}
+
 #[inline(always)]
 fn header_of(obj: usize, class: SizeClass) -> *mut SlabHeader {
     // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
@@ -219,12 +256,15 @@ fn mark_allocated(_: *mut FreeObj, _: SizeClass) {}
 
 #[repr(C, align(64))]
 struct ClassCache {
-    /// Objects ready to hand out, all from `current`.
+    /// Objects ready to hand out, the last freed first: objects taken
+    /// from `current`, and objects this cache's user freed, whichever
+    /// slab and owner they come from (see [`cache_limit`]).
     free: Cell<*mut FreeObj>,
-    /// Where `current` starts, and its size (0 without a current slab): a
-    /// free checks "is it from the current slab" with one subtraction.
-    cur_base: Cell<usize>,
-    cur_bytes: Cell<usize>,
+    /// Objects on `free`. Frees push onto it while it holds fewer than
+    /// the class's [`cache_limit`]; a refill from `current` may take it
+    /// above.
+    len: Cell<u32>,
+    /// The slab refills take objects from (null: none).
     current: Cell<*mut SlabHeader>,
     /// Other slabs with free objects (doubly linked through headers).
     partial: Cell<*mut SlabHeader>,
@@ -234,24 +274,10 @@ struct ClassCache {
 }
 
 impl ClassCache {
-    /// Makes `h` (a slab of `class`, or null) the current slab.
-    fn set_current(&self, h: *mut SlabHeader, class: SizeClass) {
-        self.current.set(h);
-        if h.is_null() {
-            self.cur_base.set(0);
-            self.cur_bytes.set(0);
-        } else {
-            let g = &GEOMETRY[class.index()];
-            self.cur_base.set(h as usize - g.header_offset);
-            self.cur_bytes.set(PAGE_SIZE << g.order);
-        }
-    }
-
     const fn new() -> Self {
         ClassCache {
             free: Cell::new(ptr::null_mut()),
-            cur_base: Cell::new(0),
-            cur_bytes: Cell::new(0),
+            len: Cell::new(0),
             current: Cell::new(ptr::null_mut()),
             partial: Cell::new(ptr::null_mut()),
             partial_tail: Cell::new(ptr::null_mut()),
@@ -316,6 +342,8 @@ pub struct CacheStats {
     pub slabs: usize,
     /// Bytes of empty slabs kept for reuse.
     pub stashed_bytes: usize,
+    /// Objects on the cache's free lists (of any owner), ready to hand out.
+    pub cached_objects: usize,
 }
 
 impl Cache {
@@ -354,8 +382,9 @@ impl Cache {
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
         let obj = NonNull::new(cc.free.get())?;
         // SAFETY: objects on the cache's free list are free objects of this
-        // class owned by this cache; their first word is the link.
+        // class; their first word is the link.
         cc.free.set(unsafe { (*obj.as_ptr()).next });
+        cc.len.set(cc.len.get().wrapping_sub(1));
         mark_allocated(obj.as_ptr(), class);
         Some(obj.cast())
     }
@@ -370,7 +399,7 @@ impl Cache {
     /// partial slab or a new slab, in that order.
     fn refill(&self, class: SizeClass) -> Result<(), AllocError> {
         let cc = &self.classes[class.index()];
-        debug_assert!(cc.free.get().is_null());
+        debug_assert!(cc.free.get().is_null() && cc.len.get() == 0);
         if self.take_from_current(cc, class) {
             return Ok(());
         }
@@ -385,7 +414,7 @@ impl Cache {
         if !cur.is_null() {
             // SAFETY: `current` is a live slab of this cache.
             unsafe { (*cur).state.set((*cur).state.get() | UNLINKED) };
-            cc.set_current(ptr::null_mut(), class);
+            cc.current.set(ptr::null_mut());
         }
         // Remote frees may empty slabs or refill this class's partial list.
         self.take_back_remote_frees();
@@ -399,7 +428,7 @@ impl Cache {
                     .set(self.stash_bytes.get() - slab_bytes(class));
                 self.slabs.set(self.slabs.get() + 1);
             }
-            cc.set_current(next, class);
+            cc.current.set(next);
             let ok = self.take_from_current(cc, class);
             debug_assert!(ok, "partial slabs have free objects");
             return Ok(());
@@ -408,7 +437,7 @@ impl Cache {
         // here, so that other owners can reuse their objects.
         self.flush_outboxes();
         let slab = self.new_slab(class)?;
-        cc.set_current(slab, class);
+        cc.current.set(slab);
         let ok = self.take_from_current(cc, class);
         debug_assert!(ok, "a fresh slab has objects");
         Ok(())
@@ -427,8 +456,11 @@ impl Cache {
         if !list.is_null() {
             cc.free.set(list);
             h.free.set(ptr::null_mut());
-            // Every carved object is now with a user or in the cache.
-            h.state.set(h.carved.get());
+            // The slab's list held every carved object not counted in use;
+            // now every carved object is with a user or in a cache.
+            let carved = h.carved.get();
+            cc.len.set(carved - (h.state.get() & INUSE));
+            h.state.set(carved);
             return true;
         }
         let (bump, limit, size) = (h.bump.get(), h.limit, class.size());
@@ -454,35 +486,40 @@ impl Cache {
             })
         };
         cc.free.set(bump as *mut FreeObj);
+        cc.len.set(n as u32);
         h.bump.set(bump + n * size);
         h.carved.set(h.carved.get() + n as u32);
         h.state.set(h.state.get() + n as u32);
         true
     }
 
-    /// The fastest free: an object of the slab the cache is allocating
-    /// from goes straight back onto the cache's free list (its slab counts
-    /// the objects there as in use, so nothing else changes). Returns
+    /// The fastest free: any object of `class` (whichever slab and owner
+    /// it comes from) goes onto the cache's free list while the list holds
+    /// fewer than [`cache_limit`] objects, to be handed out again by the
+    /// next allocation of its class here, while its memory is still in
+    /// this core's cache. Its slab still counts it as in use. Returns
     /// whether it did; `false` leaves the object untouched.
     ///
     /// # Safety
     /// `obj` must be an allocated object of `class` (owned by any cache),
     /// not used after this call if it returns `true`.
     #[inline(always)]
-    pub(crate) unsafe fn free_to_current(&self, obj: NonNull<u8>, class: SizeClass) -> bool {
+    pub(crate) unsafe fn free_cached(&self, obj: NonNull<u8>, class: SizeClass) -> bool {
         // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
-        let o = obj.as_ptr() as *mut FreeObj;
-        if (o as usize).wrapping_sub(cc.cur_base.get()) >= cc.cur_bytes.get() {
+        let len = cc.len.get();
+        if len as usize >= cache_limit(class) {
             return false;
         }
-        // SAFETY: the object belongs to our current slab and is free now.
+        let o = obj.as_ptr() as *mut FreeObj;
+        // SAFETY: the object is free now; its first word becomes the link.
         unsafe {
             o.write(FreeObj {
                 next: cc.free.get(),
             })
         };
         cc.free.set(o);
+        cc.len.set(len + 1);
         true
     }
 
@@ -659,8 +696,75 @@ impl Cache {
     /// Takes back every object other owners freed to this one (and sends
     /// on the remote frees waiting in this cache's outboxes).
     pub(crate) fn drain_remote_frees(&self) {
+        self.send_foreign_home();
         self.flush_outboxes();
         self.take_back_remote_frees();
+    }
+
+    /// Sends the objects of other owners on this cache's free lists home
+    /// (into outboxes), keeping this owner's own objects in their order.
+    fn send_foreign_home(&self) {
+        let me = self.owner();
+        for (i, cc) in self.classes.iter().enumerate() {
+            if cc.len.get() == 0 {
+                continue;
+            }
+            let class = SizeClass::from_index(i).expect("class index");
+            let mut p = cc.free.get();
+            let mut head: *mut FreeObj = ptr::null_mut();
+            let mut tail: *mut FreeObj = ptr::null_mut();
+            let mut kept = 0u32;
+            // SAFETY: the list holds free objects of `class`, each counted
+            // in use by its slab, so each slab's header is live; an object
+            // is unlinked (its link read) before it is sent on or relinked.
+            unsafe {
+                while let Some(o) = NonNull::new(p) {
+                    p = (*o.as_ptr()).next;
+                    let owner = owner_of(o.cast(), class);
+                    if owner != me {
+                        self.free_remote(owner, o.cast(), class);
+                        continue;
+                    }
+                    if tail.is_null() {
+                        head = o.as_ptr();
+                    } else if (*tail).next != o.as_ptr() {
+                        (*tail).next = o.as_ptr();
+                    }
+                    tail = o.as_ptr();
+                    kept += 1;
+                }
+                if !tail.is_null() {
+                    (*tail).next = ptr::null_mut();
+                }
+            }
+            cc.free.set(head);
+            cc.len.set(kept);
+        }
+    }
+
+    /// Empties every class's free list: this owner's objects back into
+    /// their slabs, other owners' into outboxes.
+    fn empty_free_lists(&self) {
+        let me = self.owner();
+        for (i, cc) in self.classes.iter().enumerate() {
+            if cc.len.get() == 0 {
+                continue;
+            }
+            let class = SizeClass::from_index(i).expect("class index");
+            let mut p = cc.free.replace(ptr::null_mut());
+            cc.len.set(0);
+            // SAFETY: as in `send_foreign_home`; our own objects go back to
+            // their (live, ours) slabs.
+            unsafe {
+                while let Some(o) = NonNull::new(p) {
+                    p = (*o.as_ptr()).next;
+                    match owner_of(o.cast(), class) {
+                        owner if owner == me => self.free_local(o.cast(), class),
+                        owner => self.free_remote(owner, o.cast(), class),
+                    }
+                }
+            }
+        }
     }
 
     /// Takes back every object other owners freed to this one.
@@ -752,30 +856,16 @@ impl Cache {
     /// Gives back to the page allocator every empty slab: the stash, and
     /// each class's current slab if nothing in it is allocated.
     pub(crate) fn trim(&self) {
+        self.empty_free_lists();
         self.drain_remote_frees();
         for (i, cc) in self.classes.iter().enumerate() {
-            let class = SizeClass::from_index(i).expect("class index");
             let h = cc.current.get();
-            if h.is_null() {
-                continue;
-            }
-            // Put the cache's free objects back into their slab.
-            let mut p = cc.free.replace(ptr::null_mut());
-            // SAFETY: `current` is live and ours; every object on the cache's
-            // free list belongs to it.
-            unsafe {
-                while !p.is_null() {
-                    let next = (*p).next;
-                    (*p).next = (*h).free.get();
-                    (*h).free.set(p);
-                    (*h).state.set((*h).state.get() - 1);
-                    p = next;
-                }
-                if (*h).state.get() & INUSE == 0 {
-                    cc.set_current(ptr::null_mut(), class);
-                    self.slabs.set(self.slabs.get() - 1);
-                    self.give_back(h, class);
-                }
+            // SAFETY: `current` is live and ours; with the free lists empty,
+            // a current slab with nothing in use is empty.
+            if !h.is_null() && unsafe { (*h).state.get() } & INUSE == 0 {
+                cc.current.set(ptr::null_mut());
+                self.slabs.set(self.slabs.get() - 1);
+                self.give_back(h, SizeClass::from_index(i).expect("class index"));
             }
         }
         for (i, cc) in self.classes.iter().enumerate() {
@@ -799,6 +889,7 @@ impl Cache {
         CacheStats {
             slabs: self.slabs.get(),
             stashed_bytes: self.stash_bytes.get(),
+            cached_objects: self.classes.iter().map(|c| c.len.get() as usize).sum(),
         }
     }
 }

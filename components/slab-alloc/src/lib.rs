@@ -45,7 +45,9 @@ mod class;
 mod remote;
 mod reps;
 
-pub use cache::{CacheStats, STASH_LIMIT_BYTES, objects_per_slab, slab_bytes};
+pub use cache::{
+    CACHE_BYTES_PER_CLASS, CacheStats, STASH_LIMIT_BYTES, cache_limit, objects_per_slab, slab_bytes,
+};
 pub use class::{CLASS_SIZES, MAX_SMALL, NUM_CLASSES, SizeClass};
 
 use cache::Cache;
@@ -117,22 +119,22 @@ impl SlabAllocator {
     #[allow(unsafe_code)]
     pub unsafe fn free_unchecked(&self, obj: NonNull<u8>, class: SizeClass) {
         // SAFETY: `obj` is a live object of `class` (caller's contract).
-        if unsafe { self.cache.free_to_current(obj, class) } {
+        if unsafe { self.cache.free_cached(obj, class) } {
             return;
         }
         // SAFETY: as above.
-        unsafe { self.free_not_current(obj, class) }
+        unsafe { self.free_uncached(obj, class) }
     }
 
-    /// A free of an object that is not from this core's current slab of its
-    /// class: local or remote. Out of line, so that the fast path stays a
+    /// A free when the class's free list is full: to the object's slab,
+    /// or towards its owner. Out of line, so that the fast path stays a
     /// leaf.
     ///
     /// # Safety
     /// As for [`Self::free_unchecked`].
     #[inline(never)]
     #[allow(unsafe_code)]
-    unsafe fn free_not_current(&self, obj: NonNull<u8>, class: SizeClass) {
+    unsafe fn free_uncached(&self, obj: NonNull<u8>, class: SizeClass) {
         // SAFETY: `obj` is a live object of `class` (caller's contract).
         let owner = unsafe { cache::owner_of(obj, class) };
         if owner == self.cache.owner() {
