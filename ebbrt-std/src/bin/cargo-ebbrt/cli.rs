@@ -132,8 +132,9 @@ Networking (native):
   --net <user|tap|none>  user: QEMU user networking, guest 10.0.2.15 (default);
                          tap: a tap in a network namespace made for the run,
                          guest 10.79.0.2 (clients: ip netns exec <NAME> ...)
-  --forward <PORT>       user networking: forward 127.0.0.1:PORT (TCP and UDP)
-                         to the guest (repeatable; default 7777)
+  --forward <PORT|H:G>   user networking: forward 127.0.0.1:PORT (TCP and UDP) to
+                         the guest's PORT, or host port H to guest port G
+                         (repeatable; default 7777)
   --queues <N>           tap: N queue pairs (multiqueue: one stack per core)";
 
 /// Usage of `cargo ebbrt test`.
@@ -268,6 +269,8 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
     let mut timeout = None;
     let mut app_args = Vec::new();
     let mut net = crate::net::NetOpts::default();
+    // The first networking flag given (native only).
+    let mut net_flag: Option<String> = None;
     while let Some(item) = flags.next() {
         match item {
             Item::Rest(rest) => app_args = rest,
@@ -314,6 +317,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                     timeout = Some(parse_secs(&flags.value(&name, inline)?, &name, usage)?)
                 }
                 "--net" | "--forward" | "--queues" => {
+                    net_flag.get_or_insert_with(|| name.clone());
                     let v = flags.value(&name, inline)?;
                     if let Some(Err(e)) = net.apply(&name, || Ok(v)) {
                         return Err(usage_error(e, usage));
@@ -341,6 +345,15 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
         if accel.is_some() {
             return Err(usage_error(
                 "--accel applies to native runs only, not with --hosted",
+                usage,
+            ));
+        }
+        if let Some(flag) = net_flag {
+            return Err(usage_error(
+                format!(
+                    "{flag} applies to native runs only, not with --hosted \
+                     (a hosted application uses the host's network directly)"
+                ),
                 usage,
             ));
         }
@@ -590,6 +603,23 @@ mod tests {
         assert!(err(&["run", "hello", "--hosted=yes"]).contains("takes no value"));
         assert!(err(&["run", "hello", "--hosted", "--mem", "1G"]).contains("native runs only"));
         assert!(err(&["run", "hello", "--hosted", "--accel", "kvm"]).contains("native runs only"));
+        for net in [
+            &["--net", "tap"][..],
+            &["--forward", "8080"],
+            &["--queues", "2"],
+            &["--net=none"],
+        ] {
+            let mut args = vec!["run", "echo", "--hosted"];
+            args.extend_from_slice(net);
+            let e = err(&args);
+            let flag = net[0].split('=').next().unwrap();
+            assert!(
+                e.starts_with(&format!("{flag} applies to native runs only")),
+                "{e}"
+            );
+        }
+        // Given before --hosted, too.
+        assert!(err(&["run", "echo", "--net", "user", "--hosted"]).contains("--net applies"));
         assert!(err(&["run", "hello", "--timeout", "0"]).contains("--timeout must be"));
     }
 

@@ -21,6 +21,7 @@ mod docs_cmd;
 mod e2e;
 mod exit;
 mod net;
+mod netcheck;
 mod process;
 mod protocol;
 mod qemu;

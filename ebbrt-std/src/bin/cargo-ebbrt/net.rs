@@ -4,8 +4,9 @@
 //! - `--net user` (the default): QEMU user networking. The guest is
 //!   10.0.2.15/24 (gateway 10.0.2.2, which is the host's loopback), and
 //!   each `--forward PORT` (default 7777) forwards TCP and UDP
-//!   127.0.0.1:PORT on the host to the guest's PORT. No root needed; no
-//!   traffic leaves the machine.
+//!   127.0.0.1:PORT on the host to the guest's PORT (`--forward H:G`:
+//!   host port H to guest port G). No root needed; no traffic leaves the
+//!   machine.
 //! - `--net tap`: a tap device inside a network namespace that this tool
 //!   creates (`ebbrt-net-<pid>`, host side 10.79.0.1/24, guest 10.79.0.2)
 //!   and deletes when QEMU exits. Clients run with
@@ -31,15 +32,45 @@ pub enum NetMode {
     None,
 }
 
+/// A port forward of user networking: TCP and UDP `127.0.0.1:host` to
+/// the guest's `guest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The port on the host's loopback.
+    pub host: u16,
+    /// The guest's port.
+    pub guest: u16,
+}
+
+impl Forward {
+    /// `PORT` (the same on both sides) or `HOST:GUEST`.
+    pub fn parse(v: &str) -> Result<Forward, String> {
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0);
+        let parsed = match v.split_once(':') {
+            Some((h, g)) => port(h).zip(port(g)),
+            None => port(v).map(|p| (p, p)),
+        };
+        parsed
+            .map(|(host, guest)| Forward { host, guest })
+            .ok_or(format!(
+                "--forward {v}: expected a port or HOST:GUEST ports, 1..=65535"
+            ))
+    }
+}
+
 /// The networking options of `cargo ebbrt run`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetOpts {
     /// The backend.
     pub mode: NetMode,
     /// Ports forwarded from 127.0.0.1 (user networking).
-    pub forwards: Vec<u16>,
+    pub forwards: Vec<Forward>,
     /// Queue pairs of the NIC (tap).
     pub queues: u32,
+    /// The tap's MTU in the namespace (`None`: the kernel's default, 1500).
+    /// The checks raise it so that frames larger than the guest's MTU can
+    /// be sent at the guest.
+    pub tap_mtu: Option<u32>,
 }
 
 impl Default for NetOpts {
@@ -48,6 +79,7 @@ impl Default for NetOpts {
             mode: NetMode::User,
             forwards: Vec::new(),
             queues: 1,
+            tap_mtu: None,
         }
     }
 }
@@ -74,12 +106,7 @@ impl NetOpts {
                 Ok(())
             }),
             "--forward" => value().and_then(|v| {
-                let p = v
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or(format!("--forward {v}: expected a port, 1..=65535"))?;
-                self.forwards.push(p);
+                self.forwards.push(Forward::parse(&v)?);
                 Ok(())
             }),
             "--queues" => value().and_then(|v| {
@@ -103,12 +130,36 @@ impl NetOpts {
         if !self.forwards.is_empty() && self.mode != NetMode::User {
             return Err("--forward applies to --net user only".into());
         }
+        let mut hosts: Vec<u16> = self.forwards.iter().map(|f| f.host).collect();
+        hosts.sort_unstable();
+        if let Some(w) = hosts.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("--forward: host port {} is forwarded twice", w[0]));
+        }
         Ok(())
     }
 }
 
+/// The namespace of `--net tap` runs of this process.
+pub fn netns_name() -> String {
+    format!("ebbrt-net-{}", std::process::id())
+}
+
+/// The guest's address with `--net tap`, and the host side's.
+pub const TAP_GUEST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 79, 0, 2);
+/// The host side of the tap (in the namespace).
+pub const TAP_HOST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 79, 0, 1);
+/// The tap's name inside the namespace.
+pub const TAP_NAME: &str = "tap0";
+
 /// A network namespace, deleted when dropped.
-struct Netns(String);
+pub struct Netns(String);
+
+impl Netns {
+    /// Its name (`ip netns exec <name> ...`).
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
 
 impl Drop for Netns {
     fn drop(&mut self) {
@@ -125,10 +176,17 @@ pub struct Attached {
     pub append: String,
     /// What to tell the user.
     pub summary: String,
+    /// How to reach the guest from the host (one line per way).
+    pub reach: Vec<String>,
     netns: Option<Netns>,
 }
 
 impl Attached {
+    /// The namespace of a tap, while it exists.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
     /// The command that starts `qemu` (inside the namespace, for a tap).
     pub fn command(&self, qemu: &Path) -> Command {
         match &self.netns {
@@ -166,21 +224,37 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
             qemu_args: Vec::new(),
             append: String::new(),
             summary: "no network".into(),
+            reach: Vec::new(),
             netns: None,
         }),
         NetMode::User => {
-            let ports = if opts.forwards.is_empty() {
-                vec![DEFAULT_FORWARD]
+            let forwards = if opts.forwards.is_empty() {
+                vec![Forward {
+                    host: DEFAULT_FORWARD,
+                    guest: DEFAULT_FORWARD,
+                }]
             } else {
                 opts.forwards.clone()
             };
             let mut netdev = String::from("user,id=n0");
-            for p in &ports {
+            for Forward { host: h, guest: g } in &forwards {
                 netdev.push_str(&format!(
-                    ",hostfwd=tcp:127.0.0.1:{p}-:{p},hostfwd=udp:127.0.0.1:{p}-:{p}"
+                    ",hostfwd=tcp:127.0.0.1:{h}-:{g},hostfwd=udp:127.0.0.1:{h}-:{g}"
                 ));
             }
-            let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            let list: Vec<String> = forwards
+                .iter()
+                .map(|f| format!("127.0.0.1:{}", f.host))
+                .collect();
+            let reach = forwards
+                .iter()
+                .map(|f| {
+                    format!(
+                        "reach guest port {} at 127.0.0.1:{} (TCP and UDP), e.g. `nc 127.0.0.1 {}`",
+                        f.guest, f.host, f.host
+                    )
+                })
+                .collect();
             Ok(Attached {
                 qemu_args: ["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]
                     .iter()
@@ -191,11 +265,12 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
                     "user networking: guest 10.0.2.15, forwarded {}",
                     list.join(", ")
                 ),
+                reach,
                 netns: None,
             })
         }
         NetMode::Tap => {
-            let name = format!("ebbrt-net-{}", std::process::id());
+            let name = netns_name();
             ip(&["netns", "add", &name])?;
             let ns = Netns(name.clone());
             let q = opts.queues;
@@ -218,6 +293,12 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
                 "dev",
                 "tap0",
             ])?;
+            if let Some(mtu) = opts.tap_mtu {
+                let mtu = mtu.to_string();
+                ip(&[
+                    "netns", "exec", &name, "ip", "link", "set", "tap0", "mtu", &mtu,
+                ])?;
+            }
             ip(&["netns", "exec", &name, "ip", "link", "set", "tap0", "up"])?;
             let (netdev, device) = if q > 1 {
                 (
@@ -239,6 +320,9 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
                 summary: format!(
                     "tap in network namespace {name} ({q} queue pair(s)): guest 10.79.0.2; clients: ip netns exec {name} <client>"
                 ),
+                reach: vec![format!(
+                    "reach the guest at 10.79.0.2 from inside the namespace, e.g. `ip netns exec {name} nc 10.79.0.2 7777`"
+                )],
                 netns: Some(ns),
             })
         }
@@ -259,9 +343,21 @@ mod tests {
         let mut o = NetOpts::default();
         assert!(apply(&mut o, "--cores", "2").is_none());
         apply(&mut o, "--forward", "8080").unwrap().unwrap();
+        apply(&mut o, "--forward", "9:7777").unwrap().unwrap();
+        let fw = |host, guest| Forward { host, guest };
+        assert_eq!(o.forwards, [fw(8080, 8080), fw(9, 7777)]);
+        for bad in ["0", "9:", ":9", "1:2:3", "x", "70000", "5:0"] {
+            let e = apply(&mut o, "--forward", bad).unwrap().unwrap_err();
+            assert!(e.contains("HOST:GUEST"), "{bad}: {e}");
+        }
+        o.check().unwrap();
         apply(&mut o, "--forward", "9").unwrap().unwrap();
-        assert_eq!(o.forwards, [8080, 9]);
-        assert!(apply(&mut o, "--forward", "0").unwrap().is_err());
+        assert!(
+            o.check()
+                .unwrap_err()
+                .contains("host port 9 is forwarded twice")
+        );
+        o.forwards.pop();
         assert!(apply(&mut o, "--net", "wifi").unwrap().is_err());
         o.check().unwrap();
         apply(&mut o, "--queues", "2").unwrap().unwrap();
@@ -288,5 +384,24 @@ mod tests {
         assert_eq!(args[3], "virtio-net-pci,netdev=n0");
         assert!(a.append.contains("net.ip=10.0.2.15/24"));
         assert_eq!(a.command(Path::new("/q")).get_program(), "/q");
+        assert_eq!(
+            a.reach,
+            ["reach guest port 7777 at 127.0.0.1:7777 (TCP and UDP), e.g. `nc 127.0.0.1 7777`"]
+        );
+
+        let o = NetOpts {
+            forwards: vec![Forward {
+                host: 17001,
+                guest: 7777,
+            }],
+            ..NetOpts::default()
+        };
+        let a = attach(&o).unwrap();
+        let netdev = a.qemu_args[1].to_string_lossy().into_owned();
+        assert_eq!(
+            netdev,
+            "user,id=n0,hostfwd=tcp:127.0.0.1:17001-:7777,hostfwd=udp:127.0.0.1:17001-:7777"
+        );
+        assert!(a.reach[0].starts_with("reach guest port 7777 at 127.0.0.1:17001"));
     }
 }

@@ -147,7 +147,7 @@ pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Resul
 }
 
 /// SIGTERM, a grace period, then SIGKILL: our own child, by pid.
-fn stop(child: &mut Child) -> io::Result<std::process::ExitStatus> {
+pub fn stop(child: &mut Child) -> io::Result<std::process::ExitStatus> {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill(2) with our own child's pid, which cannot have been
         // reused: the child has not been reaped (try_wait returned None).

@@ -38,6 +38,9 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
     // Lives until QEMU exits: a tap's namespace is deleted when it drops.
     let net = crate::net::attach(&a.net).map_err(Error::Tool)?;
     note(&format!("network: {}", net.summary));
+    for how in &net.reach {
+        note(how);
+    }
     // The user's boot arguments come last, so they override the network's.
     let user_append = qemu::join_append([net.append.as_str(), a.append.as_deref().unwrap_or("")]);
     let boot = Boot {

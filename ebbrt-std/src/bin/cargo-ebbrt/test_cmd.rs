@@ -15,7 +15,7 @@ use crate::process::{self, Options, Stdout};
 use crate::protocol::{self, Event, MARKER, TestResult};
 use crate::qemu::{self, Boot};
 use crate::session::{self, Booter, KernelReport};
-use crate::{Error, note, setup};
+use crate::{Error, netcheck, note, setup};
 
 /// Lines of a failed boot's output shown when not `--verbose`.
 const TAIL_LINES: usize = 25;
@@ -23,10 +23,16 @@ const TAIL_LINES: usize = 25;
 /// Runs the command; returns the status the tool exits with.
 pub fn test(a: TestArgs) -> Result<i32, Error> {
     let ws = Workspace::load()?;
-    let kernels = select(ws.test_kernels(), a.filter.as_deref())?;
+    // The network checks run after the kernels, unless a filter leaves
+    // them out.
+    let net_selected = !a.no_qemu
+        && a.filter
+            .as_deref()
+            .is_none_or(|f| netcheck::LABEL.contains(f));
+    let kernels = select(ws.test_kernels(), a.filter.as_deref(), net_selected)?;
     // Set the machine up first: a missing QEMU should not wait for the host tests.
     let mut machine = None;
-    if !a.no_qemu && !kernels.is_empty() {
+    if !a.no_qemu && (!kernels.is_empty() || net_selected) {
         let qemu = setup::ensure_qemu()?;
         setup::ensure_rust_src(&ws.root)?;
         machine = Some((qemu, accel::detect(None)));
@@ -60,15 +66,46 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
     }
 
     let (mut passed, mut failed) = (0, 0);
+    let mut skipped = None;
     if !a.no_qemu {
         if let Some((qemu, choice)) = machine {
-            heading(&format!("in-QEMU test kernels ({})", kernels.len()));
-            note(&format!("accelerator: {}", choice.reason));
+            if !kernels.is_empty() {
+                heading(&format!("in-QEMU test kernels ({})", kernels.len()));
+                note(&format!("accelerator: {}", choice.reason));
+            }
             for k in &kernels {
                 let report = run_test_kernel(&ws, k, &qemu, choice.accel, &a);
                 print_report(k, &report);
                 passed += report.passed();
                 failed += report.failed();
+            }
+            if net_selected {
+                heading("in-QEMU network checks: the echo example on a virtio-net NIC");
+                note(&format!("accelerator: {}", choice.reason));
+                let report = netcheck::run(&netcheck::Setup {
+                    ws: &ws,
+                    qemu: &qemu,
+                    accel: choice.accel,
+                    timeout: a.timeout,
+                    verbose: a.verbose,
+                });
+                println!(
+                    "{}: {} passed, {} failed, {} skipped",
+                    netcheck::LABEL,
+                    report.passed(),
+                    report.failed(),
+                    report.skipped()
+                );
+                for r in &report.results {
+                    if let netcheck::Verdict::Failed(why) = &r.verdict {
+                        println!("    FAILED {}: {why}", r.name);
+                    }
+                }
+                passed += report.passed();
+                failed += report.failed();
+                if report.skipped() > 0 {
+                    skipped = Some((report.skipped(), report.skip_reasons().join("; ")));
+                }
             }
         } else {
             println!("no in-QEMU test kernels in the workspace (test targets named `qemu*`)");
@@ -77,21 +114,31 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
     if !host_ok {
         println!("host tests FAILED (see above)");
     }
+    if let Some((n, why)) = skipped {
+        // Loud: a skipped check is not a passed one.
+        println!("WARNING: {n} network checks were SKIPPED, not passed: {why}");
+    }
     println!("{passed} passed, {failed} failed");
     let _ = std::io::stdout().flush();
     Ok(if host_ok && failed == 0 { 0 } else { 1 })
 }
 
 /// The kernels `filter` selects (all without one); a filter that selects
-/// nothing is a usage error.
-fn select(kernels: Vec<TestKernel>, filter: Option<&str>) -> Result<Vec<TestKernel>, Error> {
+/// nothing (neither a kernel nor, `net_selected`, the network checks) is a
+/// usage error.
+fn select(
+    kernels: Vec<TestKernel>,
+    filter: Option<&str>,
+    net_selected: bool,
+) -> Result<Vec<TestKernel>, Error> {
     let Some(f) = filter else { return Ok(kernels) };
-    let all: Vec<String> = kernels.iter().map(TestKernel::label).collect();
+    let mut all: Vec<String> = kernels.iter().map(TestKernel::label).collect();
+    all.push(netcheck::LABEL.to_string());
     let chosen: Vec<TestKernel> = kernels
         .into_iter()
         .filter(|k| k.label().contains(f))
         .collect();
-    if chosen.is_empty() {
+    if chosen.is_empty() && !net_selected {
         let all = if all.is_empty() {
             "none".to_string()
         } else {
@@ -247,17 +294,24 @@ mod tests {
             k("ebbrt-core", "qemu_ebb"),
             k("echo", "qemu_net"),
         ];
-        assert_eq!(select(all.clone(), None).unwrap(), all);
+        assert_eq!(select(all.clone(), None, true).unwrap(), all);
         assert_eq!(
-            select(all.clone(), Some("exec")).unwrap(),
+            select(all.clone(), Some("exec"), false).unwrap(),
             [k("ebbrt-core", "qemu_exec")]
         );
-        assert_eq!(select(all.clone(), Some("ebbrt-core/")).unwrap().len(), 2);
-        let Err(Error::Usage(m)) = select(all, Some("zzz")) else {
+        assert_eq!(
+            select(all.clone(), Some("ebbrt-core/"), false)
+                .unwrap()
+                .len(),
+            2
+        );
+        // Only the network checks: no kernel, and no error.
+        assert_eq!(select(all.clone(), Some("netcheck"), true).unwrap(), []);
+        let Err(Error::Usage(m)) = select(all, Some("zzz"), false) else {
             panic!()
         };
         assert!(
-            m.contains("ebbrt-core/qemu_exec, ebbrt-core/qemu_ebb, echo/qemu_net"),
+            m.contains("ebbrt-core/qemu_exec, ebbrt-core/qemu_ebb, echo/qemu_net, echo/netcheck"),
             "{m}"
         );
     }
