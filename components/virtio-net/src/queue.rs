@@ -113,6 +113,9 @@ struct Live {
     prev_pass: u64,
     refills: u32,
     interrupts: bool,
+    /// Receive buffers still to drop: the rest of a frame too large for
+    /// one buffer (merged receive buffers).
+    rx_skip: u16,
 }
 
 /// A queue pair owned by the current core.
@@ -149,6 +152,7 @@ impl QueuePair {
             prev_pass: 0,
             refills: 0,
             interrupts: irq.is_some(),
+            rx_skip: 0,
         }));
         {
             let mut l = live.borrow_mut();
@@ -297,19 +301,42 @@ impl NetQueue for QueuePair {
             };
             l.frames_this_pass += 1;
             l.last_frame = now_ns();
+            if l.rx_skip > 0 {
+                // A later piece of an oversized frame: no header, not a frame.
+                l.rx_skip -= 1;
+                drop(l);
+                self.repost(buf);
+                l = self.live.borrow_mut();
+                continue;
+            }
             let flags = buf[0];
             let merged = if header == 12 {
                 u16::from_le_bytes([buf[10], buf[11]])
             } else {
                 1
             };
-            if len < header || merged > 1 {
-                // A frame spread over several buffers needs a receive
-                // buffer too small for it: never posted by this driver.
+            if len < header {
+                // Not even a header: nothing to deliver.
                 drop(l);
                 self.repost(buf);
                 l = self.live.borrow_mut();
                 continue;
+            }
+            if merged > 1 {
+                // A frame spread over several buffers is larger than one
+                // buffer, and so than any frame of the MTU. Its first piece
+                // goes to the stack, which counts and drops it as oversized
+                // (it is longer than the MTU allows); the other pieces carry
+                // no header and are dropped here as they come, so that none
+                // is ever read as a frame of its own.
+                l.rx_skip = (merged - 1).min(QUEUE_SIZE as u16);
+                return Some(RxFrame {
+                    buf,
+                    start: header,
+                    len: len - header,
+                    checksum_ok: false,
+                    token: u32::from(token),
+                });
             }
             return Some(RxFrame {
                 buf,
