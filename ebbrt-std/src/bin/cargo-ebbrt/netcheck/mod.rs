@@ -204,8 +204,22 @@ fn run_checks(report: &mut NetReport, guest: &Guest, checks: Vec<Check<'_>>) -> 
             continue;
         }
         let r = check(guest);
-        let verdict = match (r, guest.ended()) {
-            (_, Some(how)) => {
+        let mut ended = guest.ended();
+        if r.is_err() {
+            // A failure may be the guest dying: give the keeper a moment
+            // to notice, so that the report says so.
+            let until = Instant::now() + Duration::from_secs(1);
+            while ended.is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+                ended = guest.ended();
+            }
+        }
+        let verdict = match (r, ended) {
+            (Err(e), Some(how)) => {
+                gone = Some(format!("the guest {how}"));
+                Verdict::Failed(format!("{e}; the guest {how}"))
+            }
+            (Ok(_), Some(how)) => {
                 let why = format!("the guest {how}");
                 gone = Some(why.clone());
                 Verdict::Failed(why)
