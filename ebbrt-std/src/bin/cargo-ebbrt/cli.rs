@@ -143,13 +143,16 @@ Usage: cargo ebbrt test [OPTIONS]
 
 Runs `cargo test --workspace` (host tests, including every test kernel run
 hosted), then builds every test kernel (a test target whose name starts with
-`qemu`) for the native target and boots it under QEMU. Ends with the line
+`qemu`) for the native target and boots it under QEMU, then runs the network
+checks (echo/netcheck: the echo example on a virtio-net NIC, over QEMU user
+networking and, as root, a tap in a network namespace). Ends with the line
 `N passed, N failed` (in-QEMU totals); exit status 0 iff everything passed.
 
 Options:
-  --filter <NAME>     run only the test kernels whose name contains NAME
+  --filter <NAME>     run only the test kernels (and network checks,
+                      `echo/netcheck`) whose name contains NAME
   --no-host           skip the host tests
-  --no-qemu           skip the in-QEMU test kernels
+  --no-qemu           skip the in-QEMU test kernels and network checks
   --timeout <SECS>    time limit of one boot of a test kernel (default 120)
   --host-timeout <SECS>
                       time limit of the host tests, build included (default 900)
