@@ -66,6 +66,50 @@ async fn objects_freed_on_other_cores_go_home() -> Result<(), String> {
     Ok(())
 }
 
+/// A core that frees another core's slab objects keeps a few for reuse
+/// there (at most the class's `cache_limit`), and sends them home before
+/// it goes idle. Through the slab allocator Ebb directly, whichever
+/// general-purpose allocator the facade selected.
+#[ebbrt::test]
+async fn foreign_objects_kept_by_a_core_go_home_when_it_idles() -> Result<(), String> {
+    use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass, cache_limit};
+    if cpu::count() < 2 {
+        ebbrt::println!("one core: nothing is freed across cores");
+        return Ok(());
+    }
+    // A class nothing else here uses.
+    let class = SizeClass::for_size(5000).ok_or("no class for 5000 bytes")?;
+    let k = cache_limit(class).min(4);
+    let objs = spawn_on(CoreId(0), async move {
+        (0..k)
+            .map(|_| SLAB_ALLOCATOR.alloc(class).map(|p| p.as_ptr() as usize))
+            .collect::<Result<Vec<usize>, _>>()
+    })
+    .await
+    .map_err(|e| format!("{e}"))?;
+    spawn_on(CoreId(1), async move {
+        SLAB_ALLOCATOR.trim();
+        let before = SLAB_ALLOCATOR.cached_objects(class);
+        for p in objs {
+            let p = core::ptr::NonNull::new(p as *mut u8).ok_or("null object")?;
+            // SAFETY: allocated on core 0 above, freed once.
+            unsafe { SLAB_ALLOCATOR.free(p, class) }.map_err(|e| format!("{e}"))?;
+        }
+        let kept = SLAB_ALLOCATOR.cached_objects(class);
+        // Nothing else runs on this core: it idles while this task sleeps.
+        ebbrt::exec::sleep(core::time::Duration::from_millis(20)).await;
+        let after = SLAB_ALLOCATOR.cached_objects(class);
+        if (before, kept, after) != (0, k, 0) {
+            return Err(format!(
+                "objects of core 0 on core 1's list: {before} before the frees, {kept} after, \
+                 {after} after idling (expected 0, {k}, 0)"
+            ));
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Large blocks, odd alignments and reallocation on every core.
 #[ebbrt::test]
 async fn large_aligned_and_reallocated_blocks() -> Result<(), String> {

@@ -7,13 +7,15 @@
 //! pointer and its class, the header is found by masking: no lookup table.
 //!
 //! Per class an owner keeps a free list of objects ready to hand out
-//! (`ClassCache::free`: the fast path is one pop), the *current* slab those
-//! objects come from, and a list of other slabs that have free objects.
-//! A free on the owner pushes onto the object's slab's own list (or, for
-//! the current slab, straight back onto the cache's list); when a slab that
-//! is not current becomes empty it stays in its class's cache with its free
-//! list intact, up to [`STASH_LIMIT_BYTES`] of empty slabs per owner, and
-//! beyond that goes back to the page allocator.
+//! (`ClassCache::free`: the fast path is one pop), the *current* slab
+//! refills take objects from, and a list of other slabs that have free
+//! objects. A free pushes onto the class's list, whoever owns the object,
+//! while the list holds fewer than [`cache_limit`] objects; beyond that an
+//! object of this owner goes onto its slab's own list and another owner's
+//! into an outbox bound for its owner. When a slab that is not current
+//! becomes empty it stays in its class's cache with its free list intact,
+//! up to [`STASH_LIMIT_BYTES`] of empty slabs per owner, and beyond that
+//! goes back to the page allocator.
 //!
 //! Everything here is touched by the owner only (a core, or whoever holds
 //! the shared cache's lock), except the remote-free lists of
@@ -264,6 +266,12 @@ struct ClassCache {
     /// the class's [`cache_limit`]; a refill from `current` may take it
     /// above.
     len: Cell<u32>,
+    /// How many objects at the bottom of `free` are known to be this
+    /// owner's (taken from `current`, or kept by the last
+    /// `send_foreign_home`), if fewer than `len`: a free onto a list shorter
+    /// than this lowers it, so only the objects above need a look before
+    /// the core idles.
+    clean: Cell<u32>,
     /// The slab refills take objects from (null: none).
     current: Cell<*mut SlabHeader>,
     /// Other slabs with free objects (doubly linked through headers).
@@ -278,6 +286,7 @@ impl ClassCache {
         ClassCache {
             free: Cell::new(ptr::null_mut()),
             len: Cell::new(0),
+            clean: Cell::new(0),
             current: Cell::new(ptr::null_mut()),
             partial: Cell::new(ptr::null_mut()),
             partial_tail: Cell::new(ptr::null_mut()),
@@ -318,8 +327,8 @@ impl Outbox {
 const OUTBOXES: usize = 32;
 /// Remote frees batched before a push. At most `OUTBOXES * (BATCH - 1)`
 /// objects wait in a cache until it next takes memory for a new slab or
-/// drains ([`crate::SlabAllocator::drain_remote_frees`], which a runtime
-/// may call when a core goes idle).
+/// drains ([`crate::SlabAllocator::drain_remote_frees`], which the runtime
+/// calls before a core goes idle).
 pub const OUTBOX_BATCH: u32 = 32;
 
 /// One owner's caches for every class.
@@ -459,7 +468,9 @@ impl Cache {
             // The slab's list held every carved object not counted in use;
             // now every carved object is with a user or in a cache.
             let carved = h.carved.get();
-            cc.len.set(carved - (h.state.get() & INUSE));
+            let n = carved - (h.state.get() & INUSE);
+            cc.len.set(n);
+            cc.clean.set(n);
             h.state.set(carved);
             return true;
         }
@@ -487,6 +498,7 @@ impl Cache {
         };
         cc.free.set(bump as *mut FreeObj);
         cc.len.set(n as u32);
+        cc.clean.set(n as u32);
         h.bump.set(bump + n * size);
         h.carved.set(h.carved.get() + n as u32);
         h.state.set(h.state.get() + n as u32);
@@ -520,6 +532,8 @@ impl Cache {
         };
         cc.free.set(o);
         cc.len.set(len + 1);
+        // The objects from position `len` up are no longer known to be ours.
+        cc.clean.set(cc.clean.get().min(len));
         true
     }
 
@@ -703,10 +717,16 @@ impl Cache {
 
     /// Sends the objects of other owners on this cache's free lists home
     /// (into outboxes), keeping this owner's own objects in their order.
+    /// Looks only at the objects freed onto each list since it was last
+    /// looked at (see `ClassCache::clean`), so it costs next to nothing
+    /// when nothing was freed.
     fn send_foreign_home(&self) {
         let me = self.owner();
         for (i, cc) in self.classes.iter().enumerate() {
-            if cc.len.get() == 0 {
+            let len = cc.len.get();
+            let clean = cc.clean.get().min(len);
+            if clean == len {
+                cc.clean.set(len);
                 continue;
             }
             let class = SizeClass::from_index(i).expect("class index");
@@ -714,31 +734,37 @@ impl Cache {
             let mut head: *mut FreeObj = ptr::null_mut();
             let mut tail: *mut FreeObj = ptr::null_mut();
             let mut kept = 0u32;
-            // SAFETY: the list holds free objects of `class`, each counted
-            // in use by its slab, so each slab's header is live; an object
-            // is unlinked (its link read) before it is sent on or relinked.
+            // SAFETY: the list holds `len` free objects of `class`, each
+            // counted in use by its slab, so each slab's header is live; an
+            // object is unlinked (its link read) before it is sent on or
+            // relinked. Below the top `len - clean`, all are ours.
             unsafe {
-                while let Some(o) = NonNull::new(p) {
-                    p = (*o.as_ptr()).next;
-                    let owner = owner_of(o.cast(), class);
+                for _ in 0..len - clean {
+                    let o = p;
+                    p = (*o).next;
+                    let owner = owner_of(NonNull::new_unchecked(o.cast()), class);
                     if owner != me {
-                        self.free_remote(owner, o.cast(), class);
+                        self.free_remote(owner, NonNull::new_unchecked(o.cast()), class);
                         continue;
                     }
                     if tail.is_null() {
-                        head = o.as_ptr();
-                    } else if (*tail).next != o.as_ptr() {
-                        (*tail).next = o.as_ptr();
+                        head = o;
+                    } else if (*tail).next != o {
+                        (*tail).next = o;
                     }
-                    tail = o.as_ptr();
+                    tail = o;
                     kept += 1;
                 }
-                if !tail.is_null() {
-                    (*tail).next = ptr::null_mut();
+                // `p` is the checked rest of the list.
+                if tail.is_null() {
+                    head = p;
+                } else if (*tail).next != p {
+                    (*tail).next = p;
                 }
             }
             cc.free.set(head);
-            cc.len.set(kept);
+            cc.len.set(kept + clean);
+            cc.clean.set(kept + clean);
         }
     }
 
@@ -753,6 +779,7 @@ impl Cache {
             let class = SizeClass::from_index(i).expect("class index");
             let mut p = cc.free.replace(ptr::null_mut());
             cc.len.set(0);
+            cc.clean.set(0);
             // SAFETY: as in `send_foreign_home`; our own objects go back to
             // their (live, ours) slabs.
             unsafe {
@@ -882,6 +909,11 @@ impl Cache {
             }
         }
         self.stash_bytes.set(0);
+    }
+
+    /// Objects of `class` on the free list.
+    pub(crate) fn cached_objects(&self, class: SizeClass) -> usize {
+        self.classes[class.index()].len.get() as usize
     }
 
     /// This cache's figures.

@@ -6,12 +6,20 @@
 //!
 //! - **No locks, no atomics on the fast path.** Events are never preempted,
 //!   so a core's representative is touched by that core alone: allocation
-//!   is a pop from a per-class list, a local free a push onto the object's
-//!   slab.
-//! - **Remote frees go home.** A free on a core that does not own the slab
-//!   pushes the object onto the owner's lock-free remote-free list for its
-//!   class; the owner takes the whole list back when it next needs objects
-//!   (or on [`SlabAllocator::drain_remote_frees`]).
+//!   is a pop from a per-class free list, a free a push onto it.
+//! - **Frees stay on the freeing core, a bounded few.** A core's free list
+//!   of a class takes any object freed on that core, whichever core owns
+//!   its slab, up to [`cache_limit`] objects ([`CACHE_BYTES_PER_CLASS`]
+//!   worth), and the next allocations of the class there hand them out
+//!   again, last freed first, while their memory is still in that core's
+//!   cache.
+//! - **Remote frees go home.** An object of another core that does not
+//!   stay (the list is full), or that waits on the list when the core goes
+//!   idle ([`ebbrt_core::exec::BEFORE_IDLE`]) or is trimmed, goes back to
+//!   its owner without a lock: batched per owner and class, it is pushed
+//!   onto the owner's lock-free remote-free list for its class, which only
+//!   the owner empties, when it next needs objects or drains
+//!   ([`SlabAllocator::drain_remote_frees`]).
 //! - **Empty slabs return pages**: an empty slab goes to a small per-core
 //!   stash ([`STASH_LIMIT_BYTES`]) and beyond it back to the page allocator.
 //! - **Not a core?** Threads that are not EbbRT cores (early boot, plain
@@ -21,11 +29,61 @@
 //!   frees, foreign pointers and size mismatches with a [`FreeError`].
 //!
 //! The representative type is [`SlabAllocator`], at the well-known id
-//! [`ids::SLAB_ALLOCATOR`](ebbrt_core::ebb::ids::SLAB_ALLOCATOR), reached
+//! [`ids::SLAB_ALLOCATOR`], reached
 //! through [`SLAB_ALLOCATOR`]. Reps live in a static per-core table, so the
 //! Ebb's miss path needs no heap.
 //!
 //! It must not allocate from the heap.
+//!
+//! ## Design notes
+//!
+//! **Why freed objects stay where they were freed.** When objects move
+//! between cores (one core allocates, another frees: a request buffer, a
+//! message), sending each free home straight away makes every such object
+//! cross between the cores' caches once more: the owner writes its link
+//! when it takes it back and the next user on the owner reads it cold.
+//! Keeping it on the freeing core for that core's next allocation of the
+//! class reuses memory that core just touched. On the hosted larson-style
+//! handoff benchmark this took us from 1.5–1.9× jemalloc's time to below
+//! it (`docs/benchmarks.md`, "Memory allocators"); jemalloc's and
+//! tcmalloc's thread caches do the same.
+//!
+//! **Accounting.** A slab counts an object as in use from the allocation
+//! that handed it out until it is back on that slab's own free list: while
+//! it waits on any core's per-class list (its owner's or another's), in an
+//! outbox, or on a remote-free list, it is still in use for its slab, so
+//! that slab is not emptied and its pages stay. Only the owner touches the
+//! slab's counts; other cores read just the header's owner and class (a
+//! cache line of its own), and only on the slow paths.
+//!
+//! **The bound on memory held away from its owner.** Frees push onto a
+//! class's list only while it holds fewer than [`cache_limit`] objects, so
+//! a core holds at most `cache_limit(c)` objects of class `c` from other
+//! cores: summed over the classes, at most 1,132,544 bytes (about 1.1 MiB)
+//! per core, plus the outboxes' batches (at most 32 outboxes of 31
+//! objects). (A refill from the owner's current slab may put more than the
+//! limit on a list, but those are the owner's own.) A core sends them
+//! home before it goes idle and on [`SlabAllocator::trim`]; a core that
+//! never idles (a driver polling) keeps at most that bound.
+//!
+//! **The idle hook stays cheap.** Each list remembers how many objects at
+//! its bottom are known to be its owner's (a refill's, or kept by the last
+//! check); a free onto a list shorter than that lowers the mark. Before
+//! the core sleeps only the objects above the mark are looked at (one read
+//! of a slab header each): the cost is in proportion to the frees since
+//! the last idle, and nothing when there were none.
+//!
+//! **Double frees are still caught** (debug builds): the free of an object
+//! clears its bit in its slab's bitmap (atomically, on whichever core),
+//! and handing it out sets it again, so a second free is refused even
+//! while the first left the object waiting on another core's list.
+//!
+//! **The fast paths are leaves.** The general-purpose allocator reaches
+//! this core's representative through the translation table's cached
+//! entry; allocation pops the class's list, a free checks the list's
+//! length against the class's limit and pushes. Refills (from the current
+//! slab, the remote-free lists, the partial slabs, a new slab), overflowing
+//! frees and remote routing are out of line.
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -92,10 +150,11 @@ impl SlabAllocator {
         self.cache.alloc_fast(class)
     }
 
-    /// Frees an object of `class` allocated by any representative: a local
-    /// free if this one owns its slab, a lock-free push to the owner
-    /// otherwise. In debug builds a double free, a foreign pointer or a
-    /// wrong class is refused.
+    /// Frees an object of `class` allocated by any representative: onto
+    /// this representative's free list for the class while it has room
+    /// (see [`cache_limit`]); else to its slab if this one owns it, or
+    /// towards its owner's lock-free remote-free list. In debug builds a
+    /// double free, a foreign pointer or a wrong class is refused.
     ///
     /// # Safety
     /// `obj` must come from this allocator with `class` and not be used
@@ -164,14 +223,18 @@ impl SlabAllocator {
         unsafe { self.cache.free_remote(owner, obj, class) }
     }
 
-    /// Takes back the objects other cores freed to this one. The allocation
-    /// slow path does this by itself; a runtime may also call it when idle.
+    /// Sends home the objects of other cores waiting on this
+    /// representative's free lists and outboxes, and takes back the
+    /// objects other cores sent to this one. The allocation slow path
+    /// takes remote frees back by itself; the runtime calls this before a
+    /// core goes idle.
     pub fn drain_remote_frees(&self) {
         self.cache.drain_remote_frees()
     }
 
-    /// Returns every empty slab of this representative to the page
-    /// allocator (after taking back remote frees).
+    /// Empties this representative's free lists (its own objects back
+    /// into their slabs, other cores' objects home), takes back remote
+    /// frees, and returns every empty slab to the page allocator.
     pub fn trim(&self) {
         self.cache.trim()
     }
@@ -179,6 +242,12 @@ impl SlabAllocator {
     /// This representative's figures.
     pub fn stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    /// Objects of `class` on this representative's free list (of any
+    /// owner), ready to hand out.
+    pub fn cached_objects(&self, class: SizeClass) -> usize {
+        self.cache.cached_objects(class)
     }
 }
 
@@ -267,7 +336,7 @@ ebbrt_core::register_component! {
         name: "SlabAllocator",
         kind: ebbrt_core::EbbKind::PerCore,
         interface: "ebbrt_slab_alloc::SlabAllocator",
-        summary: "Per-core slab caches for 37 size classes (8 B to 16 KiB); lock-free remote frees to the owning core.",
+        summary: "Per-core slab caches for 37 size classes (8 B to 16 KiB); a bounded per-core cache of freed objects; lock-free remote frees to the owning core.",
         id: Some(ids::SLAB_ALLOCATOR),
     }
 }
@@ -275,9 +344,10 @@ ebbrt_core::register_component! {
 #[cfg(test)]
 mod tests;
 
-/// Before its core sleeps, a representative sends on the remote frees its
-/// outboxes batched and takes back those other cores sent it, so that
-/// memory freed across cores never waits on a core that stopped allocating.
+/// Before its core sleeps, a representative sends home the other cores'
+/// objects waiting on its free lists and in its outboxes, and takes back
+/// those other cores sent it, so that memory freed across cores never
+/// waits on a core that stopped allocating.
 #[ebbrt_core::__private::linkme::distributed_slice(ebbrt_core::exec::BEFORE_IDLE)]
 #[linkme(crate = ebbrt_core::__private::linkme)]
 static DRAIN_BEFORE_IDLE: fn() = drain_before_idle;

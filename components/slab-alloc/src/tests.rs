@@ -247,6 +247,159 @@ fn cross_core_frees_return_to_the_owner() {
     }
 }
 
+/// A core that frees another core's objects keeps up to `cache_limit` of
+/// them and hands them out again itself, last freed first; the rest go
+/// home at once. The owner counts the kept ones as in use (their slab stays)
+/// until the freeing core drains, which sends them home; then the owner
+/// gets every page back.
+#[test]
+fn foreign_frees_are_reused_where_freed_within_the_limit_and_go_home_on_drain() {
+    let _s = serial();
+    let class = SizeClass::for_size(1000).unwrap();
+    let limit = cache_limit(class);
+    assert!((4..=256).contains(&limit));
+    let n = 3 * limit + 5;
+    let objs: Vec<usize> = on(1, move || {
+        SLAB_ALLOCATOR.trim();
+        (0..n)
+            .map(|_| SLAB_ALLOCATOR.alloc(class).unwrap().as_ptr() as usize)
+            .collect()
+    });
+    let first: Vec<usize> = objs[..limit].to_vec();
+    let (kept, reused) = on(2, move || {
+        SLAB_ALLOCATOR.trim();
+        for &p in &objs {
+            // SAFETY: allocated on core 1, freed once.
+            unsafe { SLAB_ALLOCATOR.free(NonNull::new(p as *mut u8).unwrap(), class) }.unwrap();
+        }
+        let kept = SLAB_ALLOCATOR.stats().cached_objects;
+        let reused: Vec<usize> = (0..limit)
+            .map(|_| SLAB_ALLOCATOR.alloc(class).unwrap().as_ptr() as usize)
+            .collect();
+        for &p in &reused {
+            // SAFETY: allocated just above, freed once.
+            unsafe { SLAB_ALLOCATOR.free(NonNull::new(p as *mut u8).unwrap(), class) }.unwrap();
+        }
+        (kept, reused)
+    });
+    assert_eq!(kept, limit, "the freeing core keeps at most the limit");
+    let mut expect = first.clone();
+    expect.reverse();
+    assert_eq!(
+        reused, expect,
+        "the kept objects are handed out there, last freed first"
+    );
+    // The owner got the overflow back, but not the kept objects' slab.
+    let owner = on(1, || {
+        SLAB_ALLOCATOR.trim();
+        SLAB_ALLOCATOR.stats()
+    });
+    assert!(
+        owner.slabs >= 1,
+        "objects kept on core 2 hold their slab: {owner:?}"
+    );
+    let after = on(2, || {
+        SLAB_ALLOCATOR.drain_remote_frees();
+        SLAB_ALLOCATOR.stats()
+    });
+    assert_eq!(after.cached_objects, 0, "core 2 sent them home");
+    let owner = on(1, || {
+        SLAB_ALLOCATOR.trim();
+        SLAB_ALLOCATOR.stats()
+    });
+    assert_eq!(
+        owner,
+        CacheStats {
+            slabs: 0,
+            stashed_bytes: 0,
+            cached_objects: 0,
+        }
+    );
+}
+
+/// Draining looks only at what was freed since the last drain, and keeps
+/// the core's own objects (in their order) while sending others' home.
+#[test]
+fn drain_keeps_own_objects_and_sends_only_foreign_ones_home() {
+    let _s = serial();
+    let class = SizeClass::for_size(48).unwrap();
+    let (theirs, theirs2): (Vec<usize>, Vec<usize>) = on(3, move || {
+        SLAB_ALLOCATOR.trim();
+        let all: Vec<usize> = (0..20)
+            .map(|_| SLAB_ALLOCATOR.alloc(class).unwrap().as_ptr() as usize)
+            .collect();
+        (all[..10].to_vec(), all[10..].to_vec())
+    });
+    let (before, after, order_kept, second) = on(0, move || {
+        let rep = &*SLAB_ALLOCATOR;
+        rep.trim();
+        let mine: Vec<usize> = (0..6)
+            .map(|_| rep.alloc(class).unwrap().as_ptr() as usize)
+            .collect();
+        // Trim again: the free list is empty, so it holds exactly what we
+        // free below: ours and core 3's, interleaved.
+        rep.trim();
+        assert_eq!(rep.stats().cached_objects, 0);
+        let mut objs: Vec<usize> = Vec::new();
+        for (i, &p) in mine.iter().enumerate() {
+            objs.push(p);
+            objs.push(theirs[i]);
+        }
+        objs.extend_from_slice(&theirs[6..]);
+        for &p in &objs {
+            // SAFETY: each object allocated above (here or on core 3), freed once.
+            unsafe { rep.free(NonNull::new(p as *mut u8).unwrap(), class) }.unwrap();
+        }
+        let before = rep.stats().cached_objects;
+        rep.drain_remote_frees();
+        let after = rep.stats().cached_objects;
+        // A second drain has nothing new to look at and changes nothing.
+        rep.drain_remote_frees();
+        assert_eq!(rep.stats().cached_objects, after);
+        // The own objects come back out last freed first.
+        let out: Vec<usize> = (0..6)
+            .map(|_| rep.alloc(class).unwrap().as_ptr() as usize)
+            .collect();
+        let mut expect = mine.clone();
+        expect.reverse();
+        let order_kept = out == expect;
+        for &p in &out {
+            // SAFETY: allocated just above.
+            unsafe { rep.free(NonNull::new(p as *mut u8).unwrap(), class) }.unwrap();
+        }
+        rep.trim();
+        // Foreign objects freed onto a list that allocations had shortened
+        // (below the part a drain or refill vouched for) are found too.
+        let fresh = rep.alloc(class).unwrap();
+        let listed = rep.stats().cached_objects;
+        let popped: Vec<usize> = (0..20)
+            .map(|_| rep.alloc(class).unwrap().as_ptr() as usize)
+            .collect();
+        for &p in &theirs2 {
+            // SAFETY: allocated on core 3, freed once.
+            unsafe { rep.free(NonNull::new(p as *mut u8).unwrap(), class) }.unwrap();
+        }
+        rep.drain_remote_frees();
+        let second = (listed, rep.stats().cached_objects);
+        for p in popped.into_iter().chain([fresh.as_ptr() as usize]) {
+            // SAFETY: allocated just above.
+            unsafe { rep.free(NonNull::new(p as *mut u8).unwrap(), class) }.unwrap();
+        }
+        rep.trim();
+        (before, after, order_kept, second)
+    });
+    assert_eq!((before, after), (16, 6));
+    assert!(order_kept, "own objects kept in their order");
+    let (listed, left) = second;
+    assert!(listed > 20, "a refill listed {listed} objects");
+    assert_eq!(left, listed - 20, "only core 3's objects left");
+    let s = on(3, || {
+        SLAB_ALLOCATOR.trim();
+        SLAB_ALLOCATOR.stats()
+    });
+    assert_eq!(s.slabs, 0, "core 3 got its objects back: {s:?}");
+}
+
 #[test]
 fn threads_that_are_not_cores_use_the_shared_cache() {
     let class = SizeClass::for_size(24).unwrap();
@@ -322,6 +475,33 @@ fn bad_frees_are_caught_in_debug_builds() {
         free(p, c8).unwrap();
         assert_eq!(free(p, c8).unwrap_err().kind, FreeErrorKind::DoubleFree);
     }
+    // An object freed on another core waits on that core's free list: a
+    // second free, on a third core, is still caught; handed out again on
+    // the freeing core it can be freed anywhere once more.
+    let c96 = SizeClass::for_size(96).unwrap();
+    let p = on(1, move || {
+        SLAB_ALLOCATOR.alloc(c96).unwrap().as_ptr() as usize
+    });
+    on(2, move || {
+        SLAB_ALLOCATOR.drain_remote_frees();
+        // SAFETY: allocated on core 1, freed once.
+        unsafe { SLAB_ALLOCATOR.free(NonNull::new(p as *mut u8).unwrap(), c96) }.unwrap();
+    });
+    let again = on(3, move || {
+        // SAFETY: a double free, refused without effect.
+        unsafe { SLAB_ALLOCATOR.free(NonNull::new(p as *mut u8).unwrap(), c96) }
+            .unwrap_err()
+            .kind
+    });
+    assert_eq!(again, FreeErrorKind::DoubleFree);
+    let q = on(2, move || {
+        SLAB_ALLOCATOR.alloc(c96).unwrap().as_ptr() as usize
+    });
+    assert_eq!(q, p, "core 2 reuses the object it freed");
+    on(1, move || {
+        // SAFETY: handed out again on core 2, freed once on its owner.
+        unsafe { SLAB_ALLOCATOR.free(NonNull::new(q as *mut u8).unwrap(), c96) }.unwrap();
+    });
 }
 
 #[test]
@@ -331,4 +511,22 @@ fn registered_at_its_well_known_id() {
     assert_eq!(r.kind, ebbrt_core::EbbKind::PerCore);
     let core = on(2, || SLAB_ALLOCATOR.core());
     assert_eq!(core, Some(CoreId(2)));
+}
+
+/// The crate docs promise this bound on the objects a core keeps from other
+/// cores (the sum over the classes of `cache_limit` objects).
+#[test]
+fn the_bound_on_objects_kept_from_other_cores_is_as_documented() {
+    let total: usize = (0..NUM_CLASSES)
+        .map(|i| {
+            let c = SizeClass::from_index(i).unwrap();
+            cache_limit(c) * c.size()
+        })
+        .sum();
+    assert_eq!(total, 1_132_544);
+    assert!(
+        (0..NUM_CLASSES)
+            .map(|i| cache_limit(SizeClass::from_index(i).unwrap()))
+            .all(|n| (4..=256).contains(&n))
+    );
 }
