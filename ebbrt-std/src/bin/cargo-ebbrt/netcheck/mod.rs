@@ -668,8 +668,13 @@ fn malformed_check(guest: frames::Mac, echo: SocketAddr) -> Result<String, Strin
         let after = clients::stats(echo)?;
         let short: Vec<String> = expected
             .iter()
-            .filter(|(r, n)| get(&after, r) - get(&before, r) < **n)
-            .map(|(r, n)| format!("{r} +{} of {n}", get(&after, r) - get(&before, r)))
+            .filter(|(r, n)| get(&after, r).saturating_sub(get(&before, r)) < **n)
+            .map(|(r, n)| {
+                format!(
+                    "{r} +{} of {n}",
+                    get(&after, r).saturating_sub(get(&before, r))
+                )
+            })
             .collect();
         if short.is_empty() || Instant::now() >= until {
             break (after, short);
@@ -681,7 +686,7 @@ fn malformed_check(guest: frames::Mac, echo: SocketAddr) -> Result<String, Strin
             short.join(", ")
         ));
     }
-    let dropped = get(&after, "dropped") - get(&before, "dropped");
+    let dropped = get(&after, "dropped").saturating_sub(get(&before, "dropped"));
     if dropped > sent {
         return Err(format!(
             "the guest dropped {dropped} frames, more than the {sent} malformed ones sent: \
@@ -690,7 +695,7 @@ fn malformed_check(guest: frames::Mac, echo: SocketAddr) -> Result<String, Strin
     }
     let deltas: Vec<String> = REASONS
         .iter()
-        .map(|r| format!("{r} +{}", get(&after, r) - get(&before, r)))
+        .map(|r| format!("{r} +{}", get(&after, r).saturating_sub(get(&before, r))))
         .collect();
     let mut what = format!(
         "{sent} frames of {kinds} kinds (x{MALFORMED_REPEAT}) and {random_sent} random ones; counted: {}",
