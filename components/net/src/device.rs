@@ -1,14 +1,32 @@
-//! The device interface the stack runs over: one queue pair per stack.
+//! The device interface the stack runs over: one queue pair per stack,
+//! and how the network manager finds the NIC.
 //!
 //! A NIC ([`NetDevice`]) offers one or more receive/transmit queue pairs
 //! ([`NetQueue`]). Each stack owns exactly one queue pair, on one core; the
 //! queue never migrates after the stack took it. Drivers (virtio-net) and the
 //! simulated link ([`crate::sim`]) implement these traits; the stack knows
 //! nothing else about them.
+//!
+//! A NIC driver is an Ebb at the well-known id [`ids::NET_DEVICE`]
+//! ([`NetDeviceEbb`]): typically per-core, the representative on core `i`
+//! owning queue pair `i` and the root holding the device-wide state. This
+//! crate never names a driver: the driver crate binds its Ebb type with
+//! [`bind_net_device!`](crate::bind_net_device), which leaves a
+//! [`NetDeviceRef`] (the id, and the Ebb's `EbbRef` behind a function
+//! that hands out its [`NetDevice`]) in the link-time list
+//! [`NET_DEVICE_REFS`]. The network manager takes the one bound at
+//! `NET_DEVICE` ([`bound_at`]). Deleting the driver crate leaves a
+//! network without a NIC; another driver takes the id by binding its own
+//! Ebb there.
+//!
+//! [`ids::NET_DEVICE`]: ebbrt_core::ebb::ids::NET_DEVICE
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::fmt;
 use core::task::Waker;
+
+use ebbrt_core::{EbbId, StaticEbb};
 
 /// Offloads and limits of one queue pair, as negotiated with the device.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -132,14 +150,19 @@ pub trait NetQueue {
     }
 }
 
-/// A NIC: its address and its queue pairs.
+/// A NIC as a whole: its address and its queue pairs. A driver's Ebb
+/// hands it out ([`NetDeviceEbb::device`]; usually its root, which holds
+/// the device-wide state); tests build one over a simulated link
+/// ([`crate::sim::SimDevice`]).
 pub trait NetDevice: Send + Sync {
     /// The device's Ethernet address.
     fn mac(&self) -> [u8; 6];
     /// How many queue pairs are usable (1 without multiqueue).
     fn queue_pairs(&self) -> usize;
     /// Takes queue pair `index` (each one once), to be used on the core
-    /// that called this.
+    /// that called this, which the network manager makes core `index`. A
+    /// driver may refuse (`None`) another core: virtio-net routes pair
+    /// `i`'s interrupt to core `i`, whose representative owns the pair.
     fn take_queue(&self, index: usize) -> Option<Box<dyn NetQueue>>;
     /// Turns on `pairs` queue pairs (multiqueue devices start with one);
     /// returns how many are active (at least 1 when the device works).
@@ -148,4 +171,103 @@ pub trait NetDevice: Send + Sync {
     }
     /// A short description for logs ("virtio-net (modern), 2 queue pairs, csum").
     fn describe(&self) -> alloc::string::String;
+}
+
+/// A NIC driver's Ebb: the component at a fixed id (the network manager
+/// uses [`ids::NET_DEVICE`](ebbrt_core::ebb::ids::NET_DEVICE)) whose
+/// representatives hand out the [`NetDevice`]. Bind the type with
+/// [`bind_net_device!`](crate::bind_net_device).
+pub trait NetDeviceEbb: StaticEbb {
+    /// The NIC, reached from this core's representative; `None` when the
+    /// driver found no device (the network then has none).
+    fn device(&'static self) -> Option<&'static dyn NetDevice>;
+}
+
+/// A NIC Ebb with its type erased, so that this crate reaches a driver it
+/// does not name: the Ebb's fixed id, and a function that dereferences the
+/// Ebb's `EbbRef` on the calling core and asks that representative for the
+/// [`NetDevice`]. [`bind_net_device!`](crate::bind_net_device) makes one.
+#[derive(Copy, Clone, Debug)]
+pub struct NetDeviceRef {
+    /// The Ebb's fixed id.
+    pub id: EbbId,
+    /// The Ebb's type, as written in the binding (for messages).
+    pub ebb: &'static str,
+    /// The crate that bound it.
+    pub crate_name: &'static str,
+    /// The NIC, through the Ebb's representative on the calling core
+    /// ([`NetDeviceEbb::device`]); building the Ebb's root on first use is
+    /// where a driver finds and initialises its device.
+    pub device: fn() -> Option<&'static dyn NetDevice>,
+}
+
+/// Every bound NIC Ebb (a link-time list, filled by
+/// [`bind_net_device!`](crate::bind_net_device)).
+#[linkme::distributed_slice]
+pub static NET_DEVICE_REFS: [NetDeviceRef];
+
+/// Binds a NIC driver's Ebb type (which implements [`NetDeviceEbb`]) to
+/// the network manager: the manager reaches it through its `EbbRef` when it
+/// is the Ebb at `ids::NET_DEVICE`. Linking the driver's crate is then
+/// enough.
+///
+/// ```ignore
+/// ebbrt_net::bind_net_device!(VirtioNet);
+/// ```
+#[macro_export]
+macro_rules! bind_net_device {
+    ($ty:ty) => {
+        const _: () = {
+            static EBB: $crate::__private::EbbRef<$ty> = $crate::__private::EbbRef::fixed();
+            fn device() -> ::core::option::Option<&'static dyn $crate::device::NetDevice> {
+                <$ty as $crate::device::NetDeviceEbb>::device(EBB.rep())
+            }
+            #[$crate::__private::linkme::distributed_slice($crate::device::NET_DEVICE_REFS)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static REF: $crate::device::NetDeviceRef = $crate::device::NetDeviceRef {
+                id: <$ty as $crate::__private::StaticEbb>::ID,
+                ebb: ::core::stringify!($ty),
+                crate_name: ::core::env!("CARGO_PKG_NAME"),
+                device,
+            };
+        };
+    };
+}
+
+/// Two NIC Ebbs bound at one id.
+#[derive(Copy, Clone, Debug)]
+pub struct NetDeviceConflict {
+    /// The contested id.
+    pub id: EbbId,
+    /// One binding.
+    pub first: &'static NetDeviceRef,
+    /// The other.
+    pub second: &'static NetDeviceRef,
+}
+
+impl fmt::Display for NetDeviceConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "two NIC Ebbs are bound at {}: {} ({}) and {} ({}); link one driver",
+            self.id, self.first.ebb, self.first.crate_name, self.second.ebb, self.second.crate_name
+        )
+    }
+}
+
+/// The NIC Ebb bound at `id` among `refs` (the network manager passes
+/// [`NET_DEVICE_REFS`] and `ids::NET_DEVICE`): `None` when no driver is
+/// bound there, an error when two are.
+pub fn bound_at(
+    refs: &'static [NetDeviceRef],
+    id: EbbId,
+) -> Result<Option<&'static NetDeviceRef>, NetDeviceConflict> {
+    let mut at = refs.iter().filter(|r| r.id == id);
+    let Some(first) = at.next() else {
+        return Ok(None);
+    };
+    match at.next() {
+        Some(second) => Err(NetDeviceConflict { id, first, second }),
+        None => Ok(Some(first)),
+    }
 }

@@ -12,8 +12,9 @@
 //!
 //! What it owns:
 //! - [`device`]: the interface a NIC driver implements (queue pairs of
-//!   frames, offload capabilities); drivers register a probe with
-//!   [`register_net_device!`].
+//!   frames, offload capabilities), and how the manager reaches the
+//!   driver: an Ebb at `ids::NET_DEVICE` that the driver crate binds with
+//!   [`bind_net_device!`]; this crate never names a driver.
 //! - [`Stack`]: one smoltcp interface over one queue pair, its sockets and
 //!   its poll task, on one core; ARP, ICMP echo, TCP, UDP, DHCP.
 //! - [`NetworkManager`]: which stack each core uses — its own with a
@@ -66,7 +67,7 @@ mod udp;
 pub use adapter::{DevCounters, Inbox};
 pub use config::{AddrConfig, Ipv4Net, NetConfig};
 pub use core::net::SocketAddr;
-pub use manager::{DeviceProbe, NET_DEVICE_PROBES, NetRoot, NetworkManager};
+pub use manager::{NetRoot, NetworkManager};
 pub use stack::{AddrHook, Stack, StackOptions, StackStats};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
@@ -74,6 +75,7 @@ pub use udp::UdpSocket;
 /// Items used by code that macros of this crate generate. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use ebbrt_core::{EbbRef, StaticEbb};
     pub use linkme;
 }
 

@@ -7,6 +7,11 @@
 //! reaches through `spawn_on` (single queue: core 0 owns the one stack).
 //! The first rep built starts the stacks of the other queue pairs, so that
 //! every queue is served from boot on.
+//!
+//! The NIC is the Ebb at `ids::NET_DEVICE`, reached through the binding
+//! its driver left in [`NET_DEVICE_REFS`] (see [`crate::device`]): the
+//! manager's root holds the [`NetDevice`] that Ebb hands out, and each
+//! stack the queue pair that the NIC Ebb's representative on its core owns.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
@@ -21,35 +26,15 @@ use ebbrt_core::{Ebb, EbbId, EbbRef, PerCore, PerCoreRoot, StaticEbb};
 
 use crate::adapter::{Inbox, Peers};
 use crate::config::{AddrConfig, Ipv4Net, NetConfig};
-use crate::device::NetDevice;
+use crate::device::{NET_DEVICE_REFS, NetDevice, bound_at};
 use crate::stack::{Stack, StackOptions, StackStats};
-
-/// A NIC probe: drivers register one with [`register_net_device!`]; the
-/// default network manager uses the first device a probe finds.
-pub type DeviceProbe = fn() -> Option<Box<dyn NetDevice>>;
-
-/// Every registered NIC probe (a link-time list).
-#[linkme::distributed_slice]
-pub static NET_DEVICE_PROBES: [DeviceProbe];
-
-/// Registers a NIC probe with the default network manager.
-#[macro_export]
-macro_rules! register_net_device {
-    ($probe:path) => {
-        const _: () = {
-            #[$crate::__private::linkme::distributed_slice($crate::NET_DEVICE_PROBES)]
-            #[linkme(crate = $crate::__private::linkme)]
-            static PROBE: $crate::DeviceProbe = $probe;
-        };
-    };
-}
 
 type Lease = Option<(Ipv4Net, Option<Ipv4Addr>)>;
 
 /// The root of a network manager: the NIC, the configuration, the inboxes
 /// through which stacks hand each other frames, the DHCP lease.
 pub struct NetRoot {
-    device: Option<Box<dyn NetDevice>>,
+    device: Option<&'static dyn NetDevice>,
     config: NetConfig,
     stacks: usize,
     inboxes: Arc<[Inbox]>,
@@ -59,18 +44,19 @@ pub struct NetRoot {
 
 impl NetRoot {
     /// A root over `device` (`None`: no NIC; every operation fails with
-    /// `NotFound`). Uses one stack per queue pair, as many as the device
-    /// offers, the configuration allows and there are cores.
-    pub fn new(device: Option<Box<dyn NetDevice>>, config: NetConfig) -> NetRoot {
-        let offered = device.as_ref().map_or(0, |d| d.queue_pairs());
+    /// `NotFound`), usually what the NIC Ebb at `ids::NET_DEVICE` hands
+    /// out. Uses one stack per queue pair, as many as the device offers,
+    /// the configuration allows and there are cores.
+    pub fn new(device: Option<&'static dyn NetDevice>, config: NetConfig) -> NetRoot {
+        let offered = device.map_or(0, |d| d.queue_pairs());
         let wanted = offered
             .min(config.max_queues.unwrap_or(usize::MAX))
             .min(cpu::count().max(1));
-        let stacks = match &device {
+        let stacks = match device {
             Some(d) => d.activate(wanted),
             None => 0,
         };
-        if let Some(d) = &device {
+        if let Some(d) = device {
             log::info!("net: {}; {} stack(s)", d.describe(), stacks);
         }
         NetRoot {
@@ -168,7 +154,7 @@ impl NetworkManager {
 
     fn build(root: &'static PerCoreRoot<Self>, core: CoreId) -> NetworkManager {
         let r = root.data();
-        let Some(dev) = &r.device else {
+        let Some(dev) = r.device else {
             return NetworkManager { home: Home::None };
         };
         if r.stacks == 0 {
@@ -280,11 +266,34 @@ fn default_root() -> NetRoot {
             NetConfig::default()
         }
     };
-    let device = NET_DEVICE_PROBES.iter().find_map(|probe| probe());
-    if device.is_none() {
-        log::warn!("net: no network device found");
+    NetRoot::new(nic(), config)
+}
+
+/// The NIC that the Ebb bound at `ids::NET_DEVICE` hands out, reached
+/// through its `EbbRef` on this core (its root is built, and its driver
+/// finds the device, on first use).
+fn nic() -> Option<&'static dyn NetDevice> {
+    match bound_at(&NET_DEVICE_REFS, ebbrt_core::ebb::ids::NET_DEVICE) {
+        Ok(Some(nic)) => {
+            let device = (nic.device)();
+            if device.is_none() {
+                log::warn!(
+                    "net: the NIC Ebb {} ({}) found no network device",
+                    nic.ebb,
+                    nic.crate_name
+                );
+            }
+            device
+        }
+        Ok(None) => {
+            log::warn!("net: no NIC driver Ebb is bound at NET_DEVICE; no network device");
+            None
+        }
+        Err(conflict) => {
+            log::error!("net: {conflict}; no network device");
+            None
+        }
     }
-    NetRoot::new(device, config)
 }
 
 #[cfg(target_os = "none")]

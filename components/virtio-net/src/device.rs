@@ -1,12 +1,13 @@
-//! Probing and initialising a virtio-net device: transport, features,
-//! queue pairs, MSI-X, the control queue.
+//! The device as a whole, the NIC Ebb's root: probing and initialising a
+//! virtio-net device (transport, features, MTU, queue pairs, MSI-X, the
+//! control queue), and the [`NetDevice`] the network manager runs over.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use bitflags::bitflags;
 use ebbrt_core::cpu::{self, CoreId};
@@ -21,10 +22,11 @@ use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Trans
 use virtio_drivers::{Error, PhysAddr};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use crate::ebb::VirtioNet;
 use crate::hal::IdentityHal;
 use crate::legacy::LegacyTransport;
 use crate::pci::{Msix, PortCam};
-use crate::queue::{PendingPair, QUEUE_SIZE, QueuePair};
+use crate::queue::{PendingPair, QUEUE_SIZE};
 
 bitflags! {
     /// The feature bits this driver knows (virtio 1.2, 5.1.3).
@@ -35,6 +37,8 @@ bitflags! {
         /// The driver accepts packets with partial checksums (and the
         /// device marks checked ones DATA_VALID).
         const GUEST_CSUM = 1 << 1;
+        /// The device advises a maximum MTU in its configuration.
+        const MTU = 1 << 3;
         /// The device has a MAC address in its configuration.
         const MAC = 1 << 5;
         /// Receive buffers may be merged (a 12-byte header).
@@ -57,6 +61,14 @@ const NET_IDS: [u16; 2] = [0x1000, 0x1041];
 const NO_VECTOR: u16 = 0xffff;
 /// Receive buffer size: a 12-byte header and a 1514-byte frame fit.
 pub(crate) const RX_BUFFER: usize = 2048;
+/// The largest MTU the receive buffers hold; a device that advises a
+/// larger one (`MTU`) still gets frames of at most this.
+const MAX_MTU: usize = 1500;
+/// The smallest MTU a device may advise (virtio 1.2, 5.1.4.1: IPv4's 68).
+const MIN_MTU: usize = 68;
+/// Offsets in the device configuration (virtio 1.2, 5.1.4).
+const CONFIG_MAX_PAIRS: usize = 8;
+const CONFIG_MTU: usize = 10;
 
 /// Either transport, so the queues need not be generic over it.
 pub(crate) enum AnyTransport {
@@ -165,16 +177,6 @@ impl AnyTransport {
     }
 }
 
-/// What the device and driver share across cores.
-pub(crate) struct Shared {
-    pub(crate) transport: spin::Mutex<AnyTransport>,
-    pub(crate) features: Features,
-    /// Bytes of `virtio_net_hdr` before each frame.
-    pub(crate) header: usize,
-    /// When receive queues switch from interrupts to polling.
-    pub(crate) polling: Polling,
-}
-
 /// When a queue pair with an interrupt polls instead (boot argument
 /// `virtio.poll=auto|never`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -186,11 +188,26 @@ pub enum Polling {
     Never,
 }
 
-/// A virtio-net NIC.
-pub struct VirtioNet {
-    shared: Arc<Shared>,
+/// A virtio-net device, initialised: the device-wide state that the NIC
+/// Ebb's root holds and every core's representative shares. Queue pairs
+/// wait here until the representative of their core opens them.
+pub(crate) struct Nic {
+    /// The transport (registers, notifications), shared by every pair.
+    pub(crate) transport: spin::Mutex<AnyTransport>,
+    /// The negotiated features.
+    pub(crate) features: Features,
+    /// Bytes of `virtio_net_hdr` before each frame.
+    pub(crate) header: usize,
+    /// When receive queues switch from interrupts to polling.
+    pub(crate) polling: Polling,
+    /// The MTU the stack uses: the device's advice (`MTU`), at most what
+    /// a receive buffer holds.
+    pub(crate) mtu: usize,
     mac: [u8; 6],
+    /// Queue pair `i`, until core `i`'s representative opens it.
     pairs: spin::Mutex<Vec<Option<PendingPair>>>,
+    /// How many pairs the device uses (1 until the control queue set more).
+    active: AtomicUsize,
     ctrl: spin::Mutex<Option<VirtQueue<IdentityHal, 64>>>,
     max_pairs: u16,
     legacy: bool,
@@ -199,13 +216,23 @@ pub struct VirtioNet {
 
 /// Why a device could not be brought up.
 #[derive(Debug)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// The transport could not be set up.
     Transport(String),
     /// The device refused the features.
     Features,
     /// A queue could not be created.
     Queue(Error),
+}
+
+impl core::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ProbeError::Transport(why) => write!(f, "no usable transport: {why}"),
+            ProbeError::Features => write!(f, "the device refused the negotiated features"),
+            ProbeError::Queue(e) => write!(f, "a virtqueue could not be set up: {e}"),
+        }
+    }
 }
 
 fn common_cfg(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<*mut u8> {
@@ -244,20 +271,20 @@ fn io_bar0(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<u16> {
     }
 }
 
-impl VirtioNet {
+impl Nic {
     /// Finds and initialises the first virtio-net device on PCI bus 0.
-    pub fn probe() -> Option<VirtioNet> {
+    pub(crate) fn probe() -> Option<Nic> {
         let df = *crate::pci::find(VENDOR, &NET_IDS).first()?;
         match Self::init(df) {
             Ok(d) => Some(d),
             Err(e) => {
-                log::error!("virtio-net at {df:?}: {e:?}");
+                log::error!("virtio-net at {df:?}: {e}");
                 None
             }
         }
     }
 
-    fn init(df: DeviceFunction) -> Result<VirtioNet, ProbeError> {
+    fn init(df: DeviceFunction) -> Result<Nic, ProbeError> {
         let mut root = PciRoot::new(PortCam);
         let (_, cmd) = root.get_status_command(df);
         root.set_command(
@@ -326,9 +353,19 @@ impl VirtioNet {
             [0x02, r[0], r[1], r[2], r[3], r[4]]
         };
         let max_pairs = if features.contains(Features::MQ) {
-            t.read_config_space::<u16>(8).unwrap_or(1).max(1)
+            t.read_config_space::<u16>(CONFIG_MAX_PAIRS)
+                .unwrap_or(1)
+                .max(1)
         } else {
             1
+        };
+        let mtu = if features.contains(Features::MTU) {
+            let advised = t
+                .read_config_space::<u16>(CONFIG_MTU)
+                .map_or(MAX_MTU, usize::from);
+            advised.clamp(MIN_MTU, MAX_MTU)
+        } else {
+            MAX_MTU
         };
         let pairs = usize::from(max_pairs).min(cpu::count().max(1));
         let header = if features.intersects(Features::VERSION_1 | Features::MRG_RXBUF) {
@@ -366,7 +403,7 @@ impl VirtioNet {
                 },
                 (None, _) => (None, None),
             };
-            list.push(Some(PendingPair::new(k, rx, tx, irq, intx)));
+            list.push(PendingPair::new(k, rx, tx, irq, intx));
         }
         if msix.is_some() {
             t.set_config_vector(NO_VECTOR);
@@ -389,45 +426,43 @@ impl VirtioNet {
                 Polling::Auto
             }
         };
-        let shared = Arc::new(Shared {
+        let nic = Nic {
             transport: spin::Mutex::new(t),
             features,
             header,
             polling,
-        });
+            mtu,
+            mac,
+            pairs: spin::Mutex::new(Vec::new()),
+            active: AtomicUsize::new(1),
+            ctrl: spin::Mutex::new(ctrl),
+            max_pairs,
+            legacy,
+            msix: msix.is_some(),
+        };
         // Fill the receive rings before the device may use them.
-        for p in list.iter_mut().flatten() {
-            p.fill_rx(&shared);
+        for p in &mut list {
+            p.fill_rx(&nic.transport);
         }
-        shared.transport.lock().finish_init();
+        nic.transport.lock().finish_init();
         log::info!(
-            "virtio-net: {} {:02x?}, features {:?}, {} of {} queue pair(s), {}",
+            "virtio-net: {} {:02x?}, features {:?}, MTU {}, {} of {} queue pair(s), {}",
             if legacy { "legacy" } else { "modern" },
             mac,
             features,
+            mtu,
             pairs,
             max_pairs,
             if msix.is_some() {
                 "MSI-X"
-            } else if list
-                .first()
-                .and_then(|p| p.as_ref())
-                .is_some_and(|p| p.has_irq())
-            {
+            } else if list.first().is_some_and(PendingPair::has_irq) {
                 "INTx through the I/O APIC"
             } else {
                 "no interrupt: polling"
             }
         );
-        Ok(VirtioNet {
-            shared,
-            mac,
-            pairs: spin::Mutex::new(list),
-            ctrl: spin::Mutex::new(ctrl),
-            max_pairs,
-            legacy,
-            msix: msix.is_some(),
-        })
+        *nic.pairs.lock() = list.into_iter().map(Some).collect();
+        Ok(nic)
     }
 
     /// Sends a control command (class, command, data); true if acknowledged.
@@ -439,7 +474,7 @@ impl VirtioNet {
         let head = vec![class, command];
         let data = data.to_vec();
         let mut ack = vec![0xffu8];
-        let mut t = self.shared.transport.lock();
+        let mut t = self.transport.lock();
         match q.add_notify_wait_pop(&[&head, &data], &mut [&mut ack], &mut *t) {
             Ok(_) => ack[0] == 0,
             Err(_) => false,
@@ -447,7 +482,7 @@ impl VirtioNet {
     }
 }
 
-impl NetDevice for VirtioNet {
+impl NetDevice for Nic {
     fn mac(&self) -> [u8; 6] {
         self.mac
     }
@@ -457,35 +492,48 @@ impl NetDevice for VirtioNet {
     }
 
     fn take_queue(&self, index: usize) -> Option<Box<dyn NetQueue>> {
-        let p = self.pairs.lock().get_mut(index)?.take()?;
-        Some(Box::new(QueuePair::start(p, self.shared.clone())))
+        // Pair `i` interrupts core `i`, whose representative owns it.
+        let core = cpu::current();
+        if index != core.index() {
+            log::error!(
+                "virtio-net: queue pair {index} requested on {core}; it belongs to core {index}"
+            );
+            return None;
+        }
+        if index >= self.active.load(Ordering::Acquire) {
+            log::error!("virtio-net: queue pair {index} is not active on the device");
+            return None;
+        }
+        let pair = VirtioNet::local().open(self, || self.pairs.lock().get_mut(index)?.take())?;
+        Some(Box::new(pair))
     }
 
     fn activate(&self, pairs: usize) -> usize {
         let have = self.queue_pairs();
-        let n = pairs.clamp(1, have.max(1));
-        if n > 1 {
-            // VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET.
-            if !self.control(4, 0, &(n as u16).to_le_bytes()) {
-                log::warn!("virtio-net: the device refused {n} queue pairs; using one");
-                return 1;
-            }
+        let mut n = pairs.clamp(1, have.max(1));
+        // VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET.
+        if n > 1 && !self.control(4, 0, &(n as u16).to_le_bytes()) {
+            log::warn!("virtio-net: the device refused {n} queue pairs; using one");
+            n = 1;
         }
+        self.active.store(n, Ordering::Release);
         n
     }
 
     fn describe(&self) -> String {
         format!(
-            "virtio-net ({}), {} queue pair(s) (device max {}), {}{}{}",
+            "virtio-net ({}), {} of {} queue pair(s) active (device max {}), MTU {}, {}{}{}",
             if self.legacy { "legacy" } else { "modern" },
+            self.active.load(Ordering::Acquire),
             self.queue_pairs(),
             self.max_pairs,
-            if self.shared.features.contains(Features::CSUM) {
+            self.mtu,
+            if self.features.contains(Features::CSUM) {
                 "tx csum offload, "
             } else {
                 ""
             },
-            if self.shared.features.contains(Features::GUEST_CSUM) {
+            if self.features.contains(Features::GUEST_CSUM) {
                 "rx csum offload, "
             } else {
                 ""

@@ -1,18 +1,18 @@
-//! One receive/transmit queue pair, used by the core that owns it: the
-//! network stack's [`NetQueue`].
+//! One receive/transmit queue pair, owned by the NIC Ebb's representative
+//! on its core ([`Live`]), and the handle through which that core's stack
+//! uses it: the network stack's [`NetQueue`] ([`QueuePair`]).
 //!
 //! Interrupts become events: the pair's MSI-X vector wakes a small task on
 //! the owning core, which turns further receive interrupts off and wakes
 //! the stack. The stack drains the ring and calls [`NetQueue::rearm`]:
 //! after a quiet pass the interrupt is re-enabled; after busy passes the
 //! pair switches to polling from the idle loop (no interrupt per burst),
-//! and back once the ring stays empty.
+//! and back once the ring stays empty. That switch's state lives in the
+//! representative with the rings.
 
-use alloc::rc::Rc;
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{OnceCell, RefCell};
 use core::task::Waker;
 
 use ebbrt_core::exec::{self, IdlePoller};
@@ -21,7 +21,7 @@ use ebbrt_net::device::{NetQueue, QueueCaps, RxFrame, TxChecksum, TxError};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
-use crate::device::{Features, Polling, RX_BUFFER, Shared};
+use crate::device::{AnyTransport, Features, Nic, Polling, RX_BUFFER};
 use crate::hal::IdentityHal;
 
 /// Descriptors per queue (QEMU's default ring size; legacy devices need
@@ -47,7 +47,8 @@ const DATA_VALID: u8 = 2;
 
 type Queue = VirtQueue<IdentityHal, QUEUE_SIZE>;
 
-/// A queue pair set up at initialisation, not yet owned by a core.
+/// A queue pair set up at initialisation, waiting in the root until the
+/// representative of its core opens it.
 pub(crate) struct PendingPair {
     index: usize,
     rx: Queue,
@@ -82,7 +83,7 @@ impl PendingPair {
     }
 
     /// Posts a buffer in every receive descriptor.
-    pub(crate) fn fill_rx(&mut self, shared: &Shared) {
+    pub(crate) fn fill_rx(&mut self, transport: &spin::Mutex<AnyTransport>) {
         loop {
             let mut buf = vec![0u8; RX_BUFFER];
             // SAFETY: the buffer is kept in `rx_bufs` under its token until
@@ -93,12 +94,15 @@ impl PendingPair {
             }
         }
         if self.rx.should_notify() {
-            shared.transport.lock().notify((2 * self.index) as u16);
+            transport.lock().notify((2 * self.index) as u16);
         }
     }
 }
 
-struct Live {
+/// An open queue pair: its rings and buffers, its stack's waker, and the
+/// state of its interrupt-to-polling switch. Held by the NIC Ebb's
+/// representative on the pair's core, for good.
+pub(crate) struct Live {
     index: usize,
     rx: Queue,
     tx: Queue,
@@ -118,17 +122,23 @@ struct Live {
     rx_skip: u16,
 }
 
-/// A queue pair owned by the current core.
+/// This core's queue pair as its stack uses it: a handle to the
+/// representative's [`Live`] state (`!Send`: it stays on the core).
 pub(crate) struct QueuePair {
-    live: Rc<RefCell<Live>>,
-    shared: Arc<Shared>,
+    live: &'static RefCell<Live>,
+    nic: &'static Nic,
     caps: QueueCaps,
 }
 
 impl QueuePair {
-    /// Takes ownership of `p` on this core: starts its interrupt task (or,
-    /// without MSI-X, polls from the idle loop for good).
-    pub(crate) fn start(p: PendingPair, shared: Arc<Shared>) -> QueuePair {
+    /// Opens `p` on this core into `slot` (the representative's, empty):
+    /// starts its interrupt task (or, without an interrupt, polls from the
+    /// idle loop for good) and returns the stack's handle.
+    pub(crate) fn open(
+        p: PendingPair,
+        slot: &'static OnceCell<RefCell<Live>>,
+        nic: &'static Nic,
+    ) -> QueuePair {
         let PendingPair {
             index,
             rx,
@@ -137,42 +147,38 @@ impl QueuePair {
             irq,
             intx,
         } = p;
-        let live = Rc::new(RefCell::new(Live {
-            index,
-            rx,
-            tx,
-            rx_bufs,
-            tx_bufs: (0..QUEUE_SIZE).map(|_| None).collect(),
-            tx_pool: Vec::new(),
-            waker: None,
-            poller: None,
-            frames_this_pass: 0,
-            busy_passes: 0,
-            last_frame: 0,
-            prev_pass: 0,
-            refills: 0,
-            interrupts: irq.is_some(),
-            rx_skip: 0,
-        }));
-        {
-            let mut l = live.borrow_mut();
-            // Transmit completions are reclaimed on the next transmit.
-            l.tx.set_dev_notify(false);
-        }
+        let live = slot.get_or_init(|| {
+            RefCell::new(Live {
+                index,
+                rx,
+                tx,
+                rx_bufs,
+                tx_bufs: (0..QUEUE_SIZE).map(|_| None).collect(),
+                tx_pool: Vec::new(),
+                waker: None,
+                poller: None,
+                frames_this_pass: 0,
+                busy_passes: 0,
+                last_frame: 0,
+                prev_pass: 0,
+                refills: 0,
+                interrupts: irq.is_some(),
+                rx_skip: 0,
+            })
+        });
+        // Transmit completions are reclaimed on the next transmit.
+        live.borrow_mut().tx.set_dev_notify(false);
         match irq {
             Some(irq) => {
-                let weak = Rc::downgrade(&live);
-                let shared = shared.clone();
                 exec::spawn_local(async move {
                     loop {
                         irq.wait().await;
                         if let Some(gsi) = intx {
                             // Reading the ISR de-asserts the line; the
                             // handler masked it meanwhile.
-                            shared.transport.lock().ack_interrupt();
+                            nic.transport.lock().ack_interrupt();
                             ebbrt_core::native::ioapic::unmask(gsi);
                         }
-                        let Some(live) = weak.upgrade() else { return };
                         let mut l = live.borrow_mut();
                         l.rx.set_dev_notify(false);
                         if let Some(w) = &l.waker {
@@ -183,21 +189,29 @@ impl QueuePair {
                 .detach();
             }
             None => {
-                let poller = poller(&live);
+                let poller = poller(live);
                 live.borrow_mut().poller = Some(poller);
             }
         }
-        let f = shared.features;
+        let f = nic.features;
         let caps = QueueCaps {
-            mtu: 1500,
+            mtu: nic.mtu,
             rx_checksum: f.contains(Features::GUEST_CSUM),
             tx_checksum: f.contains(Features::CSUM),
         };
-        QueuePair { live, shared, caps }
+        QueuePair { live, nic, caps }
     }
 
     fn notify(&self, queue: u16) {
-        self.shared.transport.lock().notify(queue);
+        self.nic.transport.lock().notify(queue);
+    }
+}
+
+impl Live {
+    /// Whether the pair polls from the idle loop now (under load, or for
+    /// good without an interrupt) rather than waiting for its interrupt.
+    pub(crate) fn polling(&self) -> bool {
+        self.poller.is_some()
     }
 }
 
@@ -207,12 +221,8 @@ fn now_ns() -> u64 {
 
 /// An idle poller that wakes the stack when frames are waiting, and hands
 /// back to the interrupt once none came for `POLL_QUIET_NS`.
-fn poller(live: &Rc<RefCell<Live>>) -> IdlePoller {
-    let weak = Rc::downgrade(live);
+fn poller(live: &'static RefCell<Live>) -> IdlePoller {
     exec::add_idle_poller(move || {
-        let Some(live) = weak.upgrade() else {
-            return false;
-        };
         let Ok(mut l) = live.try_borrow_mut() else {
             return false;
         };
@@ -235,7 +245,7 @@ fn poller(live: &Rc<RefCell<Live>>) -> IdlePoller {
             } else {
                 // No interrupt to go back to: look every `SLOW_POLL` from a
                 // timer, so that an idle core halts instead of spinning.
-                slow_poll(Rc::downgrade(&live));
+                slow_poll(live);
             }
             // Unregisters this poller (allowed from inside it).
             let me = l.poller.take();
@@ -251,14 +261,13 @@ const SLOW_POLL: core::time::Duration = core::time::Duration::from_micros(500);
 
 /// Looks at a quiet queue from a timer until frames come, then hands back
 /// to the idle poller (and wakes the stack).
-fn slow_poll(weak: alloc::rc::Weak<RefCell<Live>>) {
+fn slow_poll(live: &'static RefCell<Live>) {
     exec::spawn_local(async move {
         loop {
             exec::sleep(SLOW_POLL).await;
-            let Some(live) = weak.upgrade() else { return };
             let ready = live.borrow().rx.can_pop();
             if ready {
-                let p = poller(&live);
+                let p = poller(live);
                 let mut l = live.borrow_mut();
                 l.last_frame = now_ns();
                 l.poller = Some(p);
@@ -278,7 +287,7 @@ impl NetQueue for QueuePair {
     }
 
     fn receive(&mut self) -> Option<RxFrame> {
-        let header = self.shared.header;
+        let header = self.nic.header;
         let mut l = self.live.borrow_mut();
         loop {
             let token = l.rx.peek_used()?;
@@ -369,7 +378,7 @@ impl NetQueue for QueuePair {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<TxChecksum>,
     ) -> Result<(), TxError> {
-        let header = self.shared.header;
+        let header = self.nic.header;
         if len > self.caps.mtu + 14 {
             return Err(TxError::TooLong);
         }
@@ -433,12 +442,12 @@ impl NetQueue for QueuePair {
         }
         let busy = frames >= BUSY_FRAMES
             || (frames > 0 && l.last_frame.saturating_sub(prev) < BUSY_GAP_NS);
-        if self.shared.polling == Polling::Auto && busy {
+        if self.nic.polling == Polling::Auto && busy {
             l.busy_passes += 1;
             if l.busy_passes >= BUSY_PASSES {
                 l.busy_passes = 0;
                 drop(l);
-                let p = poller(&self.live);
+                let p = poller(self.live);
                 self.live.borrow_mut().poller = Some(p);
                 return false;
             }
