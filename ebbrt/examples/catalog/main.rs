@@ -177,6 +177,7 @@ mod tests {
             ("GpAllocator", "ebbrt-gp-alloc"),
             ("TalcAllocator", "ebbrt-talc-alloc"),
             ("NetworkManager", "ebbrt-net"),
+            ("VirtioNet", "ebbrt-virtio-net"),
         ] {
             assert_eq!(find(name).crate_name, krate);
         }
