@@ -38,7 +38,8 @@ pub use runtime::net;
 #[cfg(target_os = "none")]
 pub use ebbrt_net as net;
 
-// Linked for its device probe (a link-time registration), not for names.
+// Linked for its NIC Ebb (at NET_DEVICE, bound to the network manager at
+// link time) and its component record, not for names.
 #[cfg(target_os = "none")]
 use ebbrt_virtio_net as _;
 
