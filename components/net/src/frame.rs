@@ -237,7 +237,7 @@ pub fn prepare_tx_checksum(frame: &mut [u8]) -> Option<crate::device::TxChecksum
     })
 }
 
-/// Finishes a checksum the way a device does for a [`TxChecksum`] request
+/// Finishes a checksum the way a device does for a [`TxChecksum`](crate::device::TxChecksum) request
 /// (simulated devices).
 pub fn complete_tx_checksum(frame: &mut [u8], req: crate::device::TxChecksum) {
     let start = req.start as usize;
