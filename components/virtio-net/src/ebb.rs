@@ -79,8 +79,9 @@ impl VirtioNet {
         self.pair.get().is_some()
     }
 
-    /// Whether this core's queue pair polls from the idle loop now instead
-    /// of waiting for its interrupt (`false` while it is not open).
+    /// Whether this core's queue pair polls from the idle loop now, as it
+    /// does under dense traffic, instead of waiting for its interrupt (or,
+    /// without one, looking from a timer); `false` while it is not open.
     pub fn polling(&self) -> bool {
         self.pair
             .get()

@@ -208,8 +208,9 @@ impl QueuePair {
 }
 
 impl Live {
-    /// Whether the pair polls from the idle loop now (under load, or for
-    /// good without an interrupt) rather than waiting for its interrupt.
+    /// Whether the pair polls from the idle loop now (traffic is dense)
+    /// rather than waiting for its interrupt (or, for a pair without one,
+    /// looking from a timer while quiet).
     pub(crate) fn polling(&self) -> bool {
         self.poller.is_some()
     }
@@ -234,6 +235,7 @@ fn poller(live: &'static RefCell<Live>) -> IdlePoller {
         }
         if now_ns().saturating_sub(l.last_frame) > POLL_QUIET_NS {
             if l.interrupts {
+                log::debug!("virtio-net: queue pair {} is quiet: interrupts", l.index);
                 l.rx.set_dev_notify(true);
                 // A frame that came before notifications were back on
                 // raised no interrupt: wake the stack to look.
@@ -446,6 +448,7 @@ impl NetQueue for QueuePair {
             l.busy_passes += 1;
             if l.busy_passes >= BUSY_PASSES {
                 l.busy_passes = 0;
+                log::debug!("virtio-net: queue pair {} is busy: polling", l.index);
                 drop(l);
                 let p = poller(self.live);
                 self.live.borrow_mut().poller = Some(p);
