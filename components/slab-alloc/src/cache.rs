@@ -262,16 +262,15 @@ struct ClassCache {
     /// from `current`, and objects this cache's user freed, whichever
     /// slab and owner they come from (see [`cache_limit`]).
     free: Cell<*mut FreeObj>,
-    /// Objects on `free`. Frees push onto it while it holds fewer than
-    /// the class's [`cache_limit`]; a refill from `current` may take it
-    /// above.
-    len: Cell<u32>,
-    /// How many objects at the bottom of `free` are known to be this
-    /// owner's (taken from `current`, or kept by the last
-    /// `send_foreign_home`), if fewer than `len`: a free onto a list shorter
-    /// than this lowers it, so only the objects above need a look before
-    /// the core idles.
-    clean: Cell<u32>,
+    /// Two counts in one word, so that each fast path reads and writes it
+    /// once: the objects on `free` (low half: frees push onto the list
+    /// while it holds fewer than the class's [`cache_limit`]; a refill from
+    /// `current` may take it above), and how many objects at the bottom of
+    /// the list are known to be this owner's (high half: taken from
+    /// `current`, or kept by the last `send_foreign_home`; a free onto a
+    /// list shorter than this lowers it), so that only the objects above
+    /// need a look before the core idles.
+    counts: Cell<u64>,
     /// The slab refills take objects from (null: none).
     current: Cell<*mut SlabHeader>,
     /// Other slabs with free objects (doubly linked through headers).
@@ -282,11 +281,28 @@ struct ClassCache {
 }
 
 impl ClassCache {
+    /// Objects on the free list.
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        self.counts.get() as u32
+    }
+
+    /// Objects at the bottom of the free list known to be the owner's
+    /// (may exceed `len` after allocations: only the first `len` count).
+    #[inline(always)]
+    fn clean(&self) -> u32 {
+        (self.counts.get() >> 32) as u32
+    }
+
+    #[inline(always)]
+    fn set_counts(&self, len: u32, clean: u32) {
+        self.counts.set(((clean as u64) << 32) | len as u64);
+    }
+
     const fn new() -> Self {
         ClassCache {
             free: Cell::new(ptr::null_mut()),
-            len: Cell::new(0),
-            clean: Cell::new(0),
+            counts: Cell::new(0),
             current: Cell::new(ptr::null_mut()),
             partial: Cell::new(ptr::null_mut()),
             partial_tail: Cell::new(ptr::null_mut()),
@@ -393,7 +409,9 @@ impl Cache {
         // SAFETY: objects on the cache's free list are free objects of this
         // class; their first word is the link.
         cc.free.set(unsafe { (*obj.as_ptr()).next });
-        cc.len.set(cc.len.get().wrapping_sub(1));
+        // The list was not empty, so its length (the low half) is at
+        // least 1: this takes one from it alone.
+        cc.counts.set(cc.counts.get() - 1);
         mark_allocated(obj.as_ptr(), class);
         Some(obj.cast())
     }
@@ -408,7 +426,7 @@ impl Cache {
     /// partial slab or a new slab, in that order.
     fn refill(&self, class: SizeClass) -> Result<(), AllocError> {
         let cc = &self.classes[class.index()];
-        debug_assert!(cc.free.get().is_null() && cc.len.get() == 0);
+        debug_assert!(cc.free.get().is_null() && cc.len() == 0);
         if self.take_from_current(cc, class) {
             return Ok(());
         }
@@ -469,8 +487,7 @@ impl Cache {
             // now every carved object is with a user or in a cache.
             let carved = h.carved.get();
             let n = carved - (h.state.get() & INUSE);
-            cc.len.set(n);
-            cc.clean.set(n);
+            cc.set_counts(n, n);
             h.state.set(carved);
             return true;
         }
@@ -497,8 +514,7 @@ impl Cache {
             })
         };
         cc.free.set(bump as *mut FreeObj);
-        cc.len.set(n as u32);
-        cc.clean.set(n as u32);
+        cc.set_counts(n as u32, n as u32);
         h.bump.set(bump + n * size);
         h.carved.set(h.carved.get() + n as u32);
         h.state.set(h.state.get() + n as u32);
@@ -519,7 +535,8 @@ impl Cache {
     pub(crate) unsafe fn free_cached(&self, obj: NonNull<u8>, class: SizeClass) -> bool {
         // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
-        let len = cc.len.get();
+        let counts = cc.counts.get();
+        let len = counts as u32;
         if len as usize >= cache_limit(class) {
             return false;
         }
@@ -531,9 +548,9 @@ impl Cache {
             })
         };
         cc.free.set(o);
-        cc.len.set(len + 1);
         // The objects from position `len` up are no longer known to be ours.
-        cc.clean.set(cc.clean.get().min(len));
+        let clean = ((counts >> 32) as u32).min(len);
+        cc.set_counts(len + 1, clean);
         true
     }
 
@@ -718,15 +735,15 @@ impl Cache {
     /// Sends the objects of other owners on this cache's free lists home
     /// (into outboxes), keeping this owner's own objects in their order.
     /// Looks only at the objects freed onto each list since it was last
-    /// looked at (see `ClassCache::clean`), so it costs next to nothing
+    /// looked at (see `ClassCache::counts`), so it costs next to nothing
     /// when nothing was freed.
     fn send_foreign_home(&self) {
         let me = self.owner();
         for (i, cc) in self.classes.iter().enumerate() {
-            let len = cc.len.get();
-            let clean = cc.clean.get().min(len);
+            let len = cc.len();
+            let clean = cc.clean().min(len);
             if clean == len {
-                cc.clean.set(len);
+                cc.set_counts(len, len);
                 continue;
             }
             let class = SizeClass::from_index(i).expect("class index");
@@ -763,8 +780,7 @@ impl Cache {
                 }
             }
             cc.free.set(head);
-            cc.len.set(kept + clean);
-            cc.clean.set(kept + clean);
+            cc.set_counts(kept + clean, kept + clean);
         }
     }
 
@@ -773,13 +789,12 @@ impl Cache {
     fn empty_free_lists(&self) {
         let me = self.owner();
         for (i, cc) in self.classes.iter().enumerate() {
-            if cc.len.get() == 0 {
+            if cc.len() == 0 {
                 continue;
             }
             let class = SizeClass::from_index(i).expect("class index");
             let mut p = cc.free.replace(ptr::null_mut());
-            cc.len.set(0);
-            cc.clean.set(0);
+            cc.set_counts(0, 0);
             // SAFETY: as in `send_foreign_home`; our own objects go back to
             // their (live, ours) slabs.
             unsafe {
@@ -913,7 +928,7 @@ impl Cache {
 
     /// Objects of `class` on the free list.
     pub(crate) fn cached_objects(&self, class: SizeClass) -> usize {
-        self.classes[class.index()].len.get() as usize
+        self.classes[class.index()].len() as usize
     }
 
     /// This cache's figures.
@@ -921,7 +936,7 @@ impl Cache {
         CacheStats {
             slabs: self.slabs.get(),
             stashed_bytes: self.stash_bytes.get(),
-            cached_objects: self.classes.iter().map(|c| c.len.get() as usize).sum(),
+            cached_objects: self.classes.iter().map(|c| c.len() as usize).sum(),
         }
     }
 }
