@@ -299,6 +299,14 @@ impl ClassCache {
         self.counts.set(((clean as u64) << 32) | len as u64);
     }
 
+    /// A free pushed onto a list of `len` objects whose mark said more:
+    /// only the bottom `len` are still known to be the owner's.
+    #[cold]
+    #[inline(never)]
+    fn lower_clean(&self, len: u32) {
+        self.set_counts(len + 1, len);
+    }
+
     const fn new() -> Self {
         ClassCache {
             free: Cell::new(ptr::null_mut()),
@@ -548,9 +556,16 @@ impl Cache {
             })
         };
         cc.free.set(o);
-        // The objects from position `len` up are no longer known to be ours.
-        let clean = ((counts >> 32) as u32).min(len);
-        cc.set_counts(len + 1, clean);
+        if (counts >> 32) as u32 > len {
+            // The objects from position `len` up are no longer known to be
+            // ours. Rare (the first free after allocations took the list
+            // below its mark), so out of line: the usual path adds one to
+            // the length and nothing else, leaving no chain of dependent
+            // operations from one free to the next.
+            cc.lower_clean(len);
+        } else {
+            cc.counts.set(counts + 1);
+        }
         true
     }
 
@@ -724,8 +739,9 @@ impl Cache {
         }
     }
 
-    /// Takes back every object other owners freed to this one (and sends
-    /// on the remote frees waiting in this cache's outboxes).
+    /// Sends other owners' objects on this cache's free lists and in its
+    /// outboxes home, and takes back every object other owners sent to
+    /// this one.
     pub(crate) fn drain_remote_frees(&self) {
         self.send_foreign_home();
         self.flush_outboxes();
@@ -743,7 +759,9 @@ impl Cache {
             let len = cc.len();
             let clean = cc.clean().min(len);
             if clean == len {
-                cc.set_counts(len, len);
+                if cc.clean() != len {
+                    cc.set_counts(len, len);
+                }
                 continue;
             }
             let class = SizeClass::from_index(i).expect("class index");
@@ -895,8 +913,10 @@ impl Cache {
         }
     }
 
-    /// Gives back to the page allocator every empty slab: the stash, and
-    /// each class's current slab if nothing in it is allocated.
+    /// Empties the free lists (this owner's objects back into their slabs,
+    /// other owners' home), takes back remote frees, and gives back to the
+    /// page allocator every empty slab: the stash, and each class's current
+    /// slab if nothing in it is in use.
     pub(crate) fn trim(&self) {
         self.empty_free_lists();
         self.drain_remote_frees();
