@@ -10,6 +10,7 @@
 //! and back once the ring stays empty. That switch's state lives in the
 //! representative with the rings.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{OnceCell, RefCell};
@@ -47,12 +48,18 @@ const DATA_VALID: u8 = 2;
 
 type Queue = VirtQueue<IdentityHal, QUEUE_SIZE>;
 
+/// A queue on the heap: a `VirtQueue` keeps shadow arrays of its ring
+/// inline (kilobytes), and a pair is moved from the probe into the root and
+/// from there into its core's representative; unoptimised builds would copy
+/// it through every frame of those moves and overflow a core's stack.
+type BoxedQueue = Box<Queue>;
+
 /// A queue pair set up at initialisation, waiting in the root until the
 /// representative of its core opens it.
 pub(crate) struct PendingPair {
     index: usize,
-    rx: Queue,
-    tx: Queue,
+    rx: BoxedQueue,
+    tx: BoxedQueue,
     rx_bufs: Vec<Option<Vec<u8>>>,
     irq: Option<IrqVector>,
     /// The I/O APIC input, when `irq` is the device's INTx line.
@@ -69,8 +76,8 @@ impl PendingPair {
     ) -> Self {
         PendingPair {
             index,
-            rx,
-            tx,
+            rx: Box::new(rx),
+            tx: Box::new(tx),
             rx_bufs: (0..QUEUE_SIZE).map(|_| None).collect(),
             irq,
             intx,
@@ -104,8 +111,8 @@ impl PendingPair {
 /// representative on the pair's core, for good.
 pub(crate) struct Live {
     index: usize,
-    rx: Queue,
-    tx: Queue,
+    rx: BoxedQueue,
+    tx: BoxedQueue,
     rx_bufs: Vec<Option<Vec<u8>>>,
     tx_bufs: Vec<Option<Vec<u8>>>,
     tx_pool: Vec<Vec<u8>>,
