@@ -135,7 +135,10 @@ Networking (native):
   --forward <PORT|H:G>   user networking: forward 127.0.0.1:PORT (TCP and UDP) to
                          the guest's PORT, or host port H to guest port G
                          (repeatable; default 7777)
-  --queues <N>           tap: N queue pairs (multiqueue: one stack per core)";
+  --queues <N>           tap: N queue pairs (multiqueue: one stack per core)
+  --nic <K=V,...>        extra properties of QEMU's virtio-net-pci device, e.g.
+                         disable-modern=on,vectors=0,csum=off (a legacy NIC,
+                         INTx, no checksum offload)";
 
 /// Usage of `cargo ebbrt test`.
 pub const TEST_USAGE: &str = "\
@@ -319,7 +322,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                 "--timeout" => {
                     timeout = Some(parse_secs(&flags.value(&name, inline)?, &name, usage)?)
                 }
-                "--net" | "--forward" | "--queues" => {
+                "--net" | "--forward" | "--queues" | "--nic" => {
                     net_flag.get_or_insert_with(|| name.clone());
                     let v = flags.value(&name, inline)?;
                     if let Some(Err(e)) = net.apply(&name, || Ok(v)) {

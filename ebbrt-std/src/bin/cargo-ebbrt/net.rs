@@ -71,6 +71,9 @@ pub struct NetOpts {
     /// The checks raise it so that frames larger than the guest's MTU can
     /// be sent at the guest.
     pub tap_mtu: Option<u32>,
+    /// Extra properties of QEMU's `virtio-net-pci` device (`key=value`),
+    /// e.g. `disable-modern=on` for a legacy-only NIC.
+    pub nic: Vec<String>,
 }
 
 impl Default for NetOpts {
@@ -80,6 +83,7 @@ impl Default for NetOpts {
             forwards: Vec::new(),
             queues: 1,
             tap_mtu: None,
+            nic: Vec::new(),
         }
     }
 }
@@ -117,15 +121,36 @@ impl NetOpts {
                     .ok_or(format!("--queues {v}: expected 1..=64"))?;
                 Ok(())
             }),
+            "--nic" => value().and_then(|v| {
+                let props = v
+                    .split(',')
+                    .map(nic_property)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.nic.extend(props);
+                Ok(())
+            }),
             _ => return None,
         };
         Some(r)
+    }
+
+    /// The `-device` argument of the NIC: `base` and the `--nic` properties.
+    fn device(&self, base: String) -> String {
+        let mut d = base;
+        for p in &self.nic {
+            d.push(',');
+            d.push_str(p);
+        }
+        d
     }
 
     /// Checks the combination.
     pub fn check(&self) -> Result<(), String> {
         if self.queues > 1 && self.mode != NetMode::Tap {
             return Err("--queues needs --net tap (QEMU user networking has one queue)".into());
+        }
+        if !self.nic.is_empty() && self.mode == NetMode::None {
+            return Err("--nic needs a NIC (--net user or --net tap)".into());
         }
         if !self.forwards.is_empty() && self.mode != NetMode::User {
             return Err("--forward applies to --net user only".into());
@@ -137,6 +162,27 @@ impl NetOpts {
         }
         Ok(())
     }
+}
+
+/// One `--nic` property, checked: `key=value`, where the key is not one
+/// the tool sets itself.
+fn nic_property(prop: &str) -> Result<String, String> {
+    let (key, value) = prop.split_once('=').ok_or(format!(
+        "--nic: `{prop}` is not a property: expected key=value, e.g. disable-modern=on"
+    ))?;
+    let key_ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !key_ok || value.is_empty() || value.contains(char::is_whitespace) {
+        return Err(format!(
+            "--nic: `{prop}` is not a property: expected key=value, e.g. disable-modern=on"
+        ));
+    }
+    if matches!(key, "netdev" | "id") {
+        return Err(format!("--nic: `{key}` is set by the tool"));
+    }
+    Ok(prop.to_string())
 }
 
 /// The namespace of `--net tap` runs of this process.
@@ -256,10 +302,15 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
                 })
                 .collect();
             Ok(Attached {
-                qemu_args: ["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]
-                    .iter()
-                    .map(OsString::from)
-                    .collect(),
+                qemu_args: [
+                    "-netdev",
+                    &netdev,
+                    "-device",
+                    &opts.device("virtio-net-pci,netdev=n0".into()),
+                ]
+                .iter()
+                .map(OsString::from)
+                .collect(),
                 append: "net.ip=10.0.2.15/24 net.gw=10.0.2.2".into(),
                 summary: format!(
                     "user networking: guest 10.0.2.15, forwarded {}",
@@ -311,6 +362,7 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
                     "virtio-net-pci,netdev=n0".to_string(),
                 )
             };
+            let device = opts.device(device);
             Ok(Attached {
                 qemu_args: ["-netdev", &netdev, "-device", &device]
                     .iter()
@@ -366,6 +418,31 @@ mod tests {
         assert!(o.check().unwrap_err().contains("--forward"));
         o.forwards.clear();
         o.check().unwrap();
+    }
+
+    #[test]
+    fn nic_properties() {
+        let mut o = NetOpts::default();
+        apply(&mut o, "--nic", "disable-modern=on,vectors=0")
+            .unwrap()
+            .unwrap();
+        apply(&mut o, "--nic", "csum=off").unwrap().unwrap();
+        assert_eq!(o.nic, ["disable-modern=on", "vectors=0", "csum=off"]);
+        for bad in ["csum", "=off", "csum=", "a b=1", "x=1,", "csum=o n"] {
+            let e = apply(&mut o, "--nic", bad).unwrap().unwrap_err();
+            assert!(e.contains("expected key=value"), "{bad}: {e}");
+        }
+        for mine in ["netdev=x", "id=y"] {
+            let e = apply(&mut o, "--nic", mine).unwrap().unwrap_err();
+            assert!(e.contains("set by the tool"), "{mine}: {e}");
+        }
+        let a = attach(&o).unwrap();
+        assert_eq!(
+            a.qemu_args[3],
+            "virtio-net-pci,netdev=n0,disable-modern=on,vectors=0,csum=off"
+        );
+        o.mode = NetMode::None;
+        assert!(o.check().unwrap_err().contains("--nic needs a NIC"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The in-QEMU network checks of `cargo ebbrt test` (issue 5): the native
-//! echo example (`examples/echo`, a release build: a debug smoltcp under
-//! TCG echoes at well under 1 MB/s) booted twice, on a real virtio-net NIC.
+//! echo example (`examples/echo`) booted three times, on a real virtio-net
+//! NIC: twice as a release build (a debug smoltcp under TCG echoes at well
+//! under 1 MB/s), once as a debug build on the barest NIC QEMU offers.
 //!
 //! 1. **QEMU user networking** with a port forward on 127.0.0.1 (no root):
 //!    a 64 MiB TCP echo compared byte for byte and by CRC-32, 1,000
@@ -15,6 +16,12 @@
 //!    query) and still answer ping, TCP and UDP afterwards. Needs root,
 //!    `/dev/net/tun` and `ip` (iproute2); without them these checks are
 //!    reported as SKIPPED, with the reason, never as passed.
+//! 3. **A bare NIC**, QEMU user networking again: a legacy-only device
+//!    (`disable-modern=on`) without MSI-X (`vectors=0`: INTx through the
+//!    I/O APIC) and with every optional feature off (no checksum offload,
+//!    no merged receive buffers, no control queue, no multiqueue, no
+//!    status), running the debug build (what `cargo ebbrt run echo`
+//!    boots): the driver must say what it found, and echo TCP and UDP.
 //!
 //! Each check prints a line like a test kernel's result and counts in the
 //! tool's final `N passed, N failed` line. Every QEMU runs under a time
@@ -344,12 +351,36 @@ const TAP_CHECKS: [&str; 5] = [
     "tap_guest_survived",
 ];
 
+const BARE_CHECKS: [&str; 5] = [
+    "bare_nic_is_legacy_intx_without_features",
+    "bare_tcp_echo_1mib",
+    "bare_tcp_50_concurrent_connections",
+    "bare_udp_round_trips",
+    "bare_guest_survived",
+];
+
+/// The NIC of the bare guest: a legacy-only virtio-net device with INTx and
+/// no optional feature (`--nic` properties).
+const BARE_NIC: [&str; 8] = [
+    "disable-modern=on",
+    "vectors=0",
+    "csum=off",
+    "guest_csum=off",
+    "mrg_rxbuf=off",
+    "ctrl_vq=off",
+    "mq=off",
+    "status=off",
+];
+
 /// Builds the echo example and runs every check.
 pub fn run(s: &Setup<'_>) -> NetReport {
     let mut report = NetReport::default();
     INTERRUPTED.store(false, Ordering::SeqCst);
     let _signals = SignalGuard::install();
     let all: Vec<&'static str> = USER_CHECKS.iter().chain(&TAP_CHECKS).copied().collect();
+    let debug_kernel =
+        s.ws.example(EXAMPLE)
+            .and_then(|pkg| s.ws.build_native_example(pkg, false));
     let kernel = match s
         .ws
         .example(EXAMPLE)
@@ -376,7 +407,101 @@ pub fn run(s: &Setup<'_>) -> NetReport {
         }
         None => tap_checks(s, &kernel, limit, &mut report),
     }
+    match debug_kernel {
+        Ok(k) => bare_checks(s, &k, limit, &mut report),
+        Err(e) => {
+            for n in BARE_CHECKS {
+                report.record(n, Verdict::Failed(format!("not run: {e}")));
+            }
+        }
+    }
     report
+}
+
+fn bare_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetReport) {
+    let port = match free_port() {
+        Ok(p) => p,
+        Err(e) => {
+            for n in BARE_CHECKS {
+                report.record(n, Verdict::Failed(format!("not run: {e}")));
+            }
+            return;
+        }
+    };
+    println!(
+        "\n-- {LABEL}: a bare NIC (legacy, INTx, no optional feature), debug build, \
+         QEMU user networking, 127.0.0.1:{port} forwarded to the guest's {GUEST_PORT}"
+    );
+    let _ = std::io::stdout().flush();
+    let spec = GuestSpec {
+        qemu: s.qemu,
+        kernel,
+        accel: s.accel,
+        net: NetOpts {
+            mode: NetMode::User,
+            forwards: vec![Forward {
+                host: port,
+                guest: GUEST_PORT,
+            }],
+            nic: BARE_NIC.iter().map(|p| p.to_string()).collect(),
+            ..NetOpts::default()
+        },
+        append: "",
+        limit,
+        verbose: s.verbose,
+    };
+    let Some(guest) = boot_guest(report, &BARE_CHECKS, spec) else {
+        return;
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let checks: Vec<Check<'_>> = vec![
+        (
+            BARE_CHECKS[0],
+            Box::new(|g: &Guest| bare_nic_check(&g.tail(usize::MAX))),
+        ),
+        (
+            BARE_CHECKS[1],
+            Box::new(move |_| clients::bulk_echo(addr, 1 << 20)),
+        ),
+        (
+            BARE_CHECKS[2],
+            Box::new(move |_| clients::concurrent(addr, 50, false)),
+        ),
+        (
+            BARE_CHECKS[3],
+            Box::new(move |_| clients::udp_round_trips(addr, 50)),
+        ),
+    ];
+    if run_checks(report, &guest, checks) {
+        finish_guest(report, BARE_CHECKS[4], guest);
+    } else {
+        drop(guest);
+        report.record(
+            BARE_CHECKS[4],
+            Verdict::Failed("the guest did not survive the checks (see above)".into()),
+        );
+    }
+}
+
+/// The driver's line about the NIC it found, from the guest's console: it
+/// must have found the legacy device, with INTx and no optional feature
+/// beyond the MAC address.
+fn bare_nic_check(lines: &[String]) -> Result<String, String> {
+    let line = lines
+        .iter()
+        .find(|l| l.contains("virtio-net: "))
+        .ok_or("the guest printed no `virtio-net:` line about its NIC")?;
+    let what = &line[line.find("virtio-net: ").unwrap_or(0)..];
+    let want = [
+        "virtio-net: legacy",
+        "features Features(MAC)",
+        "1 of 1 queue pair(s)",
+        "INTx through the I/O APIC",
+    ];
+    match want.iter().find(|w| !what.contains(*w)) {
+        Some(w) => Err(format!("expected `{w}` in the driver's line: {what}")),
+        None => Ok(what.to_string()),
+    }
 }
 
 fn user_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetReport) {
@@ -742,6 +867,35 @@ mod tests {
             .map(|r| r.name())
             .collect();
         assert_eq!(names, REASONS);
+    }
+
+    #[test]
+    fn the_bare_nic_is_recognised_from_the_drivers_line() {
+        let bare = "[INFO  core 0] ebbrt_virtio_net::device: virtio-net: legacy [52, 54, 00, 12, \
+                    34, 56], features Features(MAC), MTU 1500, 1 of 1 queue pair(s), INTx through \
+                    the I/O APIC";
+        let lines = vec!["booting".to_string(), bare.to_string()];
+        assert!(
+            bare_nic_check(&lines)
+                .unwrap()
+                .starts_with("virtio-net: legacy")
+        );
+        let modern = bare
+            .replace("legacy", "modern")
+            .replace("INTx through the I/O APIC", "MSI-X");
+        let e = bare_nic_check(&[modern]).unwrap_err();
+        assert!(e.contains("expected `virtio-net: legacy`"), "{e}");
+        let offloads = bare.replace("Features(MAC)", "Features(MAC | CSUM)");
+        assert!(
+            bare_nic_check(&[offloads])
+                .unwrap_err()
+                .contains("Features(MAC)")
+        );
+        assert!(
+            bare_nic_check(&[])
+                .unwrap_err()
+                .contains("no `virtio-net:` line")
+        );
     }
 
     #[test]
