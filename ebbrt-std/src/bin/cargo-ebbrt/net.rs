@@ -262,8 +262,22 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Whether QEMU could forward `port` on 127.0.0.1 (TCP and UDP) now.
+fn loopback_port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
 /// Sets up the network of a boot.
 pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
+    attach_with(opts, loopback_port_free)
+}
+
+/// [`attach`], asking `port_free` whether the default forward's port is
+/// free: when it is not (another run has it) and no `--forward` was given,
+/// the guest still gets its NIC, without the forward, and the tool says so
+/// instead of QEMU refusing to start.
+fn attach_with(opts: &NetOpts, port_free: impl Fn(u16) -> bool) -> Result<Attached, String> {
     opts.check()?;
     match opts.mode {
         NetMode::None => Ok(Attached {
@@ -274,13 +288,21 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
             netns: None,
         }),
         NetMode::User => {
-            let forwards = if opts.forwards.is_empty() {
+            let mut busy = None;
+            let forwards = if !opts.forwards.is_empty() {
+                opts.forwards.clone()
+            } else if port_free(DEFAULT_FORWARD) {
                 vec![Forward {
                     host: DEFAULT_FORWARD,
                     guest: DEFAULT_FORWARD,
                 }]
             } else {
-                opts.forwards.clone()
+                busy = Some(format!(
+                    "127.0.0.1:{DEFAULT_FORWARD} is in use (another run?), so no port is \
+                     forwarded; to reach the guest's {DEFAULT_FORWARD}, pass \
+                     --forward <FREE PORT>:{DEFAULT_FORWARD}"
+                ));
+                Vec::new()
             };
             let mut netdev = String::from("user,id=n0");
             for Forward { host: h, guest: g } in &forwards {
@@ -292,15 +314,18 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
                 .iter()
                 .map(|f| format!("127.0.0.1:{}", f.host))
                 .collect();
-            let reach = forwards
-                .iter()
-                .map(|f| {
-                    format!(
-                        "reach guest port {} at 127.0.0.1:{} (TCP and UDP), e.g. `nc 127.0.0.1 {}`",
-                        f.guest, f.host, f.host
-                    )
-                })
-                .collect();
+            let mut reach: Vec<String> = busy.into_iter().collect();
+            reach.extend(forwards.iter().map(|f| {
+                format!(
+                    "reach guest port {} at 127.0.0.1:{} (TCP and UDP), e.g. `nc 127.0.0.1 {}`",
+                    f.guest, f.host, f.host
+                )
+            }));
+            let forwarded = if list.is_empty() {
+                "no port forwarded".to_string()
+            } else {
+                format!("forwarded {}", list.join(", "))
+            };
             Ok(Attached {
                 qemu_args: [
                     "-netdev",
@@ -312,10 +337,7 @@ pub fn attach(opts: &NetOpts) -> Result<Attached, String> {
                 .map(OsString::from)
                 .collect(),
                 append: "net.ip=10.0.2.15/24 net.gw=10.0.2.2".into(),
-                summary: format!(
-                    "user networking: guest 10.0.2.15, forwarded {}",
-                    list.join(", ")
-                ),
+                summary: format!("user networking: guest 10.0.2.15, {forwarded}"),
                 reach,
                 netns: None,
             })
@@ -421,6 +443,37 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_default_port_is_not_forwarded() {
+        let a = attach_with(&NetOpts::default(), |p| p != DEFAULT_FORWARD).unwrap();
+        assert_eq!(a.qemu_args[1], "user,id=n0");
+        assert_eq!(
+            a.summary,
+            "user networking: guest 10.0.2.15, no port forwarded"
+        );
+        assert_eq!(a.reach.len(), 1);
+        assert!(
+            a.reach[0].starts_with("127.0.0.1:7777 is in use"),
+            "{:?}",
+            a.reach
+        );
+        // An explicit forward is the user's: passed on, and QEMU says if
+        // the port is taken.
+        let o = NetOpts {
+            forwards: vec![Forward {
+                host: 7777,
+                guest: 7777,
+            }],
+            ..NetOpts::default()
+        };
+        let a = attach_with(&o, |_| false).unwrap();
+        assert!(
+            a.qemu_args[1]
+                .to_string_lossy()
+                .contains("hostfwd=tcp:127.0.0.1:7777-:7777")
+        );
+    }
+
+    #[test]
     fn nic_properties() {
         let mut o = NetOpts::default();
         apply(&mut o, "--nic", "disable-modern=on,vectors=0")
@@ -436,7 +489,7 @@ mod tests {
             let e = apply(&mut o, "--nic", mine).unwrap().unwrap_err();
             assert!(e.contains("set by the tool"), "{mine}: {e}");
         }
-        let a = attach(&o).unwrap();
+        let a = attach_with(&o, |_| true).unwrap();
         assert_eq!(
             a.qemu_args[3],
             "virtio-net-pci,netdev=n0,disable-modern=on,vectors=0,csum=off"
@@ -447,7 +500,7 @@ mod tests {
 
     #[test]
     fn user_networking_forwards_loopback_ports() {
-        let a = attach(&NetOpts::default()).unwrap();
+        let a = attach_with(&NetOpts::default(), |_| true).unwrap();
         let args: Vec<String> = a
             .qemu_args
             .iter()
@@ -473,7 +526,7 @@ mod tests {
             }],
             ..NetOpts::default()
         };
-        let a = attach(&o).unwrap();
+        let a = attach_with(&o, |_| true).unwrap();
         let netdev = a.qemu_args[1].to_string_lossy().into_owned();
         assert_eq!(
             netdev,
