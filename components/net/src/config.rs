@@ -7,6 +7,7 @@
 //! - `net.queues=N`: use at most N queue pairs (one stack per queue pair,
 //!   on cores `0..N`); `net.queues=1` forces the single-stack mode.
 
+use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
@@ -58,18 +59,25 @@ impl Default for NetConfig {
     }
 }
 
-/// A boot argument of the network configuration that does not parse.
+/// A boot argument of the network configuration that does not parse, and
+/// what the configuration does instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     /// The key.
     pub key: &'static str,
     /// What was expected.
     pub expected: &'static str,
+    /// What is used instead.
+    pub instead: &'static str,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "boot argument {}: expected {}", self.key, self.expected)
+        write!(
+            f,
+            "boot argument {}: expected {}; {}",
+            self.key, self.expected, self.instead
+        )
     }
 }
 
@@ -77,36 +85,48 @@ impl core::error::Error for ConfigError {}
 
 impl NetConfig {
     /// The configuration from boot arguments, read with `arg` (the
-    /// runtime's `boot_arg`).
-    pub fn from_args<'a>(arg: impl Fn(&str) -> Option<&'a str>) -> Result<NetConfig, ConfigError> {
+    /// runtime's `boot_arg`), and the arguments that did not parse. Each
+    /// bad argument falls back on its own (a bad `net.queues` keeps a good
+    /// static address): a bad `net.ip` means DHCP, a bad `net.gw` a static
+    /// address without a gateway, a bad `net.queues` one queue pair per
+    /// core.
+    pub fn from_args<'a>(arg: impl Fn(&str) -> Option<&'a str>) -> (NetConfig, Vec<ConfigError>) {
         let mut c = NetConfig::default();
+        let mut errors = Vec::new();
         if let Some(ip) = arg("net.ip") {
-            let net = parse_net(ip).ok_or(ConfigError {
-                key: "net.ip",
-                expected: "an IPv4 address with a prefix length, such as 10.0.2.15/24",
-            })?;
-            let gateway = match arg("net.gw") {
-                None => None,
-                Some(g) => Some(g.trim().parse().map_err(|_| ConfigError {
-                    key: "net.gw",
-                    expected: "an IPv4 address, such as 10.0.2.2",
-                })?),
-            };
-            c.addr = AddrConfig::Static { net, gateway };
+            match parse_net(ip) {
+                Some(net) => {
+                    let gateway = arg("net.gw").and_then(|g| match g.trim().parse() {
+                        Ok(gw) => Some(gw),
+                        Err(_) => {
+                            errors.push(ConfigError {
+                                key: "net.gw",
+                                expected: "an IPv4 address, such as 10.0.2.2",
+                                instead: "no default gateway",
+                            });
+                            None
+                        }
+                    });
+                    c.addr = AddrConfig::Static { net, gateway };
+                }
+                None => errors.push(ConfigError {
+                    key: "net.ip",
+                    expected: "an IPv4 address with a prefix length, such as 10.0.2.15/24",
+                    instead: "using DHCP",
+                }),
+            }
         }
         if let Some(q) = arg("net.queues") {
-            let n: usize = q
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(ConfigError {
+            match q.trim().parse::<usize>().ok().filter(|n| *n > 0) {
+                Some(n) => c.max_queues = Some(n),
+                None => errors.push(ConfigError {
                     key: "net.queues",
                     expected: "a number of queue pairs, at least 1",
-                })?;
-            c.max_queues = Some(n);
+                    instead: "one queue pair per core, as many as the device offers",
+                }),
+            }
         }
-        Ok(c)
+        (c, errors)
     }
 }
 
@@ -120,6 +140,8 @@ fn parse_net(s: &str) -> Option<Ipv4Net> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
 
     fn args<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
         move |k| list.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)
@@ -127,8 +149,9 @@ mod tests {
 
     #[test]
     fn static_address_and_gateway() {
-        let c = NetConfig::from_args(args(&[("net.ip", "10.0.2.15/24"), ("net.gw", "10.0.2.2")]))
-            .unwrap();
+        let (c, errors) =
+            NetConfig::from_args(args(&[("net.ip", "10.0.2.15/24"), ("net.gw", "10.0.2.2")]));
+        assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
             c.addr,
             AddrConfig::Static {
@@ -142,40 +165,37 @@ mod tests {
     }
 
     #[test]
-    fn dhcp_by_default_and_bad_values_are_errors() {
+    fn dhcp_by_default_and_bad_values_fall_back_one_by_one() {
+        let (c, e) = NetConfig::from_args(args(&[]));
+        assert_eq!((c.addr, e), (AddrConfig::Dhcp, Vec::new()));
+        let keys = |list: &[(&str, &str)]| {
+            let (c, e) = NetConfig::from_args(args(list));
+            (c, e.iter().map(|e| e.key).collect::<Vec<_>>())
+        };
+        let (c, bad) = keys(&[("net.ip", "10.0.2.15")]);
+        assert_eq!((c.addr, bad), (AddrConfig::Dhcp, vec!["net.ip"]));
+        let (c, bad) = keys(&[("net.ip", "10.0.2.15/33"), ("net.gw", "10.0.2.2")]);
+        assert_eq!((c.addr, bad), (AddrConfig::Dhcp, vec!["net.ip"]));
+        let (c, bad) = keys(&[("net.ip", "1.2.3.4/8"), ("net.gw", "x")]);
+        let net = Ipv4Net {
+            addr: Ipv4Addr::new(1, 2, 3, 4),
+            prefix: 8,
+        };
+        let no_gw = AddrConfig::Static { net, gateway: None };
+        assert_eq!((c.addr, bad), (no_gw, vec!["net.gw"]));
+        // A bad queue count keeps a good address.
+        let (c, bad) = keys(&[("net.ip", "1.2.3.4/8"), ("net.queues", "0")]);
         assert_eq!(
-            NetConfig::from_args(args(&[])).unwrap().addr,
-            AddrConfig::Dhcp
+            (c.addr, c.max_queues, bad),
+            (no_gw, None, vec!["net.queues"])
         );
+        let (c, bad) = keys(&[("net.queues", "2")]);
+        assert_eq!((c.max_queues, bad), (Some(2), vec![]));
+        let (_, e) = NetConfig::from_args(args(&[("net.queues", "many")]));
         assert_eq!(
-            NetConfig::from_args(args(&[("net.ip", "10.0.2.15")]))
-                .unwrap_err()
-                .key,
-            "net.ip"
-        );
-        assert_eq!(
-            NetConfig::from_args(args(&[("net.ip", "10.0.2.15/33")]))
-                .unwrap_err()
-                .key,
-            "net.ip"
-        );
-        assert_eq!(
-            NetConfig::from_args(args(&[("net.ip", "1.2.3.4/8"), ("net.gw", "x")]))
-                .unwrap_err()
-                .key,
-            "net.gw"
-        );
-        assert_eq!(
-            NetConfig::from_args(args(&[("net.queues", "0")]))
-                .unwrap_err()
-                .key,
-            "net.queues"
-        );
-        assert_eq!(
-            NetConfig::from_args(args(&[("net.queues", "2")]))
-                .unwrap()
-                .max_queues,
-            Some(2)
+            e[0].to_string(),
+            "boot argument net.queues: expected a number of queue pairs, at least 1; \
+             one queue pair per core, as many as the device offers"
         );
     }
 }

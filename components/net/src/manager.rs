@@ -259,13 +259,10 @@ ebbrt_core::register_component! {
 }
 
 fn default_root() -> NetRoot {
-    let config = match NetConfig::from_args(boot_arg) {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("net: {e}; using DHCP");
-            NetConfig::default()
-        }
-    };
+    let (config, errors) = NetConfig::from_args(boot_arg);
+    for e in errors {
+        log::error!("net: {e}");
+    }
     NetRoot::new(nic(), config)
 }
 

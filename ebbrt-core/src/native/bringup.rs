@@ -70,10 +70,16 @@ extern "C" fn kernel_main() -> ! {
     let info = BOOT_INFO.get().expect("boot info");
     gdt::load(gdt::new_tables());
     idt::load(idt::new_idt());
-    let level = boot_arg("ebbrt.log")
+    let log_arg = boot_arg("ebbrt.log");
+    let level = log_arg
         .and_then(logger::parse_level)
         .unwrap_or(log::LevelFilter::Info);
     logger::init(level);
+    if let Some(bad) = log_arg.filter(|a| logger::parse_level(a).is_none()) {
+        log::warn!(
+            "boot argument ebbrt.log={bad}: expected off, error, warn, info, debug or trace; using info"
+        );
+    }
     apic::disable_legacy_pic();
     phases.mark("tables, logger");
 
