@@ -419,19 +419,63 @@ pub fn run(s: &Setup<'_>) -> NetReport {
 }
 
 fn bare_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetReport) {
+    let what = "a bare NIC (legacy, INTx, no optional feature), debug build, QEMU user networking";
+    user_net_guest(
+        s,
+        kernel,
+        limit,
+        report,
+        &BARE_CHECKS,
+        &BARE_NIC,
+        what,
+        |addr| {
+            vec![
+                (
+                    BARE_CHECKS[0],
+                    Box::new(|g: &Guest| bare_nic_check(&g.tail(usize::MAX))),
+                ),
+                (
+                    BARE_CHECKS[1],
+                    Box::new(move |_| clients::bulk_echo(addr, 1 << 20)),
+                ),
+                (
+                    BARE_CHECKS[2],
+                    Box::new(move |_| clients::concurrent(addr, 50, false)),
+                ),
+                (
+                    BARE_CHECKS[3],
+                    Box::new(move |_| clients::udp_round_trips(addr, 50)),
+                ),
+            ]
+        },
+    );
+}
+
+/// Boots `kernel` on QEMU user networking, a free loopback port forwarded
+/// to the echo's port, the NIC with the `nic` properties, and runs the
+/// checks `make` returns for that address. `names` are every check's,
+/// the last one whether the guest survived.
+#[allow(clippy::too_many_arguments)]
+fn user_net_guest(
+    s: &Setup<'_>,
+    kernel: &Path,
+    limit: Duration,
+    report: &mut NetReport,
+    names: &[&'static str],
+    nic: &[&str],
+    what: &str,
+    make: impl FnOnce(SocketAddr) -> Vec<Check<'static>>,
+) {
     let port = match free_port() {
         Ok(p) => p,
         Err(e) => {
-            for n in BARE_CHECKS {
+            for &n in names {
                 report.record(n, Verdict::Failed(format!("not run: {e}")));
             }
             return;
         }
     };
-    println!(
-        "\n-- {LABEL}: a bare NIC (legacy, INTx, no optional feature), debug build, \
-         QEMU user networking, 127.0.0.1:{port} forwarded to the guest's {GUEST_PORT}"
-    );
+    println!("\n-- {LABEL}: {what}, 127.0.0.1:{port} forwarded to the guest's {GUEST_PORT}");
     let _ = std::io::stdout().flush();
     let spec = GuestSpec {
         qemu: s.qemu,
@@ -443,41 +487,29 @@ fn bare_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetRe
                 host: port,
                 guest: GUEST_PORT,
             }],
-            nic: BARE_NIC.iter().map(|p| p.to_string()).collect(),
+            nic: nic.iter().map(|p| p.to_string()).collect(),
             ..NetOpts::default()
         },
         append: "",
         limit,
         verbose: s.verbose,
     };
-    let Some(guest) = boot_guest(report, &BARE_CHECKS, spec) else {
+    let Some(guest) = boot_guest(report, names, spec) else {
         return;
     };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let checks: Vec<Check<'_>> = vec![
-        (
-            BARE_CHECKS[0],
-            Box::new(|g: &Guest| bare_nic_check(&g.tail(usize::MAX))),
-        ),
-        (
-            BARE_CHECKS[1],
-            Box::new(move |_| clients::bulk_echo(addr, 1 << 20)),
-        ),
-        (
-            BARE_CHECKS[2],
-            Box::new(move |_| clients::concurrent(addr, 50, false)),
-        ),
-        (
-            BARE_CHECKS[3],
-            Box::new(move |_| clients::udp_round_trips(addr, 50)),
-        ),
-    ];
+    let checks = make(SocketAddr::from(([127, 0, 0, 1], port)));
+    conclude(report, guest, checks, names[names.len() - 1]);
+}
+
+/// Runs `checks` against `guest`, then records `survived`: whether the
+/// guest ran to the end without trouble.
+fn conclude(report: &mut NetReport, guest: Guest, checks: Vec<Check<'_>>, survived: &'static str) {
     if run_checks(report, &guest, checks) {
-        finish_guest(report, BARE_CHECKS[4], guest);
+        finish_guest(report, survived, guest);
     } else {
         drop(guest);
         report.record(
-            BARE_CHECKS[4],
+            survived,
             Verdict::Failed("the guest did not survive the checks (see above)".into()),
         );
     }
@@ -505,66 +537,35 @@ fn bare_nic_check(lines: &[String]) -> Result<String, String> {
 }
 
 fn user_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetReport) {
-    let port = match free_port() {
-        Ok(p) => p,
-        Err(e) => {
-            for n in USER_CHECKS {
-                report.record(n, Verdict::Failed(format!("not run: {e}")));
-            }
-            return;
-        }
-    };
-    println!(
-        "\n-- {LABEL}: QEMU user networking, 127.0.0.1:{port} forwarded to the guest's {GUEST_PORT}"
-    );
-    let _ = std::io::stdout().flush();
-    let spec = GuestSpec {
-        qemu: s.qemu,
+    user_net_guest(
+        s,
         kernel,
-        accel: s.accel,
-        net: NetOpts {
-            mode: NetMode::User,
-            forwards: vec![Forward {
-                host: port,
-                guest: GUEST_PORT,
-            }],
-            ..NetOpts::default()
-        },
-        append: "",
         limit,
-        verbose: s.verbose,
-    };
-    let Some(guest) = boot_guest(report, &USER_CHECKS, spec) else {
-        return;
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let checks: Vec<Check<'_>> = vec![
-        (
-            USER_CHECKS[0],
-            Box::new(move |_| clients::bulk_echo(addr, 64 << 20)),
-        ),
-        (
-            USER_CHECKS[1],
-            Box::new(move |_| clients::sequential(addr, 1000)),
-        ),
-        (
-            USER_CHECKS[2],
-            Box::new(move |_| clients::concurrent(addr, 100, false)),
-        ),
-        (
-            USER_CHECKS[3],
-            Box::new(move |_| clients::udp_round_trips(addr, 300)),
-        ),
-    ];
-    if run_checks(report, &guest, checks) {
-        finish_guest(report, USER_CHECKS[4], guest);
-    } else {
-        drop(guest);
-        report.record(
-            USER_CHECKS[4],
-            Verdict::Failed("the guest did not survive the checks (see above)".into()),
-        );
-    }
+        report,
+        &USER_CHECKS,
+        &[],
+        "QEMU user networking",
+        |addr| {
+            vec![
+                (
+                    USER_CHECKS[0],
+                    Box::new(move |_| clients::bulk_echo(addr, 64 << 20)),
+                ),
+                (
+                    USER_CHECKS[1],
+                    Box::new(move |_| clients::sequential(addr, 1000)),
+                ),
+                (
+                    USER_CHECKS[2],
+                    Box::new(move |_| clients::concurrent(addr, 100, false)),
+                ),
+                (
+                    USER_CHECKS[3],
+                    Box::new(move |_| clients::udp_round_trips(addr, 300)),
+                ),
+            ]
+        },
+    );
 }
 
 fn tap_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetReport) {
@@ -644,15 +645,7 @@ fn tap_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetRep
             }),
         ),
     ];
-    if run_checks(report, &guest, checks) {
-        finish_guest(report, TAP_CHECKS[4], guest);
-    } else {
-        drop(guest);
-        report.record(
-            TAP_CHECKS[4],
-            Verdict::Failed("the guest did not survive the checks (see above)".into()),
-        );
-    }
+    conclude(report, guest, checks, TAP_CHECKS[4]);
 }
 
 fn format_mac(m: frames::Mac) -> String {
