@@ -105,3 +105,67 @@ impl core::error::Error for Error {}
 
 /// The result of an I/O operation.
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// Writes all of `buf` through `write`, which writes a prefix of what it is
+/// given and returns how many bytes it took: the `write_all` of both
+/// runtimes' streams. A write that takes no bytes is an error (the peer
+/// will take no more), not a busy loop.
+pub async fn write_all<'a, F, Fut>(mut buf: &'a [u8], mut write: F) -> Result<()>
+where
+    F: FnMut(&'a [u8]) -> Fut,
+    Fut: core::future::Future<Output = Result<usize>>,
+{
+    while !buf.is_empty() {
+        match write(buf).await? {
+            0 => {
+                return Err(Error::new(
+                    ErrorKind::Other,
+                    "the connection accepted no bytes",
+                ));
+            }
+            n => buf = &buf[n..],
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::RefCell;
+    use std::vec::Vec;
+
+    fn ready<T>(f: impl core::future::Future<Output = T>) -> T {
+        let mut f = core::pin::pin!(f);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            core::task::Poll::Ready(v) => v,
+            core::task::Poll::Pending => panic!("the future waited"),
+        }
+    }
+
+    #[test]
+    fn write_all_writes_everything_in_pieces_and_stops_at_zero() {
+        let out = RefCell::new(Vec::new());
+        let chunks = |b: &[u8]| {
+            let n = b.len().min(3);
+            out.borrow_mut().extend_from_slice(&b[..n]);
+            async move { Ok(n) }
+        };
+        ready(write_all(b"hello, world", chunks)).unwrap();
+        assert_eq!(out.borrow().as_slice(), b"hello, world");
+
+        let mut calls = 0;
+        let e = ready(write_all(b"abc", |_| {
+            calls += 1;
+            async { Ok(0) }
+        }))
+        .unwrap_err();
+        assert_eq!((e.kind(), calls), (ErrorKind::Other, 1));
+        let e = ready(write_all(b"abc", |_| async {
+            Err(Error::from(ErrorKind::BrokenPipe))
+        }))
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+    }
+}

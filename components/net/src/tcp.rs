@@ -317,19 +317,8 @@ impl TcpStream {
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.write(buf).await? {
-                0 => {
-                    return Err(Error::new(
-                        ErrorKind::Other,
-                        "the connection accepted no bytes",
-                    ));
-                }
-                n => buf = &buf[n..],
-            }
-        }
-        Ok(())
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        io::write_all(buf, |b| self.write(b)).await
     }
 
     /// Closes the write half: the peer reads the end of the stream once it

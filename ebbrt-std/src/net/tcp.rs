@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 
-use ebbrt_core::io::{self, Error, ErrorKind};
+use ebbrt_core::io;
 use ebbrt_core::iobuf::IoBuf;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -227,19 +227,8 @@ impl TcpStream {
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.write(buf).await? {
-                0 => {
-                    return Err(Error::new(
-                        ErrorKind::Other,
-                        "the connection accepted no bytes",
-                    ));
-                }
-                n => buf = &buf[n..],
-            }
-        }
-        Ok(())
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        io::write_all(buf, |b| self.write(b)).await
     }
 
     /// Closes the write half: the peer reads the end of the stream once it
