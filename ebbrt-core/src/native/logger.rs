@@ -16,13 +16,22 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let core = crate::cpu::try_current().map_or(-1, |c| i64::from(c.0));
-        super::console::print(format_args!(
-            "[{:<5} core {core}] {}: {}\n",
-            record.level(),
-            record.target(),
-            record.args()
-        ));
+        // Before the boot core has entered its per-core state, "boot".
+        match crate::cpu::try_current() {
+            Some(c) => super::console::print(format_args!(
+                "[{:<5} core {}] {}: {}\n",
+                record.level(),
+                c.0,
+                record.target(),
+                record.args()
+            )),
+            None => super::console::print(format_args!(
+                "[{:<5} boot] {}: {}\n",
+                record.level(),
+                record.target(),
+                record.args()
+            )),
+        }
     }
 
     fn flush(&self) {}
