@@ -356,11 +356,13 @@ struct Shim<A>(A);
 // SAFETY: forwards every call unchanged.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Shim<A> {
     #[inline(never)]
+    // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded.
         unsafe { self.0.alloc(layout) }
     }
     #[inline(never)]
+    // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract, passed on.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded.
         unsafe { self.0.dealloc(ptr, layout) }

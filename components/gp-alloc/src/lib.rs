@@ -141,6 +141,8 @@ impl GpAllocator {
 
     #[inline(never)]
     #[allow(unsafe_code)]
+    // SAFETY (contract): `ptr` is a live large block of this allocator
+    // allocated with `layout` (as for `free`), unused after the call.
     unsafe fn free_large(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         let order = order_for(layout.size().max(layout.align())).ok_or(FreeError {
             allocator: NAME,
@@ -221,6 +223,8 @@ unsafe impl GlobalAlloc for Global {
     /// The fast path: a small size on a core, with an object ready in the
     /// core's slab cache. Everything else goes out of line.
     #[inline(always)]
+    // SAFETY: `GlobalAlloc::alloc`'s contract (a non-zero size) is all the
+    // slab and page paths need; failure returns null.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(class) = SizeClass::for_layout(layout)
             && let Some(gp) = GP_ALLOCATOR.cached_rep()
@@ -234,6 +238,8 @@ unsafe impl GlobalAlloc for Global {
     /// The fast path: a small size freed on a core (release builds; debug
     /// builds always take the checked path).
     #[inline(always)]
+    // SAFETY: the caller's `GlobalAlloc::dealloc` contract (a live block of
+    // `layout` from this allocator) is what the free paths require.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if !cfg!(debug_assertions)
             && let Some(class) = SizeClass::for_layout(layout)
@@ -249,6 +255,7 @@ unsafe impl GlobalAlloc for Global {
         unsafe { dealloc_slow(ptr, layout) }
     }
 
+    // SAFETY: as `alloc`; the block is zeroed before it is returned.
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         match GpAllocator::get().alloc_zeroed(layout) {
             Ok(p) => p.as_ptr(),
@@ -256,6 +263,8 @@ unsafe impl GlobalAlloc for Global {
         }
     }
 
+    // SAFETY: the caller's `GlobalAlloc::realloc` contract is passed on to
+    // `GpAllocator::realloc`, which requires the same.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let Some(p) = NonNull::new(ptr) else {
             return ptr::null_mut();

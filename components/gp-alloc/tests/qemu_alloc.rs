@@ -196,11 +196,13 @@ struct Shim;
 // SAFETY: forwards every call unchanged.
 unsafe impl GlobalAlloc for Shim {
     #[inline(never)]
+    // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded.
         unsafe { ebbrt::allocator::Global.alloc(layout) }
     }
     #[inline(never)]
+    // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract, passed on.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded.
         unsafe { ebbrt::allocator::Global.dealloc(ptr, layout) }

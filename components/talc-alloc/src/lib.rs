@@ -190,6 +190,8 @@ pub struct Global;
 // reporting a failure.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Global {
+    // SAFETY: `GlobalAlloc::alloc`'s contract (a non-zero size) is all talc
+    // needs; failure is reported and returns null.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match TalcAllocator::get().alloc(layout) {
             Ok(p) => p.as_ptr(),
@@ -200,6 +202,8 @@ unsafe impl GlobalAlloc for Global {
         }
     }
 
+    // SAFETY: the caller's `GlobalAlloc::dealloc` contract (a live block of
+    // `layout` from this allocator) is what `free` requires.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(p) = NonNull::new(ptr) else { return };
         // SAFETY: forwarded from the caller.
@@ -208,6 +212,7 @@ unsafe impl GlobalAlloc for Global {
         }
     }
 
+    // SAFETY: the caller's `GlobalAlloc::realloc` contract is passed on.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let Some(p) = NonNull::new(ptr) else {
             return ptr::null_mut();

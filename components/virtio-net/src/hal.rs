@@ -35,19 +35,25 @@ unsafe impl Hal for IdentityHal {
         (p.as_ptr() as PhysAddr, p)
     }
 
+    // SAFETY (contract): virtio-drivers passes back what `dma_alloc` returned.
     unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
         // SAFETY: the caller passes memory `dma_alloc` returned for `pages`.
         unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), pages_layout(pages)) };
         0
     }
 
+    // SAFETY: all physical memory, MMIO included, is identity mapped; the
+    // caller uses the region only within the BAR it names.
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
         NonNull::new(paddr as *mut u8).expect("a BAR at physical address 0")
     }
 
+    // SAFETY: heap buffers are identity mapped and coherent (no IOMMU, no
+    // bounce buffers): the device reads and writes them where they are.
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         buffer.as_ptr() as *mut u8 as PhysAddr
     }
 
+    // SAFETY: nothing was copied or mapped by `share`, so nothing to undo.
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }

@@ -37,6 +37,8 @@ impl ConfigurationAccess for PortCam {
         pio::outl(CONFIG_DATA, data);
     }
 
+    // SAFETY: every access goes through the global `LOCK`, so clones of this
+    // stateless handle cannot interleave a configuration-space access.
     unsafe fn unsafe_clone(&self) -> Self {
         PortCam
     }

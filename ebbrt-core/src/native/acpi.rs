@@ -70,6 +70,8 @@ fn write_mem<T: Copy>(address: usize, value: T) {
 }
 
 impl Handler for Identity {
+    // SAFETY: all physical memory the firmware's tables live in is identity
+    // mapped for the kernel's lifetime, so the mapping is the address itself.
     unsafe fn map_physical_region<T>(
         &self,
         physical_address: usize,

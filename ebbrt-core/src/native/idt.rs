@@ -135,6 +135,7 @@ ebbrt_trap_common:
     options(att_syntax)
 );
 
+// SAFETY: defined by the `global_asm!` above with this size and layout.
 unsafe extern "C" {
     /// 256 stubs, 16 bytes apart (defined above).
     static ebbrt_vector_stubs: [u8; 256 * 16];

@@ -80,6 +80,8 @@ impl core::fmt::Display for MemError {
     }
 }
 
+// SAFETY: symbols the linker defines (start of the ELF header, end of
+// the image); only their addresses are used, never their contents.
 unsafe extern "C" {
     static __ehdr_start: u8;
     static _end: u8;

@@ -100,6 +100,8 @@ ebbrt_ap_trampoline_end:
     options(att_syntax)
 );
 
+// SAFETY: labels of the trampoline `global_asm!` above; only their
+// addresses are used, to copy the trampoline and fill its parameters.
 unsafe extern "C" {
     static ebbrt_ap_trampoline: u8;
     static ebbrt_ap_params: u8;
