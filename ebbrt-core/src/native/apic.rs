@@ -5,12 +5,11 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use raw_cpuid::CpuId;
-use x86_64::registers::model_specific::Msr;
+use x86_64::registers::model_specific::{ApicBase, ApicBaseFlags, Msr};
 
 use super::clock;
 use super::irq::{SPURIOUS_VECTOR, TIMER_VECTOR};
 
-const IA32_APIC_BASE: u32 = 0x1b;
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
 const X2APIC_MSR_BASE: u32 = 0x800;
 
@@ -94,16 +93,16 @@ fn write(reg: u32, value: u32) {
 /// spurious vector set, LINT0 (the legacy PIC) and errors masked, and the
 /// timer masked until armed.
 pub(crate) fn init_local() {
-    let mut base = Msr::new(IA32_APIC_BASE);
-    // SAFETY: IA32_APIC_BASE exists on every x86_64; setting the enable bit
-    // (11), and the x2APIC bit (10) only when CPUID offers x2APIC.
-    // xAPIC must be enabled before switching to x2APIC (the direct
-    // disabled -> x2APIC transition faults).
+    let (frame, flags) = ApicBase::read_raw();
+    let enabled = flags | ApicBaseFlags::LAPIC_ENABLE.bits();
+    // SAFETY: IA32_APIC_BASE exists on every x86_64; the base address stays
+    // as it is; the enable bit is set, and the x2APIC bit only when CPUID
+    // offers x2APIC. xAPIC must be enabled before switching to x2APIC (the
+    // direct disabled -> x2APIC transition faults).
     unsafe {
-        let v = base.read() | (1 << 11);
-        base.write(v);
+        ApicBase::write_raw(frame, enabled);
         if X2APIC.load(Ordering::Relaxed) {
-            base.write(v | (1 << 10));
+            ApicBase::write_raw(frame, enabled | ApicBaseFlags::X2APIC_ENABLE.bits());
         }
     }
     write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));

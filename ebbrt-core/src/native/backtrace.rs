@@ -47,6 +47,9 @@ pub(crate) fn current_frame() -> u64 {
     rbp
 }
 
+/// The line printed above a backtrace (faults and panics alike).
+pub(crate) const HEADER: &str = "  backtrace (return addresses; addr2line -e <image> -f -C ADDR):";
+
 /// Prints the return addresses from the frame at `rbp`, numbered from
 /// `first`, one per line; runs of one address (deep recursion) are folded
 /// into a single line.

@@ -71,7 +71,7 @@ extern "C" fn kernel_main() -> ! {
         .expect("kernel_main before kernel_entry");
     let info = BOOT_INFO.get().expect("boot info");
     gdt::load(gdt::new_tables());
-    idt::load(idt::new_idt());
+    idt::load(idt::full_idt());
     let log_arg = boot_arg("ebbrt.log");
     let level = log_arg
         .and_then(logger::parse_level)

@@ -35,7 +35,7 @@ pub fn exit(code: i32) -> ! {
 /// Stops this core: interrupts off, halted.
 pub(crate) fn halt_forever() -> ! {
     loop {
-        // SAFETY: `cli; hlt` only stops this core.
-        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
     }
 }

@@ -7,8 +7,6 @@
 //! reports and exits; interrupts additionally save the SSE state and go to
 //! [`super::irq::interrupt`], which only records the event and returns.
 
-use alloc::boxed::Box;
-
 use x86_64::VirtAddr;
 use x86_64::structures::idt::InterruptDescriptorTable;
 
@@ -149,12 +147,18 @@ fn stub(vector: usize) -> VirtAddr {
     )
 }
 
-/// Builds an IDT whose every vector enters through its stub; the double
-/// fault, NMI and machine check run on their IST stacks.
-pub(crate) fn new_idt() -> &'static InterruptDescriptorTable {
-    let idt = Box::leak(Box::new(InterruptDescriptorTable::new()));
-    fill(idt, true);
-    idt
+static FULL: spin::Once<InterruptDescriptorTable> = spin::Once::new();
+
+/// The IDT every core loads once its IST stacks exist: every vector enters
+/// through its stub; the double fault, NMI and machine check run on their
+/// IST stacks. One table serves all cores: it holds only stub addresses and
+/// IST slot numbers, and each core's TSS says where its own IST stacks are.
+pub(crate) fn full_idt() -> &'static InterruptDescriptorTable {
+    FULL.call_once(|| {
+        let mut idt = InterruptDescriptorTable::new();
+        fill(&mut idt, true);
+        idt
+    })
 }
 
 static EARLY: spin::Once<InterruptDescriptorTable> = spin::Once::new();

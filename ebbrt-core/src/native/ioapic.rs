@@ -95,18 +95,39 @@ pub fn route_level(gsi: u8, irq: &IrqVector) -> Result<(), IoApicError> {
         })
         .ok_or(IoApicError::Full)?;
     let apic_id = percpu::of(irq.core()).apic_id.load(Ordering::Relaxed);
-    let reg = REDIRECTION + 2 * u32::from(gsi);
+    let reg = redirection(entry);
     write(reg, MASKED);
     write(reg + 1, (apic_id & 0xff) << 24);
-    write(reg, LEVEL | u32::from(irq.vector()));
+    write(reg, low_word(entry));
     Ok(())
+}
+
+/// The low redirection word of a route: level-triggered, to its vector;
+/// the same word `route_level` wrote, so masking and unmasking need not read
+/// the register back (each MMIO access is a VM exit under KVM).
+fn low_word(entry: u32) -> u32 {
+    LEVEL | ((entry >> 8) & 0xff)
+}
+
+fn redirection(entry: u32) -> u32 {
+    REDIRECTION + 2 * (entry & 0xff)
 }
 
 /// Unmasks input `gsi` (after the driver acknowledged its device).
 pub fn unmask(gsi: u8) {
-    let reg = REDIRECTION + 2 * u32::from(gsi);
-    let low = read(reg);
-    write(reg, low & !MASKED);
+    let route = ROUTES
+        .iter()
+        .map(|r| r.load(Ordering::Acquire))
+        .find(|e| e & USED != 0 && (e & 0xff) as u8 == gsi);
+    match route {
+        Some(e) => write(redirection(e), low_word(e)),
+        // Not routed by `route_level`: keep whatever else the entry says.
+        None => {
+            let reg = REDIRECTION + 2 * u32::from(gsi);
+            let low = read(reg);
+            write(reg, low & !MASKED);
+        }
+    }
 }
 
 /// Called by the interrupt handler when `vector` fired on this core:
@@ -118,9 +139,7 @@ pub(crate) fn on_interrupt(vector: u8) {
     for r in &ROUTES {
         let e = r.load(Ordering::Acquire);
         if e & USED != 0 && (e >> 16) & 0x7fff == core.0 && (e >> 8) as u8 == vector {
-            let reg = REDIRECTION + 2 * (e & 0xff);
-            let low = read(reg);
-            write(reg, low | MASKED);
+            write(redirection(e), low_word(e) | MASKED);
         }
     }
 }

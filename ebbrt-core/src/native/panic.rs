@@ -38,10 +38,7 @@ fn panic(info: &PanicInfo) -> ! {
                 let _ = writeln!(out, "\nebbrt: core {core} panicked:\n{}", info.message());
             }
         }
-        let _ = writeln!(
-            out,
-            "  backtrace (return addresses; addr2line -e <image> -f -C ADDR):"
-        );
+        let _ = writeln!(out, "{}", backtrace::HEADER);
         backtrace::print(&mut out, backtrace::current_frame(), 0);
     }
     match info.location() {

@@ -10,12 +10,11 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use x86_64::registers::model_specific::Msr;
+use x86_64::VirtAddr;
+use x86_64::registers::model_specific::GsBase;
 
 use crate::cpu::{CoreId, MAX_CORES};
 use crate::percore::{self, CoreLocal};
-
-const IA32_GS_BASE: u32 = 0xc000_0101;
 
 /// What the kernel keeps per core besides [`CoreLocal`].
 #[repr(align(64))]
@@ -80,8 +79,8 @@ static BOOT_BLOCK: BootBlock = BootBlock(UnsafeCell::new(MaybeUninit::zeroed()))
 pub(crate) unsafe fn install(block: &'static CoreLocal) {
     // SAFETY: the caller hands this core exclusive use of `block`.
     unsafe { percore::install_native(block) };
-    // SAFETY: IA32_GS_BASE exists on every x86_64 core; nothing else uses GS.
-    unsafe { Msr::new(IA32_GS_BASE).write(block as *const CoreLocal as u64) };
+    // Nothing else uses GS: `gs:[0]` now finds this core's block.
+    GsBase::write(VirtAddr::from_ptr(block));
 }
 
 /// Installs the boot core's static block.

@@ -51,12 +51,12 @@ impl Platform for NativePlatform {
         }
         me.sleeping.store(true, Ordering::SeqCst);
         if !me.wake_pending.load(Ordering::SeqCst) && !irq::any_pending(me) {
-            // SAFETY: `sti` takes effect after the next instruction, so an
-            // interrupt already pending (a wake IPI sent after we checked
-            // the flags) ends the `hlt` instead of being taken before it.
-            // Handlers only record events; interrupts are off again when
-            // this returns.
-            unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+            // `sti` takes effect after the next instruction, so an interrupt
+            // already pending (a wake IPI sent after we checked the flags)
+            // ends the `hlt` instead of being taken before it. Handlers only
+            // record events; interrupts are off again after it.
+            x86_64::instructions::interrupts::enable_and_hlt();
+            x86_64::instructions::interrupts::disable();
         }
         me.sleeping.store(false, Ordering::SeqCst);
         if deadline.is_some() {

@@ -11,8 +11,6 @@
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use x86_64::structures::idt::InterruptDescriptorTable;
-
 use super::gdt::{self, CoreTables};
 use super::{apic, boot, clock, exit, idt, irq, mem, percpu, stack};
 use crate::cpu::{self, CoreId, MAX_CORES};
@@ -113,7 +111,6 @@ struct ApBoot {
     index: u32,
     local: &'static CoreLocal,
     tables: &'static CoreTables,
-    idt: &'static InterruptDescriptorTable,
     alive: AtomicBool,
 }
 
@@ -135,16 +132,17 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
     // SAFETY: the block was allocated for this core alone.
     unsafe { percpu::install(boot.local) };
     gdt::load(boot.tables);
-    idt::load(boot.idt);
+    idt::load(idt::full_idt());
     apic::init_local();
     boot.alive.store(true, Ordering::Release);
     // Halt rather than spin: under emulation a spinning vCPU steals host
     // time from the boot core. `release` sends a wake IPI.
     while !GO.load(Ordering::Acquire) {
-        // SAFETY: `sti; hlt` waits for an interrupt (an IPI pending since
-        // the check above ends the `hlt` at once); the handler only
-        // acknowledges it, and interrupts are off again afterwards.
-        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+        // `sti; hlt` waits for an interrupt (an IPI pending since the check
+        // above ends the `hlt` at once); the handler only acknowledges it,
+        // and interrupts are off again afterwards.
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
     }
     if boot.index as usize >= cpu::count() {
         // Started after the boot core gave up on it: stay out of the way.
@@ -206,7 +204,6 @@ pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
             index: next,
             local: Box::leak(Box::new(CoreLocal::new())),
             tables: gdt::new_tables(),
-            idt: idt::new_idt(),
             alive: AtomicBool::new(false),
         }));
         // SAFETY: `params` points at the two quadwords (stack, argument)

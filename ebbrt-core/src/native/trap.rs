@@ -196,10 +196,7 @@ fn report(out: &mut impl Write, f: &TrapFrame, cr2: u64) {
         }
         let _ = writeln!(out);
     }
-    let _ = writeln!(
-        out,
-        "  backtrace (return addresses; addr2line -e <image> -f -C ADDR):"
-    );
+    let _ = writeln!(out, "{}", backtrace::HEADER);
     let _ = writeln!(out, "    #0 {:#018x}", f.rip);
     backtrace::print(out, f.rbp, 1);
 }
