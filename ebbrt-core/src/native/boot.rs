@@ -38,6 +38,12 @@ pub(crate) static BOOT_PD_BASE: AtomicU32 = AtomicU32::new(0);
 /// End of those page directories.
 pub(crate) static BOOT_PD_END: AtomicU32 = AtomicU32::new(0);
 
+/// The physical range of the boot page directories (recorded by the PVH
+/// entry): memory the allocator must not hand out.
+pub(crate) fn boot_pd_range() -> core::ops::Range<u64> {
+    u64::from(BOOT_PD_BASE.load(Ordering::Relaxed))..u64::from(BOOT_PD_END.load(Ordering::Relaxed))
+}
+
 /// The top-level page table, shared by every core.
 pub(crate) static BOOT_PML4: PageTable = PageTable::new();
 /// The one page-directory-pointer table: identity maps up to 512 GiB.

@@ -38,8 +38,7 @@ pub(super) extern "C" fn kernel_entry(start_info: u32) -> ! {
     if let Err(e) = unsafe { info.read(start_info) } {
         fail("reading hvm_start_info", &e);
     }
-    let pd = u64::from(boot::BOOT_PD_BASE.load(Ordering::Relaxed))
-        ..u64::from(boot::BOOT_PD_END.load(Ordering::Relaxed));
+    let pd = boot::boot_pd_range();
     if let Some(a) = info.placed.iter().find(|a| pd.contains(a)) {
         fail(
             "reading hvm_start_info",

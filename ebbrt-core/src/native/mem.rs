@@ -104,9 +104,7 @@ pub(crate) fn init(memmap: &[super::pvh::MemMapEntry]) -> Result<(), MemError> {
     RAM.call_once(|| ram);
     free.remove(0..0x10_0000);
     free.remove(kernel_image());
-    let pd = u64::from(boot::BOOT_PD_BASE.load(Ordering::Relaxed))
-        ..u64::from(boot::BOOT_PD_END.load(Ordering::Relaxed));
-    free.remove(pd);
+    free.remove(boot::boot_pd_range());
     // RAM the boot page tables could not reach (above 512 GiB) is unusable.
     let mapped = super::paging::mapped_bytes();
     if free.iter().any(|r| r.end > mapped) {
