@@ -189,31 +189,31 @@ impl Workspace {
 
     /// Builds an example for the native target; returns its ELF image.
     pub fn build_native_example(&self, pkg: &Package, release: bool) -> Result<PathBuf, Error> {
-        let bins: Vec<&str> = pkg
-            .targets
-            .iter()
-            .filter(|(_, k)| k.iter().any(|k| k == "bin"))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        let bin = match bins.as_slice() {
-            [one] => *one,
-            _ if bins.contains(&pkg.name.as_str()) => pkg.name.as_str(),
-            _ => {
-                return Err(Error::Tool(format!(
-                    "example `{}` has several binaries ({}) and none is named after it",
-                    pkg.name,
-                    bins.join(", ")
-                )));
-            }
-        };
+        let bin = example_bin(pkg)?;
         let mut c = self.native_command(&["build", "-p", &pkg.name, "--bin", bin], release);
         let what = format!("native build of `{}`", pkg.name);
-        run_for_executable(&mut c, &what, |m| {
-            m.package_id == pkg.id
-                && m.target_name == bin
-                && m.kinds.iter().any(|k| k == "bin")
-                && !m.test
-        })
+        run_for_executable(&mut c, &what, |m| is_bin_of(m, pkg, bin))
+    }
+
+    /// Builds an example for the host; returns its executable.
+    pub fn build_hosted_example(&self, pkg: &Package, release: bool) -> Result<PathBuf, Error> {
+        let bin = example_bin(pkg)?;
+        let mut c = self.hosted_build_command(pkg, bin, release);
+        let what = format!("hosted build of `{}`", pkg.name);
+        run_for_executable(&mut c, &what, |m| is_bin_of(m, pkg, bin))
+    }
+
+    /// `cargo build -p <example> --bin <bin> [--release]
+    /// --message-format=json-render-diagnostics`.
+    fn hosted_build_command(&self, pkg: &Package, bin: &str, release: bool) -> Command {
+        let mut c = Command::new(cargo_program());
+        c.current_dir(&self.root)
+            .args(["build", "-p", &pkg.name, "--bin", bin]);
+        if release {
+            c.arg("--release");
+        }
+        c.arg("--message-format=json-render-diagnostics");
+        c
     }
 
     /// Builds a test kernel for the native target; returns its ELF image.
@@ -255,25 +255,21 @@ impl Workspace {
         })
     }
 
-    /// `cargo run --quiet -p <example> [--release] -- --cores N [-- <app args>]`,
-    /// with `EBBRT_ARGS` set to the boot arguments. The hosted runtime takes
-    /// its own flags before the inner `--` and hands the rest to the
-    /// application verbatim.
+    /// `<exe> --cores N [-- <app args>]` (an example built by
+    /// [`Self::build_hosted_example`]), run in the workspace root with
+    /// `EBBRT_ARGS` set to the boot arguments. The hosted runtime takes its
+    /// own flags before the `--` and hands the rest to the application
+    /// verbatim.
     pub fn hosted_run_command(
         &self,
-        pkg: &Package,
-        release: bool,
+        exe: &Path,
         cores: u32,
         append: &str,
         app_args: &[String],
     ) -> Command {
-        let mut c = Command::new(cargo_program());
+        let mut c = Command::new(exe);
         c.current_dir(&self.root)
-            .args(["run", "--quiet", "-p", &pkg.name]);
-        if release {
-            c.arg("--release");
-        }
-        c.args(["--", "--cores", &cores.to_string()]);
+            .args(["--cores", &cores.to_string()]);
         if !app_args.is_empty() {
             c.arg("--").args(app_args);
         }
@@ -290,6 +286,31 @@ impl Workspace {
             .args(["test", "--workspace", "--no-fail-fast"]);
         c
     }
+}
+
+/// The binary of an example that `cargo ebbrt run` runs: its only one, or
+/// the one named after it.
+fn example_bin(pkg: &Package) -> Result<&str, Error> {
+    let bins: Vec<&str> = pkg
+        .targets
+        .iter()
+        .filter(|(_, k)| k.iter().any(|k| k == "bin"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    match bins.as_slice() {
+        [one] => Ok(*one),
+        _ if bins.contains(&pkg.name.as_str()) => Ok(pkg.name.as_str()),
+        _ => Err(Error::Tool(format!(
+            "example `{}` has several binaries ({}) and none is named after it",
+            pkg.name,
+            bins.join(", ")
+        ))),
+    }
+}
+
+/// Whether `m` is the (non-test) binary `bin` of `pkg`.
+fn is_bin_of(m: &Artifact, pkg: &Package, bin: &str) -> bool {
+    m.package_id == pkg.id && m.target_name == bin && m.kinds.iter().any(|k| k == "bin") && !m.test
 }
 
 /// The parts of a `compiler-artifact` message the tool looks at.
@@ -445,29 +466,31 @@ mod tests {
     #[test]
     fn hosted_command() {
         let w = ws();
+        let echo = w.example("echo").unwrap();
+        let b = w.hosted_build_command(echo, example_bin(echo).unwrap(), true);
+        let args: Vec<_> = b.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "build",
+                "-p",
+                "echo",
+                "--bin",
+                "echo",
+                "--release",
+                "--message-format=json-render-diagnostics"
+            ]
+        );
+        assert_eq!(b.get_current_dir(), Some(Path::new("/w")));
         let c = w.hosted_run_command(
-            w.example("echo").unwrap(),
-            true,
+            Path::new("/w/target/release/echo"),
             3,
             "a=1",
             &["x".to_string()],
         );
+        assert_eq!(c.get_program(), "/w/target/release/echo");
         let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(
-            args,
-            [
-                "run",
-                "--quiet",
-                "-p",
-                "echo",
-                "--release",
-                "--",
-                "--cores",
-                "3",
-                "--",
-                "x"
-            ]
-        );
+        assert_eq!(args, ["--cores", "3", "--", "x"]);
         let env: Vec<_> = c.get_envs().collect();
         assert_eq!(
             env,

@@ -1,8 +1,6 @@
 //! `cargo ebbrt run`: build an example and boot it under QEMU, or run it as
 //! a Linux process with `--hosted`.
 
-use std::process::Command;
-
 use crate::cargo::{Package, Workspace};
 use crate::cli::RunArgs;
 use crate::exit::{self, Outcome, QemuStderr};
@@ -98,25 +96,10 @@ fn native_command_line(append: &str, app_args: &[String]) -> Result<String, Erro
 }
 
 fn run_hosted(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Error> {
-    // Build first, so that a --timeout covers the run and not the build;
-    // `cargo run` then finds everything fresh.
-    let mut build = Command::new(crate::cargo::cargo_program());
-    build.current_dir(&ws.root).args(["build", "-p", &pkg.name]);
-    if a.release {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .map_err(|e| Error::Tool(format!("cannot run cargo: {e}")))?;
-    if !status.success() {
-        return Err(Error::Tool(format!(
-            "hosted build of `{}` failed (cargo's messages are above)",
-            pkg.name
-        )));
-    }
+    // Build first, so that a --timeout covers the run and not the build.
+    let exe = ws.build_hosted_example(pkg, a.release)?;
     let cmd = ws.hosted_run_command(
-        pkg,
-        a.release,
+        &exe,
         a.cores,
         a.append.as_deref().unwrap_or(""),
         &a.app_args,
@@ -128,7 +111,7 @@ fn run_hosted(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
         kill_tree: false,
     };
     let done = process::run(cmd, opts, Stdout::Inherit)
-        .map_err(|e| Error::Tool(format!("cannot run cargo: {e}")))?;
+        .map_err(|e| Error::Tool(format!("cannot run {}: {e}", exe.display())))?;
     Ok(match opts.timeout {
         Some(t) if done.timed_out => Outcome::TimedOut(t),
         _ => exit::from_hosted(done.status),
