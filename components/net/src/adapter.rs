@@ -121,7 +121,7 @@ impl Adapter {
         {
             bump(&self.counters.injected);
             // Checked by the stack that received it.
-            return Some(RxFrame::from_bytes(&bytes));
+            return Some(RxFrame::from_vec(bytes));
         }
         let mut q = self.queue.borrow_mut();
         loop {

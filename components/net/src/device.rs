@@ -69,15 +69,21 @@ pub struct RxFrame {
 }
 
 impl RxFrame {
-    /// A frame holding a copy of `bytes` (simulated devices, injected frames).
-    pub fn from_bytes(bytes: &[u8]) -> RxFrame {
+    /// A frame that takes `buf` as its bytes, without copying (simulated
+    /// devices, frames injected by another stack). It belongs to no queue.
+    pub fn from_vec(buf: Vec<u8>) -> RxFrame {
         RxFrame {
-            buf: bytes.to_vec(),
             start: 0,
-            len: bytes.len(),
+            len: buf.len(),
+            buf,
             checksum_ok: false,
             token: RxFrame::DETACHED,
         }
+    }
+
+    /// A frame holding a copy of `bytes` ([`RxFrame::from_vec`] of a copy).
+    pub fn from_bytes(bytes: &[u8]) -> RxFrame {
+        RxFrame::from_vec(bytes.to_vec())
     }
 
     /// The `token` of a frame that belongs to no queue (it is not recycled).

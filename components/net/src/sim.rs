@@ -229,7 +229,7 @@ impl NetQueue for SimQueue {
 
     fn receive(&mut self) -> Option<RxFrame> {
         let (bytes, valid) = self.link.lock().queues[self.index].ready.pop_front()?;
-        let mut f = RxFrame::from_bytes(&bytes);
+        let mut f = RxFrame::from_vec(bytes);
         f.checksum_ok = valid;
         Some(f)
     }

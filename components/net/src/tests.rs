@@ -941,3 +941,19 @@ fn a_nic_ebb_is_reached_through_its_binding() {
     });
     assert!(echoed);
 }
+
+#[test]
+fn rx_frame_from_vec_takes_the_buffer_and_from_bytes_copies() {
+    use crate::device::RxFrame;
+    let bytes = vec![1u8, 2, 3, 4, 5];
+    let ptr = bytes.as_ptr();
+    let f = RxFrame::from_vec(bytes);
+    assert_eq!(f.buf.as_ptr(), ptr, "from_vec moves the buffer in");
+    assert_eq!((f.start, f.len, f.checksum_ok), (0, 5, false));
+    assert_eq!(f.token, RxFrame::DETACHED);
+    assert_eq!(f.data(), [1, 2, 3, 4, 5]);
+    let g = RxFrame::from_bytes(f.data());
+    assert_eq!((g.start, g.len, g.checksum_ok), (0, 5, false));
+    assert_eq!(g.token, RxFrame::DETACHED);
+    assert_eq!(g.data(), f.data());
+}
