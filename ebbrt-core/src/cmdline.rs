@@ -1,6 +1,7 @@
-//! Kernel command-line arguments: `key=value` words separated by spaces.
-//!
-//! Hardware-independent, so it is also unit-tested on the host.
+//! Boot arguments: `key=value` words separated by ASCII whitespace, as on a
+//! Linux kernel command line. Natively they are the kernel command line
+//! (QEMU `-append`); hosted, the environment variable `EBBRT_ARGS`. Both
+//! runtimes look them up with [`lookup`], so the syntax is the same.
 
 /// The value of `key` in `cmdline`: `Some(value)` for `key=value`,
 /// `Some("")` for a bare `key`, `None` when absent. The last occurrence
@@ -36,5 +37,13 @@ mod tests {
     fn last_occurrence_wins() {
         assert_eq!(lookup("a=1 a=2", "a"), Some("2"));
         assert_eq!(lookup("a=1 a", "a"), Some(""));
+    }
+
+    #[test]
+    fn only_ascii_whitespace_separates_words() {
+        assert_eq!(lookup("a=1\tb=2\nc", "b"), Some("2"));
+        assert_eq!(lookup("a=1\tb=2\nc", "c"), Some(""));
+        assert_eq!(lookup("a=1\u{a0}b=2", "a"), Some("1\u{a0}b=2"));
+        assert_eq!(lookup("a=1\u{a0}b=2", "b"), None);
     }
 }

@@ -10,6 +10,8 @@
 //!   representatives of per-core and shared Ebbs, and the id allocator Ebb.
 //! - [`exec`]: the per-core event loop polling Rust futures, `spawn_local`,
 //!   `spawn_on`, timers and idle pollers.
+//! - [`cmdline`]: boot arguments (`key=value` words), the same syntax on
+//!   both runtimes.
 //! - [`cpu`]: core identity and count; [`time`]: the monotonic clock types.
 //! - [`platform`]: the small trait a runtime implements (wake a core, the
 //!   clock, idle until an event or a deadline).
@@ -28,6 +30,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod cmdline;
 pub mod cpu;
 pub mod ebb;
 pub mod exec;
@@ -44,9 +47,6 @@ mod percore;
 pub mod native;
 
 // The hardware-independent parts of the native kernel, unit-tested on the host.
-#[cfg(all(test, not(target_os = "none")))]
-#[path = "native/cmdline.rs"]
-mod native_cmdline;
 #[cfg(all(test, not(target_os = "none")))]
 #[path = "native/regions.rs"]
 mod native_regions;

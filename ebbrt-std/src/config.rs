@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::sync::OnceLock;
 
+use ebbrt_core::cmdline::lookup;
 use ebbrt_core::cpu::MAX_CORES;
 
 use crate::logger::Filter;
@@ -39,48 +40,20 @@ pub(crate) enum ConfigError {
     ArgNotUnicode(OsString),
 }
 
-/// The boot arguments: `key=value` words, as on a native kernel command
-/// line. A bare `key` has the value `""`; a later word overrides an earlier
-/// one with the same key.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct BootArgs<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
-}
-
-impl<'a> BootArgs<'a> {
-    pub(crate) fn parse(line: &'a str) -> Self {
-        let pairs = line
-            .split_whitespace()
-            .map(|word| word.split_once('=').unwrap_or((word, "")))
-            .collect();
-        BootArgs { pairs }
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<&'a str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-    }
-}
-
-fn boot_args() -> &'static BootArgs<'static> {
-    static ARGS: OnceLock<BootArgs<'static>> = OnceLock::new();
-    ARGS.get_or_init(|| {
-        // An unusable EBBRT_ARGS is reported by `start_main`; here it just
-        // holds no arguments.
-        let line: &'static str = std::env::var("EBBRT_ARGS").unwrap_or_default().leak();
-        BootArgs::parse(line)
-    })
+/// The boot arguments: the value of `EBBRT_ARGS`, read once.
+fn boot_line() -> &'static str {
+    static LINE: OnceLock<String> = OnceLock::new();
+    // An unusable EBBRT_ARGS is reported by `start_main`; here it just
+    // holds no arguments.
+    LINE.get_or_init(|| std::env::var("EBBRT_ARGS").unwrap_or_default())
 }
 
 /// The value of boot argument `key`: hosted, from the environment variable
-/// `EBBRT_ARGS` (`key=value` words separated by spaces, the same syntax as
-/// the native kernel command line). A bare `key` yields `Some("")`; the
-/// last word naming a key wins.
+/// `EBBRT_ARGS` (`key=value` words separated by ASCII whitespace, the same
+/// syntax as the native kernel command line: [`ebbrt_core::cmdline`]). A
+/// bare `key` yields `Some("")`; the last word naming a key wins.
 pub fn boot_arg(key: &str) -> Option<&'static str> {
-    boot_args().get(key)
+    lookup(boot_line(), key)
 }
 
 static APP_ARGS: OnceLock<Vec<String>> = OnceLock::new();
@@ -142,7 +115,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) argv: Vec<String>,
     pub(crate) env_cores: Option<String>,
     pub(crate) env_log: Option<String>,
-    pub(crate) boot: &'a BootArgs<'a>,
+    /// The boot arguments (`EBBRT_ARGS`).
+    pub(crate) boot: &'a str,
     pub(crate) default_cores: usize,
 }
 
@@ -152,12 +126,12 @@ pub(crate) fn parse(src: Sources<'_>) -> Result<Config, ConfigError> {
         parse_cores(&v, "--cores")?
     } else if let Some(v) = src.env_cores {
         parse_cores(&v, "EBBRT_CORES")?
-    } else if let Some(v) = src.boot.get("ebbrt.cores") {
+    } else if let Some(v) = lookup(src.boot, "ebbrt.cores") {
         parse_cores(v, "ebbrt.cores in EBBRT_ARGS")?
     } else {
         src.default_cores.clamp(1, MAX_CORES)
     };
-    let (log_value, origin) = match (&src.env_log, src.boot.get("ebbrt.log")) {
+    let (log_value, origin) = match (&src.env_log, lookup(src.boot, "ebbrt.log")) {
         (Some(v), _) => (v.as_str(), "EBBRT_LOG"),
         (None, Some(v)) => (v, "ebbrt.log in EBBRT_ARGS"),
         (None, None) => ("info", "the default"),
@@ -194,7 +168,7 @@ pub(crate) fn from_process() -> Result<Config, ConfigError> {
         argv,
         env_cores: env_var("EBBRT_CORES")?,
         env_log: env_var("EBBRT_LOG")?,
-        boot: boot_args(),
+        boot: boot_line(),
         default_cores,
     })
 }
@@ -212,27 +186,26 @@ mod tests {
         env_cores: Option<&str>,
         boot: &str,
     ) -> Result<Config, ConfigError> {
-        let boot = BootArgs::parse(boot);
         parse(Sources {
             argv: strings(argv),
             env_cores: env_cores.map(str::to_owned),
             env_log: None,
-            boot: &boot,
+            boot,
             default_cores: 7,
         })
     }
 
     #[test]
     fn boot_args_parse_like_a_kernel_command_line() {
-        let b = BootArgs::parse("  echo.port=9000 quiet ebbrt.log=debug echo.port=9001 empty= ");
-        assert_eq!(b.get("echo.port"), Some("9001"), "the last word wins");
-        assert_eq!(b.get("quiet"), Some(""));
-        assert_eq!(b.get("empty"), Some(""));
-        assert_eq!(b.get("ebbrt.log"), Some("debug"));
-        assert_eq!(b.get("missing"), None);
-        assert_eq!(BootArgs::parse("").get("x"), None);
+        let b = "  echo.port=9000 quiet ebbrt.log=debug echo.port=9001 empty= ";
+        assert_eq!(lookup(b, "echo.port"), Some("9001"), "the last word wins");
+        assert_eq!(lookup(b, "quiet"), Some(""));
+        assert_eq!(lookup(b, "empty"), Some(""));
+        assert_eq!(lookup(b, "ebbrt.log"), Some("debug"));
+        assert_eq!(lookup(b, "missing"), None);
+        assert_eq!(lookup("", "x"), None);
         // Values keep everything after the first `=`.
-        assert_eq!(BootArgs::parse("a=b=c").get("a"), Some("b=c"));
+        assert_eq!(lookup("a=b=c", "a"), Some("b=c"));
     }
 
     #[test]
@@ -309,12 +282,12 @@ mod tests {
 
     #[test]
     fn log_filter_comes_from_env_then_boot_args() {
-        let boot = BootArgs::parse("ebbrt.log=nonsense");
+        let boot = "ebbrt.log=nonsense";
         let e = parse(Sources {
             argv: vec![],
             env_cores: None,
             env_log: None,
-            boot: &boot,
+            boot,
             default_cores: 1,
         })
         .unwrap_err();
@@ -323,7 +296,7 @@ mod tests {
             argv: vec![],
             env_cores: None,
             env_log: Some("warn".into()),
-            boot: &boot,
+            boot,
             default_cores: 1,
         })
         .unwrap();

@@ -18,7 +18,6 @@ mod apic;
 mod backtrace;
 mod boot;
 mod bringup;
-mod cmdline;
 mod gdt;
 mod idt;
 mod logger;
@@ -56,7 +55,7 @@ static APP_ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
 /// The value of `key` on the kernel command line (QEMU `-append`):
 /// `Some(value)` for `key=value`, `Some("")` for a bare `key`.
 pub fn boot_arg(key: &str) -> Option<&'static str> {
-    cmdline::lookup(BOOT_INFO.get()?.cmdline(), key)
+    crate::cmdline::lookup(BOOT_INFO.get()?.cmdline(), key)
 }
 
 /// The whole kernel command line.
