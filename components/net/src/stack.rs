@@ -591,7 +591,9 @@ impl Stack {
             }
         }
         inner.listener_port.insert(id, ep.port);
-        refill(inner, &self.opts.config, ep.port);
+        if let Some(p) = inner.ports.get_mut(&ep.port) {
+            refill(p, &mut inner.sockets, &self.opts.config, ep.port);
+        }
         Ok((id, error::listen_addr(ep, None)))
     }
 
@@ -622,7 +624,9 @@ impl Stack {
                 let sid = self.fresh_id();
                 inner.tcp.insert(sid, h);
                 // The stack may have refused SYNs while the queue was full.
-                refill(inner, &self.opts.config, port);
+                if let Some(p) = inner.ports.get_mut(&port) {
+                    refill(p, &mut inner.sockets, &self.opts.config, port);
+                }
                 match peer {
                     Some(p) => Poll::Ready(Ok((sid, error::socket_addr(p)))),
                     // Reset between the handshake and now: hand it out
@@ -1077,12 +1081,9 @@ impl Stack {
     }
 }
 
-/// Keeps `LISTEN_BACKLOG` listening sockets on `port` (unless too many
-/// connections are pending).
-fn refill(inner: &mut Inner, config: &NetConfig, port: u16) {
-    let Some(p) = inner.ports.get_mut(&port) else {
-        return;
-    };
+/// Keeps `LISTEN_BACKLOG` listening sockets on `port` (whose state is `p`),
+/// unless too many connections are pending.
+fn refill(p: &mut PortListen, sockets: &mut SocketSet<'static>, config: &NetConfig, port: u16) {
     while p.backlog.len() < LISTEN_BACKLOG && p.pending() < MAX_PENDING {
         let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]),
@@ -1092,7 +1093,7 @@ fn refill(inner: &mut Inner, config: &NetConfig, port: u16) {
             log::warn!("net: cannot listen on port {port}");
             return;
         }
-        p.backlog.push(inner.sockets.add(s));
+        p.backlog.push(sockets.add(s));
     }
 }
 
@@ -1100,16 +1101,13 @@ fn refill(inner: &mut Inner, config: &NetConfig, port: u16) {
 /// established connections to the port's listeners (in turn), and drops
 /// handshakes that failed.
 fn maintain_listeners(inner: &mut Inner, config: &NetConfig) {
-    let ports: Vec<u16> = inner.ports.keys().copied().collect();
-    for port in ports {
-        let Some(p) = inner.ports.get_mut(&port) else {
-            continue;
-        };
+    let Inner { ports, sockets, .. } = inner;
+    for (&port, p) in ports.iter_mut() {
         let mut changed = false;
         let mut i = 0;
         while i < p.backlog.len() {
             let h = p.backlog[i];
-            if inner.sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
+            if sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
                 i += 1;
             } else {
                 p.backlog.swap_remove(i);
@@ -1120,11 +1118,11 @@ fn maintain_listeners(inner: &mut Inner, config: &NetConfig) {
         let mut i = 0;
         while i < p.embryonic.len() {
             let h = p.embryonic[i];
-            match inner.sockets.get::<tcp::Socket>(h).state() {
+            match sockets.get::<tcp::Socket>(h).state() {
                 tcp::State::SynReceived => i += 1,
                 tcp::State::Closed | tcp::State::Listen | tcp::State::TimeWait => {
                     p.embryonic.swap_remove(i);
-                    inner.sockets.remove(h);
+                    sockets.remove(h);
                 }
                 _ if p.listeners.is_empty() => i += 1,
                 _ => {
@@ -1140,7 +1138,7 @@ fn maintain_listeners(inner: &mut Inner, config: &NetConfig) {
             }
         }
         if changed {
-            refill(inner, config, port);
+            refill(p, sockets, config, port);
         }
     }
 }
