@@ -495,18 +495,6 @@ impl Stack {
         }
     }
 
-    fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let c = &self.opts.config;
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; c.tcp_rx_buffer]),
-            tcp::SocketBuffer::new(vec![0u8; c.tcp_tx_buffer]),
-        );
-        // Linux answers within 40 ms at most; smoltcp's 10 ms default is fine,
-        // but an echo reply carries the ACK anyway.
-        s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
-        s
-    }
-
     fn check_local(&self, inner: &Inner, addr: SocketAddr) -> io::Result<()> {
         let ip = match addr {
             SocketAddr::V4(a) => *a.ip(),
@@ -686,7 +674,7 @@ impl Stack {
             let mut inner = self.inner.borrow_mut();
             let inner = &mut *inner;
             let port = self.ephemeral_port(inner);
-            let mut s = self.new_tcp_socket();
+            let mut s = new_tcp_socket(&self.opts.config);
             s.connect(inner.iface.context(), remote, port)
                 .map_err(|_| {
                     Error::new(ErrorKind::InvalidInput, "cannot connect to that address")
@@ -1081,14 +1069,21 @@ impl Stack {
     }
 }
 
+/// A TCP socket with the configured buffers, for a connection or a
+/// listening slot. Its ACK delay is smoltcp's default, 10 ms (Linux answers
+/// within 40 ms at most; an echo reply carries the ACK anyway).
+fn new_tcp_socket(config: &NetConfig) -> tcp::Socket<'static> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]),
+        tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]),
+    )
+}
+
 /// Keeps `LISTEN_BACKLOG` listening sockets on `port` (whose state is `p`),
 /// unless too many connections are pending.
 fn refill(p: &mut PortListen, sockets: &mut SocketSet<'static>, config: &NetConfig, port: u16) {
     while p.backlog.len() < LISTEN_BACKLOG && p.pending() < MAX_PENDING {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]),
-            tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]),
-        );
+        let mut s = new_tcp_socket(config);
         if s.listen(p.endpoint).is_err() {
             log::warn!("net: cannot listen on port {port}");
             return;
@@ -1155,5 +1150,27 @@ fn reap(inner: &mut Inner) {
         } else {
             i += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_sockets_get_the_configured_buffers_and_a_10_ms_ack_delay() {
+        let config = NetConfig {
+            tcp_rx_buffer: 3000,
+            tcp_tx_buffer: 5000,
+            ..NetConfig::default()
+        };
+        let s = new_tcp_socket(&config);
+        assert_eq!(s.recv_capacity(), 3000);
+        assert_eq!(s.send_capacity(), 5000);
+        // smoltcp's default, which connections used to set explicitly.
+        assert_eq!(
+            s.ack_delay(),
+            Some(smoltcp::time::Duration::from_millis(10))
+        );
     }
 }
