@@ -27,6 +27,7 @@ use ebbrt_core::{Ebb, EbbId, EbbRef, PerCore, PerCoreRoot, StaticEbb};
 use crate::adapter::{Inbox, Peers};
 use crate::config::{AddrConfig, Ipv4Net, NetConfig};
 use crate::device::{NET_DEVICE_REFS, NetDevice, bound_at};
+use crate::remote::RemoteStack;
 use crate::stack::{Stack, StackOptions, StackStats};
 
 type Lease = Option<(Ipv4Net, Option<Ipv4Addr>)>;
@@ -134,14 +135,9 @@ impl NetworkManager {
         match &self.home {
             Home::Local(s) => Ok(s.wait_configured().await),
             Home::Remote { mgr, owner } => {
-                let mgr = *mgr;
-                ebbrt_core::exec::spawn_on_with(*owner, move || async move {
-                    match mgr.local_stack() {
-                        Some(s) => Ok(s.wait_configured().await),
-                        None => Err(NO_DEVICE),
-                    }
-                })
-                .await
+                RemoteStack::new(*mgr, *owner)
+                    .run(|s| async move { Ok(s.wait_configured().await) })
+                    .await
             }
             Home::None => Err(NO_DEVICE),
         }
