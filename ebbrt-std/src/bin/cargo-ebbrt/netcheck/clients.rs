@@ -101,7 +101,7 @@ fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
 
 /// Streams `total` bytes (a whole number of chunks) through the echo at
 /// `addr`, writing and reading at once, and compares what comes back byte
-/// for byte and by CRC-32. Returns a summary.
+/// for byte. Returns a summary (with the CRC-32 of the bytes sent).
 pub fn bulk_echo(addr: SocketAddr, total: u64) -> Result<String, String> {
     let chunks = total.div_ceil(CHUNK as u64);
     let total = chunks * CHUNK as u64;
@@ -127,7 +127,6 @@ pub fn bulk_echo(addr: SocketAddr, total: u64) -> Result<String, String> {
             Ok(crc.value())
         })
     };
-    let mut crc = Crc32::new();
     let mut got = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let mut want = vec![0u8; CHUNK];
@@ -142,7 +141,6 @@ pub fn bulk_echo(addr: SocketAddr, total: u64) -> Result<String, String> {
                 break;
             }
         };
-        crc.update(&buf[..n]);
         // Compare against the stream, chunk by chunk.
         let mut at = 0;
         while at < n && error.is_none() {
@@ -186,12 +184,8 @@ pub fn bulk_echo(addr: SocketAddr, total: u64) -> Result<String, String> {
     if got != total {
         return Err(format!("{got} bytes came back of the {total} sent"));
     }
-    if crc.value() != sent_crc {
-        return Err(format!(
-            "CRC-32 {:08x} back, {sent_crc:08x} sent",
-            crc.value()
-        ));
-    }
+    // Every byte matched the stream and all of them came back, so the
+    // echo's CRC-32 is the writer's.
     let secs = elapsed.as_secs_f64();
     Ok(format!(
         "{} MiB each way in {secs:.1} s ({:.1} MB/s each way), byte for byte, CRC-32 {sent_crc:08x}",
