@@ -115,6 +115,16 @@ pub fn from_qemu(status: RawStatus, stderr: &QemuStderr) -> Outcome {
     }
 }
 
+/// Maps QEMU's exit status back to the application's, reading what QEMU
+/// wrote to stderr (`lines`) into a [`QemuStderr`] first.
+pub fn from_qemu_stderr(status: RawStatus, lines: &[String]) -> Outcome {
+    let mut stderr = QemuStderr::default();
+    for line in lines {
+        stderr.scan(line);
+    }
+    from_qemu(status, &stderr)
+}
+
 /// Maps a hosted process's exit status.
 pub fn from_hosted(status: RawStatus) -> Outcome {
     match status {

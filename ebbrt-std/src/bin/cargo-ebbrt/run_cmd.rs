@@ -3,7 +3,7 @@
 
 use crate::cargo::{Package, Workspace};
 use crate::cli::RunArgs;
-use crate::exit::{self, Outcome, QemuStderr};
+use crate::exit::{self, Outcome};
 use crate::process::{self, Finished, Options, Stdout};
 use crate::qemu::{self, Boot};
 use crate::{Error, accel, note, setup};
@@ -67,13 +67,7 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
 pub fn qemu_outcome(done: &Finished, opts: Options) -> Outcome {
     match opts.timeout {
         Some(t) if done.timed_out => Outcome::TimedOut(t),
-        _ => {
-            let mut stderr = QemuStderr::default();
-            for line in &done.stderr {
-                stderr.scan(line);
-            }
-            exit::from_qemu(done.status, &stderr)
-        }
+        _ => exit::from_qemu_stderr(done.status, &done.stderr),
     }
 }
 

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
-use crate::exit::{self, QemuStderr, RawStatus};
+use crate::exit::{self, RawStatus};
 use crate::net::{self, Attached, NetOpts};
 use crate::process;
 use crate::qemu::{self, Boot};
@@ -128,11 +128,7 @@ impl Guest {
                     (_, Some(_)) => format!("TIMED OUT after {} s and was killed", limit.as_secs()),
                     (Err(e), None) => format!("could not be waited for: {e}"),
                     (Ok(s), None) => {
-                        let mut q = QemuStderr::default();
-                        for l in &stderr {
-                            q.scan(l);
-                        }
-                        let outcome = exit::from_qemu(RawStatus::from(s), &q);
+                        let outcome = exit::from_qemu_stderr(RawStatus::from(s), &stderr);
                         let mut t = outcome.to_string();
                         if let Some(last) = stderr.last() {
                             t.push_str(&format!(" (QEMU: {last})"));
