@@ -19,7 +19,7 @@ use crate::frame::{self, DropReason, Steer};
 /// arrived on another stack's queue), and the waker of the receiving
 /// stack's poll task.
 #[derive(Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     frames: spin::Mutex<VecDeque<Vec<u8>>>,
     waker: spin::Mutex<Option<Waker>>,
 }
@@ -66,7 +66,7 @@ pub(crate) struct Peers {
 
 /// Counters of one stack's device traffic.
 #[derive(Default, Debug)]
-pub struct DevCounters {
+pub(crate) struct DevCounters {
     /// Frames received from the queue (before checks).
     pub rx_frames: Cell<u64>,
     /// Frames transmitted.

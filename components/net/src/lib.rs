@@ -64,7 +64,6 @@ mod stack;
 mod tcp;
 mod udp;
 
-pub use adapter::{DevCounters, Inbox};
 pub use config::{AddrConfig, Ipv4Net, NetConfig};
 pub use core::net::SocketAddr;
 pub use manager::{NetRoot, NetworkManager};

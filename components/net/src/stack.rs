@@ -582,7 +582,7 @@ impl Stack {
         if let Some(p) = inner.ports.get_mut(&ep.port) {
             refill(p, &mut inner.sockets, &self.opts.config, ep.port);
         }
-        Ok((id, error::listen_addr(ep, None)))
+        Ok((id, error::listen_addr(ep)))
     }
 
     /// Polls listener `id` for an established connection.
@@ -616,7 +616,7 @@ impl Stack {
                     refill(p, &mut inner.sockets, &self.opts.config, port);
                 }
                 match peer {
-                    Some(p) => Poll::Ready(Ok((sid, error::socket_addr(p)))),
+                    Some(p) => Poll::Ready(Ok((sid, SocketAddr::from(p)))),
                     // Reset between the handshake and now: hand it out
                     // anyway; its first read reports the end.
                     None => Poll::Ready(Ok((sid, SocketAddr::from(([0, 0, 0, 0], 0))))),
@@ -892,7 +892,7 @@ impl Stack {
         self.with_tcp(id, |inner, h| {
             let s = inner.sockets.get::<tcp::Socket>(h);
             match (s.local_endpoint(), s.remote_endpoint()) {
-                (Some(l), Some(r)) => Ok((error::socket_addr(l), error::socket_addr(r))),
+                (Some(l), Some(r)) => Ok((SocketAddr::from(l), SocketAddr::from(r))),
                 _ => Err(NOT_CONNECTED),
             }
         })?
@@ -953,7 +953,7 @@ impl Stack {
             .map_err(|_| Error::new(ErrorKind::InvalidInput, "cannot bind to that address"))?;
         let h = inner.sockets.add(s);
         inner.udp.insert(id, h);
-        Ok((id, error::listen_addr(ep, None)))
+        Ok((id, error::listen_addr(ep)))
     }
 
     fn with_udp<R>(&self, id: u64, f: impl FnOnce(&mut Inner, SocketHandle) -> R) -> io::Result<R> {
@@ -1047,7 +1047,7 @@ impl Stack {
         let r = self.with_udp(id, |inner, h| {
             let s = inner.sockets.get_mut::<udp::Socket>(h);
             match s.recv() {
-                Ok((data, meta)) => Poll::Ready(Ok((f(data), error::socket_addr(meta.endpoint)))),
+                Ok((data, meta)) => Poll::Ready(Ok((f(data), SocketAddr::from(meta.endpoint)))),
                 Err(_) => {
                     s.register_recv_waker(cx.waker());
                     Poll::Pending
