@@ -183,7 +183,7 @@ impl GpAllocator {
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), layout.size().min(new_size)) };
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.free(ptr, layout) } {
-            report::bad_free(&e);
+            ebbrt_page_alloc::bad_free(&e);
         }
         Ok(p)
     }
@@ -293,7 +293,7 @@ unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout) {
     let Some(p) = NonNull::new(ptr) else { return };
     // SAFETY: the caller allocated `ptr` here with `layout`.
     if let Err(e) = unsafe { GpAllocator::get().free(p, layout) } {
-        report::bad_free(&e);
+        ebbrt_page_alloc::bad_free(&e);
     }
 }
 

@@ -1,6 +1,12 @@
 //! The errors of the memory allocator stack. Every layer (page, slab,
 //! general-purpose, the talc alternative) reports failures with these two
 //! values, so a failure names the allocator, the request and what was free.
+//!
+//! The general-purpose allocators print them without allocating
+//! ([`report_alloc_failure`], [`bad_free`]): hosted, straight to file
+//! descriptor 2 from a stack buffer; natively through the `log` logger (the
+//! serial console), and a bad free panics (the native panic handler prints
+//! it and exits with a failure).
 
 use core::fmt;
 
@@ -99,3 +105,64 @@ impl fmt::Display for FreeError {
 }
 
 impl core::error::Error for FreeError {}
+
+/// Writes one line to stderr from a stack buffer (truncated to 512 bytes),
+/// without allocating.
+#[cfg(not(target_os = "none"))]
+fn emit(args: fmt::Arguments<'_>) {
+    use fmt::Write;
+    struct StackBuf {
+        buf: [u8; 512],
+        len: usize,
+    }
+    impl Write for StackBuf {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let n = s.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+    let mut b = StackBuf {
+        buf: [0; 512],
+        len: 0,
+    };
+    let _ = b.write_fmt(args);
+    let _ = b.write_str("\n");
+    // SAFETY: writes `len` initialised bytes of our buffer to stderr.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::write(2, b.buf.as_ptr().cast(), b.len)
+    };
+}
+
+/// Prints an allocation failure without allocating: `ebbrt: <error>` on
+/// stderr hosted, an error record of the `log` logger natively. (A
+/// `GlobalAlloc` then returns null, and Rust's allocation error handler
+/// stops the program.)
+#[cold]
+pub fn report_alloc_failure(e: &AllocError) {
+    #[cfg(not(target_os = "none"))]
+    emit(format_args!("ebbrt: {e}"));
+    #[cfg(target_os = "none")]
+    log::error!("{e}");
+}
+
+/// Stops the program on a bad free (caught by a debug build, or by the page
+/// allocator): hosted, prints `ebbrt: fatal: <error>` on stderr and aborts;
+/// natively, panics with that message.
+#[cold]
+pub fn bad_free(e: &FreeError) -> ! {
+    #[cfg(not(target_os = "none"))]
+    {
+        emit(format_args!("ebbrt: fatal: {e}"));
+        // SAFETY: aborting is always sound; unwinding out of an allocator
+        // is not allowed, and the heap cannot be trusted any more.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::abort()
+        }
+    }
+    #[cfg(target_os = "none")]
+    panic!("ebbrt: fatal: {e}")
+}

@@ -37,7 +37,9 @@ mod hosted;
 pub use buddy::{
     Buddy, MAX_ORDER, ORDERS, PAGE_SHIFT, PAGE_SIZE, RegionError, order_bytes, order_for,
 };
-pub use error::{AllocError, AllocFailure, FreeError, FreeErrorKind};
+pub use error::{
+    AllocError, AllocFailure, FreeError, FreeErrorKind, bad_free, report_alloc_failure,
+};
 
 /// Where an instance gets its memory from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

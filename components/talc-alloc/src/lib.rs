@@ -30,7 +30,7 @@ use ebbrt_core::ebb::ids;
 use ebbrt_core::registry::ComponentRecord;
 use ebbrt_core::{Ebb, EbbId, EbbKind, EbbRef, StaticEbb, cpu};
 pub use ebbrt_page_alloc::{AllocError, AllocFailure, FreeError, FreeErrorKind};
-use ebbrt_page_alloc::{MAX_ORDER, order_bytes, pages};
+use ebbrt_page_alloc::{MAX_ORDER, bad_free, order_bytes, pages, report_alloc_failure};
 
 mod heaps;
 
@@ -163,7 +163,7 @@ impl TalcAllocator {
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), layout.size().min(new_size)) };
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.free(ptr, layout) } {
-            fatal(&e);
+            bad_free(&e);
         }
         Ok(p)
     }
@@ -196,7 +196,7 @@ unsafe impl GlobalAlloc for Global {
         match TalcAllocator::get().alloc(layout) {
             Ok(p) => p.as_ptr(),
             Err(e) => {
-                report(&e);
+                report_alloc_failure(&e);
                 ptr::null_mut()
             }
         }
@@ -208,7 +208,7 @@ unsafe impl GlobalAlloc for Global {
         let Some(p) = NonNull::new(ptr) else { return };
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { TalcAllocator::get().free(p, layout) } {
-            fatal(&e);
+            bad_free(&e);
         }
     }
 
@@ -221,53 +221,11 @@ unsafe impl GlobalAlloc for Global {
         match unsafe { TalcAllocator::get().realloc(p, layout, new_size) } {
             Ok(p) => p.as_ptr(),
             Err(e) => {
-                report(&e);
+                report_alloc_failure(&e);
                 ptr::null_mut()
             }
         }
     }
-}
-
-#[cfg(not(target_os = "none"))]
-#[allow(unsafe_code)]
-fn emit(args: core::fmt::Arguments<'_>) {
-    use core::fmt::Write;
-    struct Buf([u8; 512], usize);
-    impl Write for Buf {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let n = s.len().min(self.0.len() - self.1);
-            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
-            self.1 += n;
-            Ok(())
-        }
-    }
-    let mut b = Buf([0; 512], 0);
-    let _ = writeln!(b, "{args}");
-    // SAFETY: writes initialised bytes of our buffer to stderr.
-    unsafe { libc::write(2, b.0.as_ptr().cast(), b.1) };
-}
-
-#[cold]
-fn report(e: &AllocError) {
-    #[cfg(not(target_os = "none"))]
-    emit(format_args!("ebbrt: {e}"));
-    #[cfg(target_os = "none")]
-    log::error!("{e}");
-}
-
-#[cold]
-fn fatal(e: &FreeError) -> ! {
-    #[cfg(not(target_os = "none"))]
-    {
-        emit(format_args!("ebbrt: fatal: {e}"));
-        // SAFETY: aborting is always sound; the heap cannot be trusted.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::abort()
-        }
-    }
-    #[cfg(target_os = "none")]
-    panic!("ebbrt: fatal: {e}")
 }
 
 impl Ebb for TalcAllocator {
