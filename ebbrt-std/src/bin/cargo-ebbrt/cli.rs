@@ -325,9 +325,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                 "--net" | "--forward" | "--queues" | "--nic" => {
                     net_flag.get_or_insert_with(|| name.clone());
                     let v = flags.value(&name, inline)?;
-                    if let Some(Err(e)) = net.apply(&name, || Ok(v)) {
-                        return Err(usage_error(e, usage));
-                    }
+                    net.apply(&name, v).map_err(|e| usage_error(e, usage))?;
                 }
                 _ => {
                     return Err(usage_error(

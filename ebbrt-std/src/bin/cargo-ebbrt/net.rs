@@ -92,46 +92,36 @@ impl Default for NetOpts {
 pub const DEFAULT_FORWARD: u16 = 7777;
 
 impl NetOpts {
-    /// Applies the flag `name` with `value`; `None` if it is not a
-    /// networking flag.
-    pub fn apply(
-        &mut self,
-        name: &str,
-        value: impl FnOnce() -> Result<String, String>,
-    ) -> Option<Result<(), String>> {
-        let r = match name {
-            "--net" => value().and_then(|v| {
+    /// Applies the networking flag `name` (`--net`, `--forward`, `--queues`
+    /// or `--nic`) with its value `v`.
+    pub fn apply(&mut self, name: &str, v: String) -> Result<(), String> {
+        match name {
+            "--net" => {
                 self.mode = match v.as_str() {
                     "user" => NetMode::User,
                     "tap" => NetMode::Tap,
                     "none" => NetMode::None,
                     _ => return Err(format!("--net must be `user`, `tap` or `none`, not `{v}`")),
                 };
-                Ok(())
-            }),
-            "--forward" => value().and_then(|v| {
-                self.forwards.push(Forward::parse(&v)?);
-                Ok(())
-            }),
-            "--queues" => value().and_then(|v| {
+            }
+            "--forward" => self.forwards.push(Forward::parse(&v)?),
+            "--queues" => {
                 self.queues = v
                     .parse::<u32>()
                     .ok()
                     .filter(|q| (1..=64).contains(q))
                     .ok_or(format!("--queues {v}: expected 1..=64"))?;
-                Ok(())
-            }),
-            "--nic" => value().and_then(|v| {
+            }
+            "--nic" => {
                 let props = v
                     .split(',')
                     .map(nic_property)
                     .collect::<Result<Vec<_>, _>>()?;
                 self.nic.extend(props);
-                Ok(())
-            }),
-            _ => return None,
-        };
-        Some(r)
+            }
+            _ => return Err(format!("`{name}` is not a networking flag")),
+        }
+        Ok(())
     }
 
     /// The `-device` argument of the NIC: `base` and the `--nic` properties.
@@ -348,39 +338,32 @@ fn attach_with(opts: &NetOpts, port_free: impl Fn(u16) -> bool) -> Result<Attach
             let ns = Netns(name.clone());
             let q = opts.queues;
             let mut tap = vec![
-                "netns", "exec", &name, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap",
+                "netns", "exec", &name, "ip", "tuntap", "add", "dev", TAP_NAME, "mode", "tap",
             ];
             if q > 1 {
                 tap.push("multi_queue");
             }
             ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
             ip(&tap)?;
+            let host = format!("{TAP_HOST}/24");
             ip(&[
-                "netns",
-                "exec",
-                &name,
-                "ip",
-                "addr",
-                "add",
-                "10.79.0.1/24",
-                "dev",
-                "tap0",
+                "netns", "exec", &name, "ip", "addr", "add", &host, "dev", TAP_NAME,
             ])?;
             if let Some(mtu) = opts.tap_mtu {
                 let mtu = mtu.to_string();
                 ip(&[
-                    "netns", "exec", &name, "ip", "link", "set", "tap0", "mtu", &mtu,
+                    "netns", "exec", &name, "ip", "link", "set", TAP_NAME, "mtu", &mtu,
                 ])?;
             }
-            ip(&["netns", "exec", &name, "ip", "link", "set", "tap0", "up"])?;
+            ip(&["netns", "exec", &name, "ip", "link", "set", TAP_NAME, "up"])?;
             let (netdev, device) = if q > 1 {
                 (
-                    format!("tap,id=n0,ifname=tap0,script=no,downscript=no,queues={q}"),
+                    format!("tap,id=n0,ifname={TAP_NAME},script=no,downscript=no,queues={q}"),
                     format!("virtio-net-pci,netdev=n0,mq=on,vectors={}", 2 * q + 2),
                 )
             } else {
                 (
-                    "tap,id=n0,ifname=tap0,script=no,downscript=no".to_string(),
+                    format!("tap,id=n0,ifname={TAP_NAME},script=no,downscript=no"),
                     "virtio-net-pci,netdev=n0".to_string(),
                 )
             };
@@ -390,12 +373,12 @@ fn attach_with(opts: &NetOpts, port_free: impl Fn(u16) -> bool) -> Result<Attach
                     .iter()
                     .map(OsString::from)
                     .collect(),
-                append: format!("net.ip=10.79.0.2/24 net.gw=10.79.0.1 net.queues={q}"),
+                append: format!("net.ip={TAP_GUEST}/24 net.gw={TAP_HOST} net.queues={q}"),
                 summary: format!(
-                    "tap in network namespace {name} ({q} queue pair(s)): guest 10.79.0.2; clients: ip netns exec {name} <client>"
+                    "tap in network namespace {name} ({q} queue pair(s)): guest {TAP_GUEST}; clients: ip netns exec {name} <client>"
                 ),
                 reach: vec![format!(
-                    "reach the guest at 10.79.0.2 from inside the namespace, e.g. `ip netns exec {name} nc 10.79.0.2 7777`"
+                    "reach the guest at {TAP_GUEST} from inside the namespace, e.g. `ip netns exec {name} nc {TAP_GUEST} 7777`"
                 )],
                 netns: Some(ns),
             })
@@ -407,36 +390,35 @@ fn attach_with(opts: &NetOpts, port_free: impl Fn(u16) -> bool) -> Result<Attach
 mod tests {
     use super::*;
 
-    fn apply(o: &mut NetOpts, name: &str, v: &str) -> Option<Result<(), String>> {
-        let v = v.to_string();
-        o.apply(name, move || Ok(v))
+    fn apply(o: &mut NetOpts, name: &str, v: &str) -> Result<(), String> {
+        o.apply(name, v.to_string())
     }
 
     #[test]
     fn flags() {
         let mut o = NetOpts::default();
-        assert!(apply(&mut o, "--cores", "2").is_none());
-        apply(&mut o, "--forward", "8080").unwrap().unwrap();
-        apply(&mut o, "--forward", "9:7777").unwrap().unwrap();
+        assert!(apply(&mut o, "--cores", "2").is_err());
+        apply(&mut o, "--forward", "8080").unwrap();
+        apply(&mut o, "--forward", "9:7777").unwrap();
         let fw = |host, guest| Forward { host, guest };
         assert_eq!(o.forwards, [fw(8080, 8080), fw(9, 7777)]);
         for bad in ["0", "9:", ":9", "1:2:3", "x", "70000", "5:0"] {
-            let e = apply(&mut o, "--forward", bad).unwrap().unwrap_err();
+            let e = apply(&mut o, "--forward", bad).unwrap_err();
             assert!(e.contains("HOST:GUEST"), "{bad}: {e}");
         }
         o.check().unwrap();
-        apply(&mut o, "--forward", "9").unwrap().unwrap();
+        apply(&mut o, "--forward", "9").unwrap();
         assert!(
             o.check()
                 .unwrap_err()
                 .contains("host port 9 is forwarded twice")
         );
         o.forwards.pop();
-        assert!(apply(&mut o, "--net", "wifi").unwrap().is_err());
+        assert!(apply(&mut o, "--net", "wifi").is_err());
         o.check().unwrap();
-        apply(&mut o, "--queues", "2").unwrap().unwrap();
+        apply(&mut o, "--queues", "2").unwrap();
         assert!(o.check().unwrap_err().contains("--net tap"));
-        apply(&mut o, "--net", "tap").unwrap().unwrap();
+        apply(&mut o, "--net", "tap").unwrap();
         assert!(o.check().unwrap_err().contains("--forward"));
         o.forwards.clear();
         o.check().unwrap();
@@ -476,17 +458,15 @@ mod tests {
     #[test]
     fn nic_properties() {
         let mut o = NetOpts::default();
-        apply(&mut o, "--nic", "disable-modern=on,vectors=0")
-            .unwrap()
-            .unwrap();
-        apply(&mut o, "--nic", "csum=off").unwrap().unwrap();
+        apply(&mut o, "--nic", "disable-modern=on,vectors=0").unwrap();
+        apply(&mut o, "--nic", "csum=off").unwrap();
         assert_eq!(o.nic, ["disable-modern=on", "vectors=0", "csum=off"]);
         for bad in ["csum", "=off", "csum=", "a b=1", "x=1,", "csum=o n"] {
-            let e = apply(&mut o, "--nic", bad).unwrap().unwrap_err();
+            let e = apply(&mut o, "--nic", bad).unwrap_err();
             assert!(e.contains("expected key=value"), "{bad}: {e}");
         }
         for mine in ["netdev=x", "id=y"] {
-            let e = apply(&mut o, "--nic", mine).unwrap().unwrap_err();
+            let e = apply(&mut o, "--nic", mine).unwrap_err();
             assert!(e.contains("set by the tool"), "{mine}: {e}");
         }
         let a = attach_with(&o, |_| true).unwrap();
