@@ -20,6 +20,7 @@ use mio::event::Source;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Registry, Token};
 
+use crate::io_error::from_std;
 use crate::timer::TimerFd;
 
 /// The token of this core's `mio::Waker` (cross-core wakes).
@@ -208,7 +209,7 @@ impl<S: Source> Async<S> {
                 Ok(()) => Ok((token, wakers)),
                 Err(e) => {
                     r.remove(token);
-                    Err(crate::io_error::from_std(e))
+                    Err(from_std(e))
                 }
             }
         });
@@ -228,20 +229,25 @@ impl<S: Source> Async<S> {
     }
 
     /// Runs `op` until it does not return `WouldBlock`, waiting for
-    /// readability in between. `EINTR` is retried.
+    /// readability in between. `EINTR` is retried. An error of `op` is
+    /// returned as an `ebbrt_core::io::Error` (see [`from_std`]).
     pub(crate) async fn read_with<R>(
         &self,
         mut op: impl FnMut(&S) -> io::Result<R>,
-    ) -> io::Result<R> {
-        poll_fn(|cx| self.poll_op(cx, &self.wakers.read, &mut op)).await
+    ) -> ebbrt_core::io::Result<R> {
+        poll_fn(|cx| self.poll_op(cx, &self.wakers.read, &mut op))
+            .await
+            .map_err(from_std)
     }
 
     /// Like [`Self::read_with`], waiting for writability.
     pub(crate) async fn write_with<R>(
         &self,
         mut op: impl FnMut(&S) -> io::Result<R>,
-    ) -> io::Result<R> {
-        poll_fn(|cx| self.poll_op(cx, &self.wakers.write, &mut op)).await
+    ) -> ebbrt_core::io::Result<R> {
+        poll_fn(|cx| self.poll_op(cx, &self.wakers.write, &mut op))
+            .await
+            .map_err(from_std)
     }
 
     fn poll_op<R>(

@@ -63,11 +63,7 @@ impl TcpListener {
 
     /// Waits for a connection; returns it and the peer's address.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = self
-            .inner
-            .read_with(|l| l.accept())
-            .await
-            .map_err(from_std)?;
+        let (stream, peer) = self.inner.read_with(|l| l.accept()).await?;
         Ok((TcpStream::from_mio(stream)?, peer))
     }
 
@@ -131,8 +127,7 @@ impl TcpStream {
                     Err(e) => Err(e),
                 }
             })
-            .await
-            .map_err(from_std)?;
+            .await?;
         Ok(stream)
     }
 
@@ -152,10 +147,7 @@ impl TcpStream {
                 return Ok(n);
             }
         }
-        self.inner
-            .read_with(|mut s| s.read(buf))
-            .await
-            .map_err(from_std)
+        self.inner.read_with(|mut s| s.read(buf)).await
     }
 
     /// Reads what has been received as one buffer (what the kernel has
@@ -175,8 +167,7 @@ impl TcpStream {
                 v.truncate(n);
                 Ok(v)
             })
-            .await
-            .map_err(from_std)?;
+            .await?;
         if v.is_empty() {
             return Ok(None);
         }
@@ -220,10 +211,7 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.inner
-            .write_with(|mut s| s.write(buf))
-            .await
-            .map_err(from_std)
+        self.inner.write_with(|mut s| s.write(buf)).await
     }
 
     /// Writes all of `buf`.

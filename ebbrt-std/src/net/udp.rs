@@ -30,19 +30,13 @@ impl UdpSocket {
     /// Sends one datagram to `to`, waiting while the send buffer is full;
     /// returns the bytes sent.
     pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.inner
-            .write_with(|s| s.send_to(buf, to))
-            .await
-            .map_err(from_std)
+        self.inner.write_with(|s| s.send_to(buf, to)).await
     }
 
     /// Waits for one datagram; returns its length and sender. A datagram
     /// longer than `buf` is truncated to `buf.len()`.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.inner
-            .read_with(|s| s.recv_from(buf))
-            .await
-            .map_err(from_std)
+        self.inner.read_with(|s| s.recv_from(buf)).await
     }
 
     /// Waits for one datagram; returns it whole, in a buffer of its size
@@ -57,8 +51,7 @@ impl UdpSocket {
                 v.truncate(n);
                 Ok((v, from))
             })
-            .await
-            .map_err(from_std)?;
+            .await?;
         Ok((IoBuf::from(v), from))
     }
 
