@@ -15,7 +15,6 @@ use crate::logger::Filter;
 pub(crate) struct Config {
     pub(crate) cores: usize,
     pub(crate) log: Filter,
-    pub(crate) app_args: Vec<String>,
 }
 
 /// A configuration value that cannot be used. Reported on stderr, and the
@@ -72,11 +71,6 @@ pub fn args() -> &'static [String] {
     })
 }
 
-pub(crate) fn set_app_args(app: Vec<String>) {
-    // A second start (impossible: start_main never returns) keeps the first.
-    let _ = APP_ARGS.set(app);
-}
-
 /// Splits the arguments after the program name into the `--cores` value
 /// (the last one given) and the application's arguments.
 fn split_args(argv: Vec<String>) -> Result<(Option<String>, Vec<String>), ConfigError> {
@@ -121,7 +115,9 @@ pub(crate) struct Sources<'a> {
 }
 
 pub(crate) fn parse(src: Sources<'_>) -> Result<Config, ConfigError> {
-    let (flag, app_args) = split_args(src.argv)?;
+    // The application's arguments are `args()`'s, split from argv again
+    // when first asked for.
+    let (flag, _) = split_args(src.argv)?;
     let cores = if let Some(v) = flag {
         parse_cores(&v, "--cores")?
     } else if let Some(v) = src.env_cores {
@@ -141,11 +137,7 @@ pub(crate) fn parse(src: Sources<'_>) -> Result<Config, ConfigError> {
         origin,
         why,
     })?;
-    Ok(Config {
-        cores,
-        log,
-        app_args,
-    })
+    Ok(Config { cores, log })
 }
 
 fn env_var(name: &'static str) -> Result<Option<String>, ConfigError> {
@@ -181,6 +173,11 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The application's arguments, as [`args`] splits them from argv.
+    fn app_args(argv: &[&str]) -> Vec<String> {
+        split_args(strings(argv)).unwrap().1
+    }
+
     fn parse_with(
         argv: &[&str],
         env_cores: Option<&str>,
@@ -210,16 +207,12 @@ mod tests {
 
     #[test]
     fn cores_flag_wins_and_is_removed_from_app_args() {
-        let c = parse_with(
-            &["--cores", "3", "serve", "--cores=2", "x"],
-            Some("5"),
-            "ebbrt.cores=6",
-        )
-        .unwrap();
+        let argv = ["--cores", "3", "serve", "--cores=2", "x"];
+        let c = parse_with(&argv, Some("5"), "ebbrt.cores=6").unwrap();
         assert_eq!(c.cores, 2, "the last flag wins");
-        assert_eq!(c.app_args, strings(&["serve", "x"]));
+        assert_eq!(app_args(&argv), strings(&["serve", "x"]));
         let c = parse_with(&["--cores=4"], None, "").unwrap();
-        assert_eq!((c.cores, c.app_args.len()), (4, 0));
+        assert_eq!((c.cores, app_args(&["--cores=4"]).len()), (4, 0));
     }
 
     #[test]
@@ -234,9 +227,10 @@ mod tests {
 
     #[test]
     fn double_dash_ends_runtime_flags() {
-        let c = parse_with(&["a", "--", "--cores", "9", "--"], None, "").unwrap();
+        let argv = ["a", "--", "--cores", "9", "--"];
+        let c = parse_with(&argv, None, "").unwrap();
         assert_eq!(c.cores, 7);
-        assert_eq!(c.app_args, strings(&["a", "--cores", "9", "--"]));
+        assert_eq!(app_args(&argv), strings(&["a", "--cores", "9", "--"]));
     }
 
     #[test]

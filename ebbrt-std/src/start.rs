@@ -107,23 +107,11 @@ where
         }
     };
     logger::init(cfg.log);
-    config::set_app_args(cfg.app_args);
     let cores = cfg.cores;
-    let mut polls = match boot(cores) {
-        Ok(p) => p.into_iter(),
-        Err(e) => {
-            eprintln!("ebbrt: error: {e}");
-            std::process::exit(EXIT_START);
-        }
-    };
-    let poll0 = polls.next().expect("an instance has at least one core");
-    install_panic_hook();
-
-    let (cpu0, done_rx) = start_other_cores(polls).unwrap_or_else(|e| {
+    let done_rx = start(cores).unwrap_or_else(|e| {
         eprintln!("ebbrt: error: {e}");
         std::process::exit(EXIT_START);
     });
-    enter_core(CoreId(0), poll0, cpu0);
     exec::spawn_main(make(), report);
     let code = exec::run();
 
@@ -139,6 +127,20 @@ where
     }
     // `exit` flushes stdout.
     std::process::exit(code)
+}
+
+/// The start sequence [`start_main`] and [`enter_instance`] share: boots
+/// an instance of `cores` cores, installs the panic hook, starts cores 1..
+/// on threads of their own and enters the calling thread as core 0 (which
+/// runs no loop yet). Returns the channel on which each of cores 1..
+/// reports leaving its loop.
+fn start(cores: usize) -> Result<mpsc::Receiver<()>, StartError> {
+    let mut polls = boot(cores)?.into_iter();
+    let poll0 = polls.next().expect("an instance has at least one core");
+    install_panic_hook();
+    let (cpu0, done_rx) = start_other_cores(polls)?;
+    enter_core(CoreId(0), poll0, cpu0);
+    Ok(done_rx)
 }
 
 /// Starts the threads of cores 1.. (`polls` holds their `mio::Poll`s, in
@@ -205,12 +207,9 @@ fn start_other_cores(
 /// An invalid core count, a runtime already started in this process (only
 /// one instance per process), or a core that could not be set up.
 pub fn enter_instance(cores: usize) -> Result<(), StartError> {
-    let mut polls = boot(cores)?.into_iter();
-    let poll0 = polls.next().expect("an instance has at least one core");
-    install_panic_hook();
-    let (cpu0, _done) = start_other_cores(polls)?;
-    enter_core(CoreId(0), poll0, cpu0);
-    Ok(())
+    // Nobody waits for cores 1.. to leave their loops: the instance lives
+    // until the process exits.
+    start(cores).map(drop)
 }
 
 /// Reports the outcome of the application's main future.
