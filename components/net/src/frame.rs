@@ -8,7 +8,10 @@
 //! the work, and it counts nothing). A frame the device marked as checked
 //! skips the TCP/UDP checksum.
 
-use smoltcp::wire::{EthernetProtocol, IpProtocol};
+use smoltcp::wire::{
+    EthernetProtocol, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    checksum,
+};
 
 /// The length of an Ethernet header (no VLAN tag).
 pub const ETH_HEADER: usize = 14;
@@ -75,6 +78,12 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 /// The one's-complement sum of `data` (not yet complemented), added to `acc`.
+///
+/// For a slice of at most 64 KiB, `fold(sum16(0, data))` equals smoltcp's
+/// `checksum::data(data)`, which [`check_rx`] and [`prepare_tx_checksum`]
+/// use. This one folds as it goes, so it takes any length (smoltcp's
+/// accumulates in 32 bits and overflows past 128 KiB):
+/// [`complete_tx_checksum`] keeps it, since its frame has no bound.
 pub fn sum16(mut acc: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
@@ -96,11 +105,6 @@ pub fn fold(mut acc: u32) -> u16 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
     acc as u16
-}
-
-fn pseudo_header_sum(ip: &[u8], proto: u8, l4_len: usize) -> u32 {
-    let acc = sum16(0, &ip[12..20]);
-    acc + proto as u32 + l4_len as u32
 }
 
 /// Checks a received frame. `mtu` bounds the IP packet; `l4_checked` says
@@ -148,7 +152,15 @@ fn check_ipv4(p: &[u8], l4_checked: bool) -> Result<Steer, DropReason> {
     if p.len() < total || p.len() < ihl {
         return Err(DropReason::Truncated);
     }
-    if fold(sum16(0, &p[..ihl])) != 0xffff {
+    // The lengths checked above keep smoltcp's accessors in bounds: the
+    // header within `p`, the transport header within `l4`, the UDP length
+    // within `l4`. Its checksums are the same one's-complement sums over the
+    // same bytes (the IPv4 header; the TCP segment and the ICMP message to
+    // the IP total length; UDP to its own length field, a zero checksum
+    // meaning none), except that a `--cfg fuzzing` build of smoltcp accepts
+    // every checksum.
+    let ipv4 = Ipv4Packet::new_unchecked(p);
+    if !ipv4.verify_checksum() {
         return Err(DropReason::BadIpChecksum);
     }
     let more_frags = p[6] & 0x20 != 0;
@@ -159,13 +171,14 @@ fn check_ipv4(p: &[u8], l4_checked: bool) -> Result<Steer, DropReason> {
         return Ok(Steer::Local);
     }
     let l4 = &p[ihl..total];
-    let ip = &p[..ihl];
+    let src = IpAddress::Ipv4(ipv4.src_addr());
+    let dst = IpAddress::Ipv4(ipv4.dst_addr());
     match IpProtocol::from(p[9]) {
         IpProtocol::Tcp => {
             if l4.len() < 20 || l4.len() < ((l4[12] >> 4) as usize) * 4 {
                 return Err(DropReason::Truncated);
             }
-            if !l4_checked && fold(sum16(pseudo_header_sum(ip, 6, l4.len()), l4)) != 0xffff {
+            if !l4_checked && !TcpPacket::new_unchecked(l4).verify_checksum(&src, &dst) {
                 return Err(DropReason::BadChecksum);
             }
             Ok(Steer::Local)
@@ -178,12 +191,8 @@ fn check_ipv4(p: &[u8], l4_checked: bool) -> Result<Steer, DropReason> {
             if ulen < 8 || ulen > l4.len() {
                 return Err(DropReason::Truncated);
             }
-            let csum = be16(l4, 6);
-            // A zero UDP checksum means "none" in IPv4.
-            if !l4_checked
-                && csum != 0
-                && fold(sum16(pseudo_header_sum(ip, 17, ulen), &l4[..ulen])) != 0xffff
-            {
+            // Sums the first `ulen` bytes; a zero checksum means "none" in IPv4.
+            if !l4_checked && !UdpPacket::new_unchecked(l4).verify_checksum(&src, &dst) {
                 return Err(DropReason::BadChecksum);
             }
             if be16(l4, 2) == DHCP_CLIENT_PORT {
@@ -195,7 +204,7 @@ fn check_ipv4(p: &[u8], l4_checked: bool) -> Result<Steer, DropReason> {
             if l4.len() < 8 {
                 return Err(DropReason::Truncated);
             }
-            if fold(sum16(0, l4)) != 0xffff {
+            if !Icmpv4Packet::new_unchecked(l4).verify_checksum() {
                 return Err(DropReason::BadChecksum);
             }
             Ok(Steer::Local)
@@ -229,7 +238,14 @@ pub fn prepare_tx_checksum(frame: &mut [u8]) -> Option<crate::device::TxChecksum
     if l4_len < csum_field + 2 {
         return None;
     }
-    let sum = fold(pseudo_header_sum(&frame[ip_start..l4_start], proto, l4_len));
+    let ip = Ipv4Packet::new_unchecked(&frame[ip_start..l4_start]);
+    // `l4_len` fits in 16 bits (it is at most the IP total length).
+    let sum = checksum::pseudo_header_v4(
+        &ip.src_addr(),
+        &ip.dst_addr(),
+        IpProtocol::from(proto),
+        l4_len as u32,
+    );
     frame[l4_start + csum_field..l4_start + csum_field + 2].copy_from_slice(&sum.to_be_bytes());
     Some(crate::device::TxChecksum {
         start: l4_start as u16,
@@ -277,7 +293,8 @@ mod tests {
         f[36..38].copy_from_slice(&7u16.to_be_bytes());
         f[38..40].copy_from_slice(&(ulen as u16).to_be_bytes());
         f[42..].copy_from_slice(payload);
-        let c = !fold(sum16(pseudo_header_sum(&f[14..34], 17, ulen), &f[34..]));
+        // The pseudo-header: addresses, protocol, UDP length.
+        let c = !fold(sum16(sum16(0, &f[26..34]) + 17 + ulen as u32, &f[34..]));
         f[40..42].copy_from_slice(&c.to_be_bytes());
         f
     }
@@ -291,6 +308,27 @@ mod tests {
         );
         // An odd length pads with a zero byte.
         assert_eq!(fold(sum16(0, &[0x01])), 0x0100);
+    }
+
+    #[test]
+    fn our_sums_equal_smoltcps() {
+        // Bytes that carry often, at every length up to a few hundred, and
+        // a full 64 KiB.
+        let data: Vec<u8> = (0..65536u32)
+            .map(|i| ((i * 7919) >> 3) as u8 | 0x80)
+            .collect();
+        for len in (0..600).chain([65535, 65536]) {
+            let d = &data[..len];
+            assert_eq!(fold(sum16(0, d)), checksum::data(d), "length {len}");
+        }
+        assert_eq!(fold(sum16(0, &[0u8; 9])), checksum::data(&[0u8; 9]));
+        assert_eq!(fold(sum16(0, &[0xffu8; 9])), checksum::data(&[0xffu8; 9]));
+        let (a, b) = ([10, 0, 0, 1].into(), [192, 168, 255, 254].into());
+        for (proto, len) in [(6u8, 20u32), (17, 8), (6, 65515), (17, 0xffff)] {
+            let ours = fold(sum16(0, &[10, 0, 0, 1, 192, 168, 255, 254]) + proto as u32 + len);
+            let theirs = checksum::pseudo_header_v4(&a, &b, IpProtocol::from(proto), len);
+            assert_eq!(ours, theirs, "protocol {proto}, length {len}");
+        }
     }
 
     #[test]
