@@ -102,7 +102,10 @@ macro_rules! println {
 #[macro_export]
 macro_rules! test_main {
     () => {
-        async fn __ebbrt_test_main()
+        // The entry symbols (hosted `main`, native `__ebbrt_app_main`) are
+        // those of `#[ebbrt::main]`; a bad start index is its `Err`.
+        #[$crate::main]
+        async fn main()
         -> ::core::result::Result<i32, $crate::__rt::ebbrt_core::test_support::StartIndexError> {
             let start = $crate::__rt::ebbrt_core::test_support::parse_start(
                 $crate::runtime::boot_arg("ebbrt.test.start"),
@@ -114,20 +117,6 @@ macro_rules! test_main {
                 )
                 .await,
             )
-        }
-
-        #[cfg(not(target_os = "none"))]
-        fn main() {
-            $crate::__rt::start_main(__ebbrt_test_main)
-        }
-
-        /// The test kernel's entry, called by the native kernel on its boot
-        /// core once the kernel is up.
-        #[cfg(target_os = "none")]
-        #[allow(unsafe_code)]
-        #[unsafe(no_mangle)]
-        pub extern "Rust" fn __ebbrt_app_main() -> ! {
-            $crate::__rt::start_main(__ebbrt_test_main)
         }
     };
 }
