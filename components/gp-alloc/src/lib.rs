@@ -35,7 +35,7 @@ use ebbrt_core::ebb::ids;
 use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb, cpu};
 pub use ebbrt_page_alloc::{AllocError, AllocFailure, FreeError, FreeErrorKind};
 use ebbrt_page_alloc::{order_for, pages};
-use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass, SlabAllocator};
+use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass};
 
 mod report;
 
@@ -79,42 +79,12 @@ impl GpAllocator {
         }
     }
 
-    /// On a core whose slab representative is built: an object of `class`
-    /// if its cache has one ready (no refill, no miss).
-    #[inline(always)]
-    fn alloc_fast(&self, class: SizeClass) -> Option<NonNull<u8>> {
-        SLAB_ALLOCATOR.cached_rep()?.alloc_fast(class)
-    }
-
-    /// On a core: frees an object of `class` through this core's slab
-    /// representative, unchecked.
-    ///
-    /// # Safety
-    /// `ptr` is a live object of `class` from this allocator, unused after.
-    #[inline(always)]
-    #[allow(unsafe_code)]
-    unsafe fn free_fast(&self, slab: &SlabAllocator, ptr: NonNull<u8>, class: SizeClass) {
-        // SAFETY: forwarded.
-        unsafe { slab.free_unchecked(ptr, class) }
-    }
-
     #[inline(never)]
     fn alloc_large(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         pages()
             .alloc_bytes(layout.size(), layout.align())
             .map(|(p, _)| p)
             .map_err(|e| rename(e, layout))
-    }
-
-    /// Allocates zeroed memory for `layout`.
-    pub fn alloc_zeroed(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        let p = self.alloc(layout)?;
-        // SAFETY: the block is ours and at least `layout.size()` bytes.
-        #[allow(unsafe_code)]
-        unsafe {
-            ptr::write_bytes(p.as_ptr(), 0, layout.size())
-        };
-        Ok(p)
     }
 
     /// Frees memory allocated with `layout`. Debug builds refuse a double
@@ -220,15 +190,17 @@ pub struct Global;
 // no one else uses until freed, or reports a failure and returns null.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Global {
-    /// The fast path: a small size on a core, with an object ready in the
-    /// core's slab cache. Everything else goes out of line.
+    /// The fast path: a small size on a core whose slab representative is
+    /// in its translation table (so the thread is an EbbRT core), with an
+    /// object ready in that representative's cache (no refill, no miss).
+    /// Everything else goes out of line.
     #[inline(always)]
     // SAFETY: `GlobalAlloc::alloc`'s contract (a non-zero size) is all the
     // slab and page paths need; failure returns null.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(class) = SizeClass::for_layout(layout)
-            && let Some(gp) = GP_ALLOCATOR.cached_rep()
-            && let Some(p) = gp.alloc_fast(class)
+            && let Some(slab) = SLAB_ALLOCATOR.cached_rep()
+            && let Some(p) = slab.alloc_fast(class)
         {
             return p.as_ptr();
         }
@@ -243,24 +215,15 @@ unsafe impl GlobalAlloc for Global {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if !cfg!(debug_assertions)
             && let Some(class) = SizeClass::for_layout(layout)
-            && let Some(gp) = GP_ALLOCATOR.cached_rep()
             && let Some(slab) = SLAB_ALLOCATOR.cached_rep()
         {
             // SAFETY: `ptr` is a live block of `layout` from this allocator
             // (caller's contract), so an object of `class`; never null.
-            unsafe { gp.free_fast(slab, NonNull::new_unchecked(ptr), class) };
+            unsafe { slab.free_unchecked(NonNull::new_unchecked(ptr), class) };
             return;
         }
         // SAFETY: forwarded.
         unsafe { dealloc_slow(ptr, layout) }
-    }
-
-    // SAFETY: as `alloc`; the block is zeroed before it is returned.
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match GpAllocator::get().alloc_zeroed(layout) {
-            Ok(p) => p.as_ptr(),
-            Err(e) => failed(&e),
-        }
     }
 
     // SAFETY: the caller's `GlobalAlloc::realloc` contract is passed on to
