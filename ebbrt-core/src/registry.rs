@@ -47,11 +47,18 @@ pub static COMPONENTS: [ComponentRecord];
 /// ```
 ///
 /// An optional `docs: "..."` after `id` gives the full documentation; it
-/// defaults to the summary.
+/// defaults to the summary. An optional `feature: "name"` after that names
+/// the Cargo feature (of the `ebbrt` facade) that selects the component,
+/// which is then not selected by default. `#[ebb(...)]` emits this macro.
 #[macro_export]
 macro_rules! register_component {
-    ($ty:ident { name: $name:expr, kind: $kind:expr, interface: $iface:expr, summary: $summary:expr, id: $id:expr $(, docs: $docs:expr)? $(,)? }) => {
+    (@docs $summary:expr) => { $summary };
+    (@docs $summary:expr, $docs:expr) => { $docs };
+    (@feature) => { ::core::option::Option::None };
+    (@feature $feature:expr) => { ::core::option::Option::Some($feature) };
+    ($ty:ident { name: $name:expr, kind: $kind:expr, interface: $iface:expr, summary: $summary:expr, id: $id:expr $(, docs: $docs:expr)? $(, feature: $feature:expr)? $(,)? }) => {
         const _: () = {
+            const FEATURE: ::core::option::Option<&str> = $crate::register_component!(@feature $($feature)?);
             #[$crate::__private::linkme::distributed_slice($crate::registry::COMPONENTS)]
             #[linkme(crate = $crate::__private::linkme)]
             static RECORD: $crate::registry::ComponentRecord = $crate::registry::ComponentRecord {
@@ -59,15 +66,11 @@ macro_rules! register_component {
                 kind: $kind,
                 interface: $iface,
                 summary: $summary,
-                docs: {
-                    let docs: &str = $summary;
-                    $(let docs: &str = $docs;)?
-                    docs
-                },
+                docs: $crate::register_component!(@docs $summary $(, $docs)?),
                 id: $id,
-                crate_name: env!("CARGO_PKG_NAME"),
-                feature: None,
-                default: true,
+                crate_name: ::core::env!("CARGO_PKG_NAME"),
+                feature: FEATURE,
+                default: FEATURE.is_none(),
             };
         };
     };

@@ -421,29 +421,22 @@ fn record(core: &TokenStream, args: &Args, item: &ItemStruct, kind: Kind) -> Tok
         Some(_) => quote!(::core::option::Option::Some(<#ident as #core::StaticEbb>::ID)),
         None => quote!(::core::option::Option::None),
     };
-    let (feature, default) = match &args.feature {
-        Some(f) => {
-            let f = &f.value;
-            (quote!(::core::option::Option::Some(#f)), false)
-        }
-        None => (quote!(::core::option::Option::None), true),
-    };
+    let feature = args.feature.as_ref().map(|f| {
+        let f = &f.value;
+        quote!(, feature: #f)
+    });
     quote! {
-        const _: () = {
-            #[#core::__private::linkme::distributed_slice(#core::registry::COMPONENTS)]
-            #[linkme(crate = #core::__private::linkme)]
-            static COMPONENT: #core::registry::ComponentRecord = #core::registry::ComponentRecord {
+        #core::register_component! {
+            #ident {
                 name: #name,
                 kind: #kind,
                 interface: ::core::concat!(::core::module_path!(), "::", #name),
                 summary: #summary,
-                docs: #docs,
                 id: #id,
-                crate_name: ::core::env!("CARGO_PKG_NAME"),
-                feature: #feature,
-                default: #default,
-            };
-        };
+                docs: #docs
+                #feature
+            }
+        }
     }
 }
 
