@@ -55,8 +55,3 @@ pub fn get() -> &'static dyn Platform {
         None => panic!("no EbbRT runtime is running (platform not installed)"),
     }
 }
-
-/// The running platform, if a runtime has started.
-pub fn try_get() -> Option<&'static dyn Platform> {
-    PLATFORM.get().copied()
-}

@@ -80,16 +80,6 @@ pub enum EbbKind {
     Shared,
 }
 
-impl EbbKind {
-    /// The name used in attributes and in the component catalog.
-    pub const fn name(self) -> &'static str {
-        match self {
-            EbbKind::PerCore => "per_core",
-            EbbKind::Shared => "shared",
-        }
-    }
-}
-
 /// Errors of the Ebb model.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum EbbError {
@@ -206,14 +196,10 @@ impl<T: Ebb> EbbRef<T> {
     /// This core's representative.
     #[inline(always)]
     pub fn rep(&self) -> &T {
-        let p = crate::percore::table_get(self.id);
-        if p.is_null() {
-            return miss::<T>(self.id);
+        match self.cached_rep() {
+            Some(r) => r,
+            None => miss::<T>(self.id),
         }
-        // SAFETY: only `miss` fills this entry, with a `&'static T` built by
-        // `T::miss` for this very id; ids are bound to one type (see
-        // `StaticEbb` and `from_id`).
-        unsafe { &*(p as *const T) }
     }
 
     /// This core's representative if this core's translation table already
@@ -223,7 +209,9 @@ impl<T: Ebb> EbbRef<T> {
     #[inline(always)]
     pub fn cached_rep(&self) -> Option<&T> {
         let p = crate::percore::table_get(self.id);
-        // SAFETY: as in `rep`: a non-null entry is this id's `&'static T`.
+        // SAFETY: only `miss` fills this entry, with a `&'static T` built by
+        // `T::miss` for this very id; ids are bound to one type (see
+        // `StaticEbb` and `from_id`).
         (!p.is_null()).then(|| unsafe { &*(p as *const T) })
     }
 }

@@ -104,8 +104,11 @@ impl<T: PerCore> PerCoreRoot<T> {
     where
         T: Sync,
     {
-        self.cores_with_reps()
-            .filter_map(move |c| self.rep_on(c).map(|r| (c, r)))
+        self.reps.iter().enumerate().filter_map(|(i, slot)| {
+            // SAFETY: published reps are leaked and never freed; `T: Sync`.
+            let rep = unsafe { slot.load(Ordering::Acquire).as_ref() }?;
+            Some((CoreId(i as u32), rep))
+        })
     }
 
     /// Runs `f` on every core that has a representative, on that core, and
@@ -116,26 +119,13 @@ impl<T: PerCore> PerCoreRoot<T> {
         F: Fn(&T) -> R + Send + Sync + 'static,
         R: Send + 'static,
     {
-        let f = alloc::sync::Arc::new(f);
-        let handles: Vec<_> = self
-            .cores_with_reps()
-            .map(|core| {
-                let f = f.clone();
-                let root: &'static Self = self;
-                (
-                    core,
-                    crate::exec::spawn_on(core, async move {
-                        let rep = root.local_rep();
-                        f(rep)
-                    }),
-                )
-            })
-            .collect();
-        let mut out = Vec::with_capacity(handles.len());
-        for (core, h) in handles {
-            out.push((core, h.await));
-        }
-        out
+        let root: &'static Self = self;
+        // Each call runs where its core's rep lives (`on_cores` builds
+        // every future on its core).
+        crate::exec::on_cores(self.cores_with_reps(), move |c| {
+            core::future::ready((c, f(root.local_rep())))
+        })
+        .await
     }
 
     /// This core's representative, built on first use.
@@ -161,15 +151,12 @@ impl<T: PerCore> PerCoreRoot<T> {
 }
 
 pub(super) fn miss<T: PerCore>(id: EbbId) -> &'static T {
-    let root: &'static PerCoreRoot<T> = match root::get(id) {
-        Some(r) => r,
-        None => root::get_or_install(id, || match T::new_root() {
-            Some(data) => PerCoreRoot::new(id, data),
-            None => panic!(
-                "{id} ({}) has no root: create it with PerCore::create, or give the Ebb a fixed id",
-                core::any::type_name::<T>()
-            ),
-        }),
-    };
+    let root: &'static PerCoreRoot<T> = root::get_or_install(id, || match T::new_root() {
+        Some(data) => PerCoreRoot::new(id, data),
+        None => panic!(
+            "{id} ({}) has no root: create it with PerCore::create, or give the Ebb a fixed id",
+            core::any::type_name::<T>()
+        ),
+    });
     root.local_rep()
 }

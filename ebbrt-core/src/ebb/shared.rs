@@ -20,14 +20,11 @@ pub trait Shared: super::Ebb + Sync {
 }
 
 pub(super) fn miss<T: Shared>(id: EbbId) -> &'static T {
-    match root::get(id) {
-        Some(r) => r,
-        None => root::get_or_install(id, || match T::new_instance() {
-            Some(t) => t,
-            None => panic!(
-                "{id} ({}) has no instance: create it with Shared::create, or give the Ebb a fixed id",
-                core::any::type_name::<T>()
-            ),
-        }),
-    }
+    root::get_or_install(id, || match T::new_instance() {
+        Some(t) => t,
+        None => panic!(
+            "{id} ({}) has no instance: create it with Shared::create, or give the Ebb a fixed id",
+            core::any::type_name::<T>()
+        ),
+    })
 }

@@ -260,8 +260,22 @@ where
     Fut: Future + 'static,
     Fut::Output: Send + 'static,
 {
+    on_cores(cpu::all(), f)
+}
+
+/// Runs `f(core)` on each of `cores` (spawned now), each future built on
+/// its own core, and resolves to the outputs in the order of `cores`.
+pub(crate) fn on_cores<F, Fut>(
+    cores: impl Iterator<Item = CoreId>,
+    f: F,
+) -> impl Future<Output = Vec<Fut::Output>>
+where
+    F: Fn(CoreId) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: Send + 'static,
+{
     let f = alloc::sync::Arc::new(f);
-    let handles: Vec<_> = cpu::all()
+    let handles: Vec<_> = cores
         .map(|core| {
             let f = f.clone();
             spawn_on_with(core, move || f(core))
@@ -403,15 +417,15 @@ fn drain_remote(core: CoreId) {
     }
 }
 
-fn run_ready() -> bool {
+/// Runs up to `BATCH` ready tasks; the caller checks what remains.
+fn run_ready() {
     let l = local();
     for _ in 0..BATCH {
         let Some(task) = l.ready.borrow_mut().pop_front() else {
-            return false;
+            return;
         };
         task.run();
     }
-    !l.ready.borrow().is_empty()
 }
 
 /// Marks this core's loop as running while alive; refuses to enter it twice.
@@ -458,9 +472,11 @@ fn run_until(core: CoreId, done: impl Fn() -> bool) -> Option<i32> {
             return Some(code);
         }
         drain_remote(core);
-        let more = run_ready();
+        run_ready();
+        // Only `run_ready` takes from the ready queue; firing timers can only
+        // add to it.
         let next_timer = l.timers.fire_due(p);
-        if more || !l.ready.borrow().is_empty() {
+        if !l.ready.borrow().is_empty() {
             p.poll();
             continue;
         }
