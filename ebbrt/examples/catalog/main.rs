@@ -148,13 +148,10 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use ebbrt::ebb::ids;
-    use ebbrt::registry::{COMPONENTS, ComponentRecord};
+    use ebbrt::registry::ComponentRecord;
 
     fn find(name: &str) -> &'static ComponentRecord {
-        COMPONENTS
-            .iter()
-            .find(|r| r.name == name)
-            .unwrap_or_else(|| panic!("no record of {name} was linked"))
+        ebbrt::registry::find(name).unwrap_or_else(|| panic!("no record of {name} was linked"))
     }
 
     /// Fails when docs/components.md is not what `cargo ebbrt docs` writes.
