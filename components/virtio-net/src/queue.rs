@@ -296,7 +296,7 @@ impl NetQueue for QueuePair {
     }
 
     fn receive(&mut self) -> Option<RxFrame> {
-        let header = self.nic.header;
+        let (nic, header) = (self.nic, self.nic.header);
         let mut l = self.live.borrow_mut();
         loop {
             let token = l.rx.peek_used()?;
@@ -322,9 +322,7 @@ impl NetQueue for QueuePair {
             if l.rx_skip > 0 {
                 // A later piece of an oversized frame: no header, not a frame.
                 l.rx_skip -= 1;
-                drop(l);
-                self.repost(buf);
-                l = self.live.borrow_mut();
+                repost(&mut l, nic, buf);
                 continue;
             }
             let flags = buf[0];
@@ -335,12 +333,10 @@ impl NetQueue for QueuePair {
             };
             if len < header {
                 // Not even a header: nothing to deliver.
-                drop(l);
-                self.repost(buf);
-                l = self.live.borrow_mut();
+                repost(&mut l, nic, buf);
                 continue;
             }
-            if merged > 1 {
+            let checksum_ok = if merged > 1 {
                 // A frame spread over several buffers is larger than one
                 // buffer, and so than any frame of the MTU. Its first piece
                 // goes to the stack, which counts and drops it as oversized
@@ -348,21 +344,17 @@ impl NetQueue for QueuePair {
                 // no header and are dropped here as they come, so that none
                 // is ever read as a frame of its own.
                 l.rx_skip = (merged - 1).min(QUEUE_SIZE as u16);
-                return Some(RxFrame {
-                    buf,
-                    start: header,
-                    len: len - header,
-                    checksum_ok: false,
-                    token: u32::from(token),
-                });
-            }
+                false
+            } else {
+                // Partial checksums come from the host itself (a tap's local
+                // traffic): as trusted as verified ones.
+                self.caps.rx_checksum && flags & (NEEDS_CSUM | DATA_VALID) != 0
+            };
             return Some(RxFrame {
                 buf,
                 start: header,
                 len: len - header,
-                // Partial checksums come from the host itself (a tap's local
-                // traffic): as trusted as verified ones.
-                checksum_ok: self.caps.rx_checksum && flags & (NEEDS_CSUM | DATA_VALID) != 0,
+                checksum_ok,
                 token: u32::from(token),
             });
         }
@@ -373,7 +365,7 @@ impl NetQueue for QueuePair {
         if buf.len() != RX_BUFFER {
             buf = vec![0u8; RX_BUFFER];
         }
-        self.repost(buf);
+        repost(&mut self.live.borrow_mut(), self.nic, buf);
     }
 
     fn can_transmit(&mut self) -> bool {
@@ -429,14 +421,7 @@ impl NetQueue for QueuePair {
         let mut l = self.live.borrow_mut();
         let frames = core::mem::take(&mut l.frames_this_pass);
         if l.refills > 0 {
-            l.refills = 0;
-            let q = (2 * l.index) as u16;
-            let notify = l.rx.should_notify();
-            drop(l);
-            if notify {
-                self.notify(q);
-            }
-            l = self.live.borrow_mut();
+            flush_refills(&mut l, self.nic);
         }
         if !l.interrupts {
             return false;
@@ -469,26 +454,29 @@ impl NetQueue for QueuePair {
     }
 }
 
-impl QueuePair {
-    fn repost(&self, mut buf: Vec<u8>) {
-        let mut l = self.live.borrow_mut();
-        // SAFETY: as in `PendingPair::fill_rx`.
-        match unsafe { l.rx.add(&[], &mut [&mut buf]) } {
-            Ok(token) => {
-                l.rx_bufs[usize::from(token)] = Some(buf);
-                l.refills += 1;
-                if l.refills >= REFILL_BATCH {
-                    l.refills = 0;
-                    let q = (2 * l.index) as u16;
-                    let notify = l.rx.should_notify();
-                    drop(l);
-                    if notify {
-                        self.notify(q);
-                    }
-                }
+/// Gives a receive buffer back to the device; tells the device once
+/// `REFILL_BATCH` buffers are back ([`flush_refills`]).
+fn repost(l: &mut Live, nic: &Nic, mut buf: Vec<u8>) {
+    // SAFETY: as in `PendingPair::fill_rx`.
+    match unsafe { l.rx.add(&[], &mut [&mut buf]) } {
+        Ok(token) => {
+            l.rx_bufs[usize::from(token)] = Some(buf);
+            l.refills += 1;
+            if l.refills >= REFILL_BATCH {
+                flush_refills(l, nic);
             }
-            Err(_) => log::error!("virtio-net: a receive buffer could not be reposted"),
         }
+        Err(_) => log::error!("virtio-net: a receive buffer could not be reposted"),
+    }
+}
+
+/// Tells the device about the receive buffers reposted since the last
+/// time, if it asks to be told. Holding `l` meanwhile is fine: the notify
+/// takes only the NIC's transport lock.
+fn flush_refills(l: &mut Live, nic: &Nic) {
+    l.refills = 0;
+    if l.rx.should_notify() {
+        nic.transport.lock().notify((2 * l.index) as u16);
     }
 }
 
