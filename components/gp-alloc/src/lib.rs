@@ -34,7 +34,7 @@ use core::ptr::{self, NonNull};
 use ebbrt_core::ebb::ids;
 use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb, cpu};
 pub use ebbrt_page_alloc::{AllocError, AllocFailure, FreeError, FreeErrorKind};
-use ebbrt_page_alloc::{order_for, pages};
+use ebbrt_page_alloc::{order_for_layout, pages};
 use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass};
 
 mod report;
@@ -114,7 +114,7 @@ impl GpAllocator {
     // SAFETY (contract): `ptr` is a live large block of this allocator
     // allocated with `layout` (as for `free`), unused after the call.
     unsafe fn free_large(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        let order = order_for(layout.size().max(layout.align())).ok_or(FreeError {
+        let order = order_for_layout(layout.size(), layout.align()).ok_or(FreeError {
             allocator: NAME,
             addr: ptr.as_ptr() as usize,
             size: layout.size(),
@@ -163,7 +163,9 @@ impl GpAllocator {
 fn same_block(a: Layout, b: Layout) -> bool {
     match (SizeClass::for_layout(a), SizeClass::for_layout(b)) {
         (Some(x), Some(y)) => x == y,
-        (None, None) => order_for(a.size().max(a.align())) == order_for(b.size().max(b.align())),
+        (None, None) => {
+            order_for_layout(a.size(), a.align()) == order_for_layout(b.size(), b.align())
+        }
         _ => false,
     }
 }

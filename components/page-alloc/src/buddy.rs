@@ -45,6 +45,15 @@ pub const fn order_for(bytes: usize) -> Option<usize> {
     if order > MAX_ORDER { None } else { Some(order) }
 }
 
+/// The order of the block that serves `size` bytes aligned to `align`
+/// (blocks are aligned to their size, so the larger of the two decides;
+/// `None` above 1 GiB). What [`crate::PageAllocator::alloc_bytes`]
+/// allocates, and so the order to free such a block with.
+#[inline]
+pub const fn order_for_layout(size: usize, align: usize) -> Option<usize> {
+    order_for(if size > align { size } else { align })
+}
+
 const META_NONE: u8 = 0;
 const META_FREE: u8 = 0x40;
 const META_USED: u8 = 0x80;

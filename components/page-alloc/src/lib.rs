@@ -36,6 +36,7 @@ mod hosted;
 
 pub use buddy::{
     Buddy, MAX_ORDER, ORDERS, PAGE_SHIFT, PAGE_SIZE, RegionError, order_bytes, order_for,
+    order_for_layout,
 };
 pub use error::{
     AllocError, AllocFailure, FreeError, FreeErrorKind, bad_free, report_alloc_failure,
@@ -138,21 +139,12 @@ impl PageAllocator {
         match buddy.alloc(order) {
             Some(p) => Ok(p),
             None => {
-                let bytes = if order <= MAX_ORDER {
-                    order_bytes(order)
+                let (bytes, reason) = if order <= MAX_ORDER {
+                    (order_bytes(order), AllocFailure::OutOfMemory)
                 } else {
-                    usize::MAX
+                    (usize::MAX, AllocFailure::TooLarge)
                 };
-                Err(failure(
-                    &buddy,
-                    bytes,
-                    bytes,
-                    if order > MAX_ORDER {
-                        AllocFailure::TooLarge
-                    } else {
-                        AllocFailure::OutOfMemory
-                    },
-                ))
+                Err(failure(&buddy, bytes, bytes, reason))
             }
         }
     }
@@ -164,7 +156,7 @@ impl PageAllocator {
         size: usize,
         align: usize,
     ) -> Result<(NonNull<u8>, usize), AllocError> {
-        let Some(order) = order_for(size.max(align)) else {
+        let Some(order) = order_for_layout(size, align) else {
             self.ensure_init();
             let reason = if align > order_bytes(MAX_ORDER) {
                 AllocFailure::AlignTooLarge

@@ -276,6 +276,14 @@ fn order_for_rounds_up() {
 }
 
 #[test]
+fn order_for_layout_takes_the_larger_of_size_and_alignment() {
+    assert_eq!(order_for_layout(100, 8192), Some(1));
+    assert_eq!(order_for_layout(3 * 4096, 4096), Some(2));
+    assert_eq!(order_for_layout(1 << 30, 1 << 30), Some(MAX_ORDER));
+    assert_eq!(order_for_layout(8, 1 << 31), None);
+}
+
+#[test]
 fn hosted_instance_maps_an_arena() {
     let s = pages().stats();
     assert!(s.total_bytes >= hosted::MIN_ARENA);
