@@ -24,6 +24,8 @@
 
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
+#[cfg(debug_assertions)]
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ebbrt_page_alloc::{AllocError, PAGE_SIZE, pages};
 #[cfg(debug_assertions)]
@@ -187,7 +189,6 @@ pub(crate) unsafe fn owner_of(obj: NonNull<u8>, class: SizeClass) -> u32 {
 /// live slab and is allocated; clears its bit. Any core may call it.
 #[cfg(debug_assertions)]
 pub(crate) fn check_free(obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeError> {
-    use core::sync::atomic::{AtomicU64, Ordering};
     let addr = obj.as_ptr() as usize;
     let err = |kind| FreeError {
         allocator: "slab allocator",
@@ -220,29 +221,38 @@ pub(crate) fn check_free(obj: NonNull<u8>, class: SizeClass) -> Result<(), FreeE
     if !off.is_multiple_of(class.size()) || off / class.size() >= g.objects {
         return Err(err(FreeErrorKind::NotAllocated));
     }
-    let i = off / class.size();
-    let words = (h as usize - g.bitmap_words * 8) as *const AtomicU64;
-    // SAFETY: a live slab of this class has `bitmap_words` words just below
-    // its header; atomics make concurrent checks from several cores sound.
-    let word = unsafe { &*words.add(i / 64) };
-    let bit = 1u64 << (i % 64);
+    // SAFETY: `obj` is an object of a live slab of `class` (checked above).
+    let (word, bit) = unsafe { bitmap_bit(addr, class) };
     if word.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
         return Err(err(FreeErrorKind::DoubleFree));
     }
     Ok(())
 }
 
+/// The debug bitmap word and bit of the object at `addr`: the bitmap sits
+/// just below the slab's header, one bit per object in address order.
+///
+/// # Safety
+/// `addr` must be the start of an object of a live slab of `class`.
 #[cfg(debug_assertions)]
-fn mark_allocated(obj: *mut FreeObj, class: SizeClass) {
-    use core::sync::atomic::{AtomicU64, Ordering};
+unsafe fn bitmap_bit(addr: usize, class: SizeClass) -> (&'static AtomicU64, u64) {
     let g = &GEOMETRY[class.index()];
-    let addr = obj as usize;
     let h = header_of(addr, class);
     let i = (addr - (addr & g.mask)) / class.size();
     let words = (h as usize - g.bitmap_words * 8) as *const AtomicU64;
-    // SAFETY: `obj` comes from a live slab of `class`; see `check_free`.
+    // SAFETY: a live slab of this class has `bitmap_words` words just below
+    // its header, and `i` indexes one of its objects (caller's contract);
+    // atomics make concurrent use from several cores sound.
     let word = unsafe { &*words.add(i / 64) };
-    let bit = 1u64 << (i % 64);
+    (word, 1u64 << (i % 64))
+}
+
+#[cfg(debug_assertions)]
+fn mark_allocated(obj: *mut FreeObj, class: SizeClass) {
+    let addr = obj as usize;
+    // SAFETY: `obj` comes from a live slab of `class` (it was on a free
+    // list of that class).
+    let (word, bit) = unsafe { bitmap_bit(addr, class) };
     let was = word.fetch_or(bit, Ordering::AcqRel);
     assert!(
         was & bit == 0,

@@ -51,8 +51,10 @@ pub(crate) fn node_capacity(class: SizeClass) -> usize {
     }
 }
 
-/// The most addresses a node carries (a batch is at most 32 objects).
-const NODE_MAX: usize = 31;
+/// The most addresses a node carries: a batch is at most
+/// [`OUTBOX_BATCH`](crate::cache::OUTBOX_BATCH) objects, the node itself
+/// and the others.
+const NODE_MAX: usize = crate::cache::OUTBOX_BATCH as usize - 1;
 
 /// Stores the `i`th address of a node.
 ///
