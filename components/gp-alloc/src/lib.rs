@@ -5,7 +5,7 @@
 //! per-core slab classes of [`ebbrt_slab_alloc`], larger ones by blocks of
 //! the page allocator [`ebbrt_page_alloc`] (aligned to their size, so any
 //! alignment up to 1 GiB). It keeps no state of its own: it is a shared Ebb
-//! at the well-known id [`ids::GP_ALLOCATOR`](ebbrt_core::ebb::ids::GP_ALLOCATOR)
+//! at the well-known id [`ids::GP_ALLOCATOR`]
 //! whose instance is a `static`, so its miss path needs no heap.
 //!
 //! - [`GpAllocator`] is the Ebb, with a `Result` API that names failures

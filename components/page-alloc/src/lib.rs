@@ -8,7 +8,7 @@
 //! allocators their large blocks.
 //!
 //! The allocator is a shared Ebb at the well-known id
-//! [`ids::PAGE_ALLOCATOR`](ebbrt_core::ebb::ids::PAGE_ALLOCATOR), reached
+//! [`ids::PAGE_ALLOCATOR`], reached
 //! through [`PAGE_ALLOCATOR`]. Its instance is a `static`, so the miss path
 //! needs no heap (the heap is built on top of it), and [`pages`] also works
 //! on threads that are not EbbRT cores (early boot, plain Linux threads).

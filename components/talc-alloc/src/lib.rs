@@ -3,7 +3,7 @@
 //! An alternative general-purpose allocator Ebb: the `talc` crate (a
 //! dlmalloc-style allocator with binning) behind one spin lock, growing by
 //! claiming blocks of the page allocator Ebb. It sits at the same
-//! well-known id as the default, [`ids::GP_ALLOCATOR`](ebbrt_core::ebb::ids::GP_ALLOCATOR),
+//! well-known id as the default, [`ids::GP_ALLOCATOR`],
 //! and an image links exactly one of the two: the `ebbrt` facade's `talc`
 //! feature selects this one (and installs [`Global`] as the
 //! `#[global_allocator]` natively), without it the default slab-based

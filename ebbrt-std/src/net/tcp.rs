@@ -39,7 +39,7 @@ pub(super) fn readable_bytes(fd: std::os::fd::RawFd) -> usize {
 /// addresses. A consequence: binding succeeds on a port that another
 /// `SO_REUSEPORT` socket of the same user already holds (another EbbRT
 /// process, say), and the two share its connections. A port held by a
-/// socket without `SO_REUSEPORT` gives [`ErrorKind::AddrInUse`].
+/// socket without `SO_REUSEPORT` gives [`ErrorKind::AddrInUse`](io::ErrorKind::AddrInUse).
 pub struct TcpListener {
     inner: Async<mio::net::TcpListener>,
 }
@@ -107,7 +107,7 @@ impl TcpStream {
     }
 
     /// Connects to `addr`, waiting until the connection is established or
-    /// has failed ([`ErrorKind::ConnectionRefused`], [`ErrorKind::TimedOut`],
+    /// has failed ([`ErrorKind::ConnectionRefused`](io::ErrorKind::ConnectionRefused), [`ErrorKind::TimedOut`](io::ErrorKind::TimedOut),
     /// ...).
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr).map_err(from_std)?)?;
