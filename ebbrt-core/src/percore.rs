@@ -65,7 +65,7 @@ mod imp {
     /// program, the compiler hoists it out of loops. (In a shared object it
     /// stays a GOT load, and the object needs static TLS: hosted EbbRT is
     /// an executable.)
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     #[inline(always)]
     pub(super) fn table_entry(index: usize) -> *const () {
         let tpoff: usize;
@@ -98,8 +98,10 @@ mod imp {
         v
     }
 
-    /// The translation-table entry `index` of this thread's block.
-    #[cfg(not(target_arch = "x86_64"))]
+    /// The translation-table entry `index` of this thread's block. (Also
+    /// under Miri, which runs no inline assembly: the same entry, read
+    /// through the `#[thread_local]` in plain Rust.)
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     #[inline(always)]
     pub(super) fn table_entry(index: usize) -> *const () {
         // SAFETY: the caller keeps `index` below `TABLE_SIZE`.

@@ -77,12 +77,19 @@ impl<T: PerCore> PerCoreRoot<T> {
         &self.data
     }
 
+    /// The representative published in `slot`, or null (none yet, or
+    /// being built on its core).
+    fn published(slot: &AtomicPtr<T>) -> *mut T {
+        let p = slot.load(Ordering::Acquire);
+        if p == building() { null_mut() } else { p }
+    }
+
     /// The cores on which a representative has been built so far.
     pub fn cores_with_reps(&self) -> impl Iterator<Item = CoreId> + '_ {
         self.reps
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.load(Ordering::Acquire).is_null())
+            .filter(|(_, p)| !Self::published(p).is_null())
             .map(|(i, _)| CoreId(i as u32))
     }
 
@@ -92,7 +99,7 @@ impl<T: PerCore> PerCoreRoot<T> {
     where
         T: Sync,
     {
-        let p = self.reps.get(core.index())?.load(Ordering::Acquire);
+        let p = Self::published(self.reps.get(core.index())?);
         // SAFETY: published reps are leaked and never freed; `T: Sync`.
         unsafe { p.as_ref() }
     }
@@ -106,7 +113,7 @@ impl<T: PerCore> PerCoreRoot<T> {
     {
         self.reps.iter().enumerate().filter_map(|(i, slot)| {
             // SAFETY: published reps are leaked and never freed; `T: Sync`.
-            let rep = unsafe { slot.load(Ordering::Acquire).as_ref() }?;
+            let rep = unsafe { Self::published(slot).as_ref() }?;
             Some((CoreId(i as u32), rep))
         })
     }
@@ -129,24 +136,54 @@ impl<T: PerCore> PerCoreRoot<T> {
     }
 
     /// This core's representative, built on first use.
+    ///
+    /// # Panics
+    /// If `new_rep` uses the Ebb itself (on this core, while building this
+    /// core's rep).
     pub fn local_rep(&'static self) -> &'static T {
         let core = cpu::current();
         let slot = &self.reps[core.index()];
         let p = slot.load(Ordering::Acquire);
-        if !p.is_null() {
+        if !p.is_null() && p != building() {
             // SAFETY: this core's slot holds this core's leaked rep.
             return unsafe { &*p };
         }
-        let rep: &'static T = Box::leak(Box::new(T::new_rep(self, core)));
-        // Only this core writes its slot, so a plain store cannot lose a rep
-        // (unless `new_rep` itself re-entered this Ebb, which built one).
-        let prev = slot.swap(rep as *const T as *mut T, Ordering::AcqRel);
+        self.build_local_rep(core, slot, p)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn build_local_rep(&'static self, core: CoreId, slot: &AtomicPtr<T>, p: *mut T) -> &'static T {
         assert!(
-            prev.is_null(),
-            "{} rep for {core} built twice: new_rep must not use its own Ebb",
+            p.is_null(),
+            "the {} rep for {core} used its own Ebb while being built: new_rep must not use its own Ebb",
             core::any::type_name::<T>()
         );
+        // Only this core writes its slot: mark it while `new_rep` runs, so
+        // that a re-entry is caught above instead of recursing, and clear
+        // the mark if `new_rep` unwinds (hosted).
+        slot.store(building(), Ordering::Relaxed);
+        let unmark = Unmark(slot);
+        let rep: &'static T = Box::leak(Box::new(T::new_rep(self, core)));
+        core::mem::forget(unmark);
+        slot.store(rep as *const T as *mut T, Ordering::Release);
         rep
+    }
+}
+
+/// The value of a core's rep slot while its rep is being built: never the
+/// address of a rep (not even a zero-sized one, which is its alignment),
+/// never dereferenced.
+fn building<T>() -> *mut T {
+    core::ptr::without_provenance_mut(usize::MAX)
+}
+
+/// Clears a core's rep slot if `new_rep` unwinds.
+struct Unmark<'a, T>(&'a AtomicPtr<T>);
+
+impl<T> Drop for Unmark<'_, T> {
+    fn drop(&mut self) {
+        self.0.store(null_mut(), Ordering::Relaxed);
     }
 }
 

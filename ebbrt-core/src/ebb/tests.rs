@@ -235,3 +235,304 @@ fn install_twice_is_an_error() {
     assert_eq!(root::install(id, 6u32), Err(EbbError::IdInUse(id)));
     assert_eq!(root::get::<u32>(id), Some(&5));
 }
+
+// ---- Exactly-once construction of fixed-id roots (issue 9) ----
+
+use core::sync::atomic::AtomicUsize;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+/// Plain threads that race in the tests below (few under Miri, which runs
+/// every thread interleaving slowly).
+const RACERS: usize = if cfg!(miri) { 3 } else { 16 };
+
+/// The message of a caught panic.
+fn panic_message(err: &(dyn core::any::Any + Send)) -> String {
+    match (err.downcast_ref::<String>(), err.downcast_ref::<&str>()) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => s.to_string(),
+        (None, None) => String::from("<not a string>"),
+    }
+}
+
+/// Lets other threads run inside a constructor, to widen the race window.
+fn dawdle() {
+    for _ in 0..if cfg!(miri) { 2 } else { 50 } {
+        thread::yield_now();
+    }
+}
+
+/// A shared Ebb at a fixed id whose constructions are counted.
+struct RacyShared {
+    serial: usize,
+}
+static RACY_SHARED_BUILT: AtomicUsize = AtomicUsize::new(0);
+impl Shared for RacyShared {
+    fn new_instance() -> Option<Self> {
+        let serial = RACY_SHARED_BUILT.fetch_add(1, Ordering::Relaxed);
+        dawdle();
+        Some(RacyShared { serial })
+    }
+}
+impl Ebb for RacyShared {
+    fn miss(id: EbbId) -> &'static Self {
+        shared_miss(id)
+    }
+}
+// SAFETY: used by no other type.
+unsafe impl StaticEbb for RacyShared {
+    const ID: EbbId = ids::app(701);
+}
+
+#[test]
+fn a_fixed_shared_root_is_built_once_when_plain_threads_race() {
+    // Plain threads (not EbbRT cores) may miss too: they call the miss path
+    // directly, as a hosted helper thread would.
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let threads: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                let r = <RacyShared as Ebb>::miss(RacyShared::ID);
+                (r as *const RacyShared as usize, r.serial)
+            })
+        })
+        .collect();
+    let seen: Vec<(usize, usize)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        RACY_SHARED_BUILT.load(Ordering::Relaxed),
+        1,
+        "constructions"
+    );
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+}
+
+/// A per-core Ebb at a fixed id: its root constructions are counted in a
+/// static, its rep constructions in the root.
+struct RacyPerCore {
+    core: CoreId,
+}
+static RACY_ROOTS_BUILT: AtomicUsize = AtomicUsize::new(0);
+impl PerCore for RacyPerCore {
+    type Root = AtomicUsize;
+    fn new_rep(root: &'static PerCoreRoot<Self>, core: CoreId) -> Self {
+        root.data().fetch_add(1, Ordering::Relaxed);
+        RacyPerCore { core }
+    }
+    fn new_root() -> Option<AtomicUsize> {
+        RACY_ROOTS_BUILT.fetch_add(1, Ordering::Relaxed);
+        dawdle();
+        Some(AtomicUsize::new(0))
+    }
+}
+impl Ebb for RacyPerCore {
+    fn miss(id: EbbId) -> &'static Self {
+        per_core_miss(id)
+    }
+}
+// SAFETY: used by no other type.
+unsafe impl StaticEbb for RacyPerCore {
+    const ID: EbbId = ids::app(702);
+}
+
+/// A second shared Ebb, raced by the cores themselves.
+struct CoreRacyShared;
+static CORE_RACY_SHARED_BUILT: AtomicUsize = AtomicUsize::new(0);
+impl Shared for CoreRacyShared {
+    fn new_instance() -> Option<Self> {
+        CORE_RACY_SHARED_BUILT.fetch_add(1, Ordering::Relaxed);
+        dawdle();
+        Some(CoreRacyShared)
+    }
+}
+impl Ebb for CoreRacyShared {
+    fn miss(id: EbbId) -> &'static Self {
+        shared_miss(id)
+    }
+}
+// SAFETY: used by no other type.
+unsafe impl StaticEbb for CoreRacyShared {
+    const ID: EbbId = ids::app(703);
+}
+
+#[test]
+fn all_cores_missing_at_once_build_each_root_once() {
+    instance();
+    // Every core blocks on the barrier, then misses on both Ebbs at once.
+    // (This is the only test that blocks its cores' threads: two such tests
+    // could each hold some cores and wait for the others forever.)
+    let barrier = Arc::new(Barrier::new(CORES));
+    let seen = crate::testing::block_on(crate::exec::on_each_core(move |_| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait();
+            let per_core: EbbRef<RacyPerCore> = EbbRef::fixed();
+            let shared: EbbRef<CoreRacyShared> = EbbRef::fixed();
+            let rep = &*per_core;
+            (
+                rep.core,
+                rep as *const RacyPerCore as usize,
+                &*shared as *const CoreRacyShared as usize,
+            )
+        }
+    }));
+    assert_eq!(
+        RACY_ROOTS_BUILT.load(Ordering::Relaxed),
+        1,
+        "per-core roots built"
+    );
+    assert_eq!(
+        CORE_RACY_SHARED_BUILT.load(Ordering::Relaxed),
+        1,
+        "shared instances built"
+    );
+    let root: &'static PerCoreRoot<RacyPerCore> = root::get(RacyPerCore::ID).unwrap();
+    assert_eq!(
+        root.data().load(Ordering::Relaxed),
+        CORES,
+        "one rep per core"
+    );
+    for (i, (core, _, shared)) in seen.iter().enumerate() {
+        assert_eq!(*core, CoreId(i as u32));
+        assert_eq!(*shared, seen[0].2, "one shared instance");
+    }
+    let mut reps: Vec<usize> = seen.iter().map(|s| s.1).collect();
+    reps.sort_unstable();
+    reps.dedup();
+    assert_eq!(reps.len(), CORES, "distinct reps");
+}
+
+/// A shared Ebb whose constructor uses the Ebb itself.
+struct SelfUser;
+impl Shared for SelfUser {
+    fn new_instance() -> Option<Self> {
+        // The id is claimed by this very thread: neither a second root nor
+        // an install can slip in meanwhile.
+        assert_eq!(
+            root::install(SelfUser::ID, 0u8),
+            Err(EbbError::IdInUse(SelfUser::ID))
+        );
+        let _ = <SelfUser as Ebb>::miss(SelfUser::ID);
+        Some(SelfUser)
+    }
+}
+impl Ebb for SelfUser {
+    fn miss(id: EbbId) -> &'static Self {
+        shared_miss(id)
+    }
+}
+// SAFETY: used by no other type.
+unsafe impl StaticEbb for SelfUser {
+    const ID: EbbId = ids::app(704);
+}
+
+#[test]
+fn a_root_constructor_using_its_own_ebb_panics_instead_of_hanging() {
+    for _ in 0..2 {
+        let err = catch_unwind(|| {
+            <SelfUser as Ebb>::miss(SelfUser::ID);
+        })
+        .unwrap_err();
+        let msg = panic_message(&*err);
+        assert!(msg.contains("must not use its own Ebb"), "{msg}");
+        assert!(msg.contains("SelfUser"), "names the type: {msg}");
+        // The claim was released on the way out: the id is empty again, and
+        // the second round fails the same way rather than spinning.
+        assert!(root::get::<SelfUser>(SelfUser::ID).is_none());
+    }
+}
+
+/// A shared Ebb whose first construction panics (hosted: the panic
+/// unwinds), once another thread has started to miss on it too.
+struct Flaky {
+    attempt: usize,
+}
+static FLAKY_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+static FLAKY_STARTED: AtomicUsize = AtomicUsize::new(0);
+static FLAKY_SECOND_MISSING: AtomicUsize = AtomicUsize::new(0);
+impl Shared for Flaky {
+    fn new_instance() -> Option<Self> {
+        let attempt = FLAKY_ATTEMPTS.fetch_add(1, Ordering::AcqRel);
+        if attempt == 0 {
+            FLAKY_STARTED.store(1, Ordering::Release);
+            while FLAKY_SECOND_MISSING.load(Ordering::Acquire) == 0 {
+                core::hint::spin_loop();
+                thread::yield_now();
+            }
+            dawdle();
+            panic!("flaky constructor fails once");
+        }
+        Some(Flaky { attempt })
+    }
+}
+impl Ebb for Flaky {
+    fn miss(id: EbbId) -> &'static Self {
+        shared_miss(id)
+    }
+}
+// SAFETY: used by no other type.
+unsafe impl StaticEbb for Flaky {
+    const ID: EbbId = ids::app(705);
+}
+
+#[test]
+fn a_panicking_root_constructor_releases_its_claim() {
+    let first = thread::spawn(|| catch_unwind(|| <Flaky as Ebb>::miss(Flaky::ID).attempt));
+    let second = thread::spawn(|| {
+        while FLAKY_STARTED.load(Ordering::Acquire) == 0 {
+            core::hint::spin_loop();
+            thread::yield_now();
+        }
+        FLAKY_SECOND_MISSING.store(1, Ordering::Release);
+        // Waits for the first constructor (or finds the slot released),
+        // then builds the root itself.
+        <Flaky as Ebb>::miss(Flaky::ID).attempt
+    });
+    let err = first.join().unwrap().unwrap_err();
+    assert!(panic_message(&*err).contains("fails once"));
+    assert_eq!(second.join().unwrap(), 1);
+    assert_eq!(FLAKY_ATTEMPTS.load(Ordering::Relaxed), 2);
+    assert_eq!(<Flaky as Ebb>::miss(Flaky::ID).attempt, 1);
+}
+
+/// A per-core Ebb whose `new_rep` uses the Ebb itself.
+struct SelfRep;
+impl PerCore for SelfRep {
+    type Root = ();
+    fn new_rep(root: &'static PerCoreRoot<Self>, _: CoreId) -> Self {
+        let _: &SelfRep = &root.ebb_ref();
+        SelfRep
+    }
+}
+impl Ebb for SelfRep {
+    fn miss(id: EbbId) -> &'static Self {
+        per_core_miss(id)
+    }
+}
+
+#[test]
+fn a_rep_constructor_using_its_own_ebb_panics_instead_of_recursing() {
+    let msgs = run_on(2, || async {
+        let r = SelfRep::create(()).unwrap();
+        let mut msgs = Vec::new();
+        for _ in 0..2 {
+            let err = catch_unwind(AssertUnwindSafe(|| {
+                let _: &SelfRep = &r;
+            }))
+            .unwrap_err();
+            msgs.push(panic_message(&*err));
+        }
+        let root: &'static PerCoreRoot<SelfRep> = root::get(r.id()).unwrap();
+        (msgs, root.cores_with_reps().count())
+    });
+    let (msgs, reps) = msgs;
+    for msg in &msgs {
+        assert!(
+            msg.contains("SelfRep") && msg.contains("new_rep must not use its own Ebb"),
+            "{msg}"
+        );
+    }
+    assert_eq!(reps, 0, "the slot was cleared when new_rep unwound");
+}
