@@ -1,5 +1,6 @@
 //! In-QEMU tests of the native kernel core (and, hosted, of the same
-//! behaviour on the hosted runtime): per-core representatives, work moving
+//! behaviour on the hosted runtime): per-core representatives, roots built
+//! once when every core misses together, work moving
 //! between cores, timers, wakes of halted cores, the clock across cores,
 //! device-interrupt events and the memory map.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -10,6 +11,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::Cell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 
 use ebbrt::cpu::{self, CoreId};
@@ -59,6 +61,95 @@ async fn per_core_reps_are_distinct_and_stay_home() -> Result<(), String> {
             addrs.len(),
             cpu::count()
         ));
+    }
+    Ok(())
+}
+
+/// Constructions of the Ebbs below, counted.
+static ONCE_SHARED_BUILT: AtomicUsize = AtomicUsize::new(0);
+static ONCE_ROOTS_BUILT: AtomicUsize = AtomicUsize::new(0);
+static ONCE_REPS_BUILT: AtomicUsize = AtomicUsize::new(0);
+
+/// Keeps a constructor busy for a while, so that the other cores' misses
+/// overlap it (no timing is asserted).
+fn dawdle() {
+    for _ in 0..20_000 {
+        core::hint::spin_loop();
+    }
+}
+
+/// A shared Ebb at a fixed id that counts its constructions.
+#[ebbrt::ebb(shared, id = ids::app(601), new = OnceShared::new)]
+struct OnceShared {
+    serial: usize,
+}
+
+impl OnceShared {
+    fn new() -> Self {
+        let serial = ONCE_SHARED_BUILT.fetch_add(1, Ordering::Relaxed);
+        dawdle();
+        OnceShared { serial }
+    }
+}
+
+/// A per-core Ebb at a fixed id that counts its root and rep constructions.
+#[ebbrt::ebb(per_core, id = ids::app(602), new = OncePerCore::new, root_new = OncePerCore::new_root)]
+struct OncePerCore {
+    core: CoreId,
+}
+
+impl OncePerCore {
+    fn new(_: &'static ebbrt::PerCoreRoot<Self>, core: CoreId) -> Self {
+        ONCE_REPS_BUILT.fetch_add(1, Ordering::Relaxed);
+        OncePerCore { core }
+    }
+    fn new_root() {
+        ONCE_ROOTS_BUILT.fetch_add(1, Ordering::Relaxed);
+        dawdle();
+    }
+}
+
+static ONCE_SHARED: EbbRef<OnceShared> = EbbRef::fixed();
+static ONCE_PER_CORE: EbbRef<OncePerCore> = EbbRef::fixed();
+
+#[ebbrt::test]
+async fn a_root_is_built_once_when_every_core_misses_at_once() -> Result<(), String> {
+    // Every core waits at a barrier, then misses on both fresh Ebbs. (The
+    // spin blocks each core's loop, which is fine: each core's only work is
+    // this task.)
+    static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+    let seen = on_each_core(|_| async {
+        ARRIVED.fetch_add(1, Ordering::AcqRel);
+        while ARRIVED.load(Ordering::Acquire) < cpu::count() {
+            core::hint::spin_loop();
+        }
+        let shared = &*ONCE_SHARED;
+        let rep = &*ONCE_PER_CORE;
+        (
+            shared as *const OnceShared as usize,
+            shared.serial,
+            rep.core,
+        )
+    })
+    .await;
+    let counts = (
+        ONCE_SHARED_BUILT.load(Ordering::Relaxed),
+        ONCE_ROOTS_BUILT.load(Ordering::Relaxed),
+        ONCE_REPS_BUILT.load(Ordering::Relaxed),
+    );
+    if counts != (1, 1, cpu::count()) {
+        return Err(format!(
+            "{} cores built {} shared instances, {} per-core roots, {} reps: {seen:?}",
+            cpu::count(),
+            counts.0,
+            counts.1,
+            counts.2
+        ));
+    }
+    for (i, s) in seen.iter().enumerate() {
+        if (s.0, s.1) != (seen[0].0, 0) || s.2 != CoreId(i as u32) {
+            return Err(format!("core {i}: {seen:?}"));
+        }
     }
     Ok(())
 }
