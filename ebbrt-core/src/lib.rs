@@ -10,8 +10,12 @@
 //!   representatives of per-core and shared Ebbs, and the id allocator Ebb.
 //! - [`exec`]: the per-core event loop polling Rust futures, `spawn_local`,
 //!   `spawn_on`, timers and idle pollers.
+//! - [`console`]: the console interface (`print!` reaches whichever
+//!   component implements it) and per-core line buffers for device consoles.
 //! - [`cmdline`]: boot arguments (`key=value` words), the same syntax on
 //!   both runtimes.
+//! - [`memory`]: the general-purpose allocator's interface and a
+//!   `GlobalAlloc` over any Ebb that implements it.
 //! - [`cpu`]: core identity and count; [`time`]: the monotonic clock types.
 //! - [`platform`]: the small trait a runtime implements (wake a core, the
 //!   clock, idle until an event or a deadline).
@@ -24,6 +28,10 @@
 //! into the `native` module, compiled only for the `x86_64-ebbrt` target.
 #![no_std]
 #![cfg_attr(not(target_os = "none"), feature(thread_local))]
+// `__static_ebb!` writes the `unsafe impl StaticEbb` of `#[ebb(id = ...)]`
+// so that component crates can `forbid(unsafe_code)`.
+#![feature(allow_internal_unsafe)]
+#![allow(internal_features)]
 #![warn(missing_docs)]
 
 extern crate alloc;
@@ -31,11 +39,13 @@ extern crate alloc;
 extern crate std;
 
 pub mod cmdline;
+pub mod console;
 pub mod cpu;
 pub mod ebb;
 pub mod exec;
 pub mod io;
 pub mod iobuf;
+pub mod memory;
 pub mod platform;
 pub mod registry;
 pub mod test_support;
@@ -54,6 +64,10 @@ mod native_regions;
 #[cfg(test)]
 mod testing;
 
+/// `#[ebb(...)]` and `#[interface(...)]`, for component crates that
+/// depend on the core directly (applications use them from the facade).
+pub use ebbrt_macros::{ebb, interface};
+
 pub use ebb::{Ebb, EbbError, EbbId, EbbKind, EbbRef, PerCore, PerCoreRoot, Shared, StaticEbb};
 pub use exec::{JoinHandle, on_each_core, spawn_local, spawn_on};
 pub use iobuf::{IoBuf, IoBufChain};
@@ -62,4 +76,22 @@ pub use iobuf::{IoBuf, IoBufChain};
 #[doc(hidden)]
 pub mod __private {
     pub use linkme;
+
+    /// The `StaticEbb` impl of `#[ebb(..., id = ...)]`: written here, with
+    /// `allow_internal_unsafe`, so that a crate that forbids `unsafe` can
+    /// still declare fixed-id Ebbs. Sound because the id is registered in
+    /// the type's component record beside it, and runtimes refuse to start
+    /// when two records claim one id (`registry::check_start`).
+    #[macro_export]
+    #[doc(hidden)]
+    #[allow_internal_unsafe]
+    macro_rules! __static_ebb {
+        ($ty:ident, $id:expr) => {
+            // SAFETY: the id is registered in this type's component record;
+            // runtimes refuse to start when two records claim one id.
+            unsafe impl $crate::StaticEbb for $ty {
+                const ID: $crate::EbbId = $id;
+            }
+        };
+    }
 }

@@ -29,6 +29,14 @@ pub trait Platform: Sync + 'static {
     /// Dispatches pending platform events without waiting. The loop calls it
     /// between batches of tasks so that I/O is not starved by busy cores.
     fn poll(&self);
+
+    /// Dispatches pending platform events without waiting, as an idle core
+    /// that polls instead of halting does: natively it also lets pending
+    /// interrupts in (they are otherwise taken only while halted) and
+    /// clears this core's pending wake, which the loop sees in its queues.
+    fn idle_poll(&self) {
+        self.poll()
+    }
 }
 
 static PLATFORM: spin::Once<&'static dyn Platform> = spin::Once::new();

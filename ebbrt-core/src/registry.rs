@@ -49,14 +49,16 @@ pub static COMPONENTS: [ComponentRecord];
 /// An optional `docs: "..."` after `id` gives the full documentation; it
 /// defaults to the summary. An optional `feature: "name"` after that names
 /// the Cargo feature (of the `ebbrt` facade) that selects the component,
-/// which is then not selected by default. `#[ebb(...)]` emits this macro.
+/// which is then not selected by default unless `default: true` follows. `#[ebb(...)]` emits this macro.
 #[macro_export]
 macro_rules! register_component {
     (@docs $summary:expr) => { $summary };
     (@docs $summary:expr, $docs:expr) => { $docs };
     (@feature) => { ::core::option::Option::None };
     (@feature $feature:expr) => { ::core::option::Option::Some($feature) };
-    ($ty:ident { name: $name:expr, kind: $kind:expr, interface: $iface:expr, summary: $summary:expr, id: $id:expr $(, docs: $docs:expr)? $(, feature: $feature:expr)? $(,)? }) => {
+    (@default $feature:expr) => { $feature.is_none() };
+    (@default $feature:expr, $default:expr) => { $default };
+    ($ty:ident { name: $name:expr, kind: $kind:expr, interface: $iface:expr, summary: $summary:expr, id: $id:expr $(, docs: $docs:expr)? $(, feature: $feature:expr $(, default: $default:expr)?)? $(,)? }) => {
         const _: () = {
             const FEATURE: ::core::option::Option<&str> = $crate::register_component!(@feature $($feature)?);
             #[$crate::__private::linkme::distributed_slice($crate::registry::COMPONENTS)]
@@ -70,7 +72,7 @@ macro_rules! register_component {
                 id: $id,
                 crate_name: ::core::env!("CARGO_PKG_NAME"),
                 feature: FEATURE,
-                default: FEATURE.is_none(),
+                default: $crate::register_component!(@default FEATURE $($(, $default)?)?),
             };
         };
     };
@@ -92,7 +94,7 @@ impl fmt::Display for IdConflict {
         write!(
             f,
             "{} is claimed by both {} ({}) and {} ({})",
-            self.id,
+            crate::ebb::IdName(self.id),
             self.first.interface,
             self.first.crate_name,
             self.second.interface,
@@ -122,6 +124,37 @@ fn check(records: &'static [ComponentRecord]) -> Result<(), IdConflict> {
     Ok(())
 }
 
+/// Why a runtime refuses to start: the components linked into the image
+/// do not fit together.
+#[derive(Debug, Clone, Copy)]
+pub enum StartCheckError {
+    /// Two components claim one fixed id.
+    Ids(IdConflict),
+    /// A service every image needs (the console) has no single
+    /// implementation.
+    Unbound(crate::ebb::BindError),
+}
+
+impl fmt::Display for StartCheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartCheckError::Ids(e) => write!(f, "component id conflict: {e}"),
+            StartCheckError::Unbound(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl core::error::Error for StartCheckError {}
+
+/// What runtimes check before any core starts: no two components claim one
+/// fixed id ([`check_static_ids`]), and the services every image needs —
+/// the console — have exactly one implementation.
+pub fn check_start() -> Result<(), StartCheckError> {
+    check_static_ids().map_err(StartCheckError::Ids)?;
+    crate::ebb::binding::<dyn crate::console::Console>().map_err(StartCheckError::Unbound)?;
+    Ok(())
+}
+
 /// Looks a component up by type name.
 pub fn find(name: &str) -> Option<&'static ComponentRecord> {
     COMPONENTS.iter().find(|r| r.name == name)
@@ -138,6 +171,24 @@ mod tests {
         assert_eq!(r.kind, EbbKind::Shared);
         assert_eq!(r.id, Some(crate::ebb::ids::ID_ALLOCATOR));
         check_static_ids().unwrap();
+    }
+
+    #[test]
+    fn conflicts_name_well_known_ids() {
+        static RECS: [ComponentRecord; 2] = [REC_GP, REC_GP];
+        const REC_GP: ComponentRecord = ComponentRecord {
+            name: "Gp",
+            kind: EbbKind::Shared,
+            interface: "gp::Gp",
+            summary: "",
+            docs: "",
+            id: Some(crate::ebb::ids::GP_ALLOCATOR),
+            crate_name: "gp",
+            feature: None,
+            default: true,
+        };
+        let e = check(&RECS).unwrap_err().to_string();
+        assert!(e.starts_with("GP_ALLOCATOR (5) is claimed by both gp::Gp (gp)"), "{e}");
     }
 
     #[test]
@@ -169,6 +220,7 @@ mod tests {
         let e = check(&RECS).unwrap_err();
         assert_eq!(e.id, EbbId::new(300));
         assert!(e.to_string().contains("a::A") && e.to_string().contains("b::B"));
+        assert!(e.to_string().starts_with("ebb#300 is claimed"), "{e}");
         assert!(check(&RECS[..1]).is_ok());
     }
 }

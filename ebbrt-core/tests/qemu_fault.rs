@@ -11,7 +11,7 @@ use ebbrt as _;
 
 #[cfg(target_os = "none")]
 mod kernel {
-    use ebbrt_core::native::console::print;
+    use ebbrt_core::console::print;
     use ebbrt_core::native::trap::{self, Fault};
 
     const BAD: u64 = 0x5ead_0000_0000;

@@ -14,7 +14,7 @@ use ebbrt as _;
 mod kernel {
     use core::hint::black_box;
 
-    use ebbrt_core::native::console::print;
+    use ebbrt_core::console::print;
     use ebbrt_core::native::trap::{self, Fault};
 
     macro_rules! say {

@@ -26,9 +26,13 @@ struct Args {
     new: Option<Arg<Path>>,
     root_new: Option<Arg<Path>>,
     feature: Option<Arg<LitStr>>,
+    static_rep: Option<Arg<Path>>,
+    interface: Option<Arg<Path>>,
+    default: Option<Span>,
 }
 
-const ARGUMENTS: &str = "`id`, `root`, `new`, `root_new` or `feature`";
+const ARGUMENTS: &str =
+    "`id`, `root`, `new`, `root_new`, `static_rep`, `interface`, `feature` or `default`";
 
 impl Args {
     fn parse(tokens: TokenStream) -> syn::Result<Args> {
@@ -42,6 +46,12 @@ impl Args {
             let span = meta.path.span();
             let has_value = meta.input.peek(Token![=]);
             match key.as_str() {
+                "default" if !has_value => {
+                    if args.default.replace(span).is_some() {
+                        return Err(meta.error("duplicate #[ebb] argument `default`"));
+                    }
+                    Ok(())
+                }
                 "per_core" | "shared" => {
                     if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
                         return Err(meta.error(format_args!("the Ebb kind `{key}` takes no value")));
@@ -58,12 +68,13 @@ impl Args {
                     args.kind = Some(Arg { key: span, value });
                     Ok(())
                 }
-                "id" | "root" | "new" | "root_new" | "feature" => {
+                "id" | "root" | "new" | "root_new" | "feature" | "static_rep" | "interface" => {
                     if !has_value {
                         let example = match key.as_str() {
                             "id" => "id = EXPR",
                             "root" => "root = TYPE",
                             "feature" => "feature = \"name\"",
+                            "interface" => "interface = path::to::Trait",
                             _ => "= path::to::function",
                         };
                         return Err(meta.error(format_args!("`{key}` needs a value: `{example}`")));
@@ -74,6 +85,8 @@ impl Args {
                         "root" => set(&mut args.root, span, value.parse()?),
                         "new" => set(&mut args.new, span, value.parse()?),
                         "root_new" => set(&mut args.root_new, span, value.parse()?),
+                        "static_rep" => set(&mut args.static_rep, span, value.parse()?),
+                        "interface" => set(&mut args.interface, span, value.parse()?),
                         _ => {
                             let expr: Expr = value.parse()?;
                             let Expr::Lit(syn::ExprLit {
@@ -140,20 +153,27 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         ));
     };
     let core = crate::paths::core_path()?;
-    let kind_impl = match kind.value {
-        Kind::PerCore => per_core(&core, &args, &item)?,
-        Kind::Shared => shared(&core, &args, &item)?,
+    check_needs_id(&args)?;
+    if let (Some(d), None) = (args.default, &args.feature) {
+        return Err(syn::Error::new(
+            d,
+            "`default` marks the component a facade feature selects by default: add `feature = \"name\"`",
+        ));
+    }
+    let kind_impl = match (&args.static_rep, kind.value) {
+        (Some(rep), _) => static_rep(&core, &args, &item, &rep.value)?,
+        (None, Kind::PerCore) => per_core(&core, &args, &item)?,
+        (None, Kind::Shared) => shared(&core, &args, &item)?,
     };
+    let binding = args
+        .interface
+        .as_ref()
+        .map(|i| binding(&core, &args, &item, &i.value));
     let ident = &item.ident;
     let static_impl = args.id.as_ref().map(|id| {
         let id = &id.value;
         quote! {
-            // SAFETY: the id is registered in the component record below;
-            // runtimes refuse to start when two records claim one id.
-            #[allow(unsafe_code)]
-            unsafe impl #core::StaticEbb for #ident {
-                const ID: #core::EbbId = #id;
-            }
+            #core::__static_ebb!(#ident, #id);
         }
     });
     let record = record(&core, &args, &item, kind.value);
@@ -161,8 +181,110 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         #item
         #kind_impl
         #static_impl
+        #binding
         #record
     })
+}
+
+/// `static_rep` and `interface` name an Ebb at a well-known id.
+fn check_needs_id(args: &Args) -> syn::Result<()> {
+    if args.id.is_some() {
+        return Ok(());
+    }
+    if let Some(a) = &args.static_rep {
+        return Err(syn::Error::new(
+            a.key,
+            "`static_rep` serves the representatives of an Ebb with a fixed `id`: add `id = EXPR`",
+        ));
+    }
+    if let Some(a) = &args.interface {
+        return Err(syn::Error::new(
+            a.key,
+            "an implementation of an interface lives at the interface's well-known id: add \
+             `id = EXPR` (the id the interface names)",
+        ));
+    }
+    Ok(())
+}
+
+/// An Ebb whose representatives live in static storage: its miss path
+/// calls `rep()` (a `fn() -> &'static Self`, this core's representative)
+/// and never allocates, as the allocators need.
+fn static_rep(
+    core: &TokenStream,
+    args: &Args,
+    item: &ItemStruct,
+    rep: &Path,
+) -> syn::Result<TokenStream> {
+    for (arg, name) in [
+        (args.new.as_ref().map(|a| a.key), "new"),
+        (args.root.as_ref().map(|a| a.key), "root"),
+        (args.root_new.as_ref().map(|a| a.key), "root_new"),
+    ] {
+        if let Some(key) = arg {
+            return Err(syn::Error::new(
+                key,
+                format_args!(
+                    "`{name}` builds representatives on the heap; `static_rep` serves them from \
+                     static storage: use one or the other"
+                ),
+            ));
+        }
+    }
+    let ident = &item.ident;
+    let name = ident.to_string();
+    let call = quote_spanned!(rep.span()=> #rep());
+    Ok(quote! {
+        impl #core::Ebb for #ident {
+            #[inline]
+            fn miss(id: #core::EbbId) -> &'static Self {
+                ::core::assert!(
+                    id == <Self as #core::StaticEbb>::ID,
+                    "{} lives only at its well-known id {}, not {}",
+                    #name,
+                    <Self as #core::StaticEbb>::ID,
+                    id,
+                );
+                #call
+            }
+        }
+    })
+}
+
+/// The implementation's entry in the interface's link-time list, and a
+/// compile-time check that the Ebb sits at the interface's id.
+fn binding(core: &TokenStream, args: &Args, item: &ItemStruct, iface: &Path) -> TokenStream {
+    let ident = &item.ident;
+    let name = ident.to_string();
+    let get = match &args.static_rep {
+        Some(rep) => {
+            let rep = &rep.value;
+            quote!(|| -> &'static dyn #iface { #rep() })
+        }
+        None => quote!(|| -> &'static dyn #iface {
+            static REF: #core::EbbRef<#ident> = #core::EbbRef::fixed();
+            REF.rep()
+        }),
+    };
+    let msg = format!(
+        "{name} implements an interface at a different id than the interface's well-known id"
+    );
+    quote_spanned! {iface.span()=>
+        const _: () = {
+            ::core::assert!(
+                <dyn #iface as #core::ebb::Interface>::ID.raw()
+                    == <#ident as #core::StaticEbb>::ID.raw(),
+                #msg
+            );
+            #[#core::__private::linkme::distributed_slice(#iface)]
+            #[linkme(crate = #core::__private::linkme)]
+            static BINDING: #core::ebb::Binding<dyn #iface> = #core::ebb::Binding {
+                component: #name,
+                crate_name: ::core::env!("CARGO_PKG_NAME"),
+                get: #get,
+            };
+        };
+    }
 }
 
 fn check_item(item: Item) -> syn::Result<ItemStruct> {
@@ -423,14 +545,22 @@ fn record(core: &TokenStream, args: &Args, item: &ItemStruct, kind: Kind) -> Tok
     };
     let feature = args.feature.as_ref().map(|f| {
         let f = &f.value;
-        quote!(, feature: #f)
+        let default = args.default.is_some();
+        quote!(, feature: #f, default: #default)
     });
+    let interface = match &args.interface {
+        Some(i) => {
+            let i = &i.value;
+            quote!(<dyn #i as #core::ebb::Interface>::NAME)
+        }
+        None => quote!(::core::concat!(::core::module_path!(), "::", #name)),
+    };
     quote! {
         #core::register_component! {
             #ident {
                 name: #name,
                 kind: #kind,
-                interface: ::core::concat!(::core::module_path!(), "::", #name),
+                interface: #interface,
                 summary: #summary,
                 id: #id,
                 docs: #docs

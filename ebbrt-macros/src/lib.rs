@@ -25,6 +25,7 @@ use proc_macro::TokenStream;
 
 mod ebb;
 mod entry;
+mod interface;
 mod paths;
 
 /// Declares an Elastic Building Block: the struct is its representative.
@@ -76,6 +77,16 @@ mod paths;
 ///   the fixed instance's root; without it `Root: Default` is used.
 /// - `feature = "name"`: the Cargo feature of the facade that selects this
 ///   component; the registry then marks it as not selected by default.
+/// - `static_rep = PATH` (with `id`): a `fn() -> &'static Self` giving the
+///   calling core's representative from static storage (the same one on
+///   every core for a shared Ebb). The miss path then only calls it: no
+///   root, no heap — for Ebbs the heap itself depends on (the allocators).
+/// - `interface = path::Trait` (with `id`): the Ebb implements the
+///   interface `Trait` (declared with [`macro@interface`]) at the
+///   interface's well-known id; code that uses the service reaches it with
+///   `ebbrt_core::ebb::bound::<dyn Trait>()` without naming this type, and
+///   the component record names the interface. A build error says so if
+///   `id` is not the interface's id or the type does not implement `Trait`.
 ///
 /// The component record carries the type's name, kind, full path
 /// (`module_path!()::Name`), first doc paragraph and full docs, id, crate
@@ -83,6 +94,41 @@ mod paths;
 #[proc_macro_attribute]
 pub fn ebb(args: TokenStream, item: TokenStream) -> TokenStream {
     ebb::expand(args.into(), item.into()).into()
+}
+
+/// Declares the interface of a swappable service: the trait its
+/// implementations meet and the well-known id they live at.
+///
+/// ```
+/// use ebbrt::{ebb, ebb::ids, interface};
+///
+/// /// Greets.
+/// #[interface(id = ids::app(7))]
+/// pub trait Greeter: Sync {
+///     /// The greeting.
+///     fn greeting(&self) -> &'static str;
+/// }
+///
+/// /// The English greeter.
+/// #[ebb(shared, id = ids::app(7), interface = Greeter)]
+/// #[derive(Default)]
+/// pub struct English;
+///
+/// impl Greeter for English {
+///     fn greeting(&self) -> &'static str { "hello" }
+/// }
+///
+/// let b = ebbrt::ebb::binding::<dyn Greeter>().unwrap();
+/// assert_eq!(b.component, "English");
+/// ```
+///
+/// The trait must be object safe: users reach the implementation as a
+/// `&'static dyn Trait` through `ebbrt_core::ebb::bound`. The attribute
+/// adds a hidden link-time list with the trait's name, where each
+/// `#[ebb(..., interface = Trait)]` leaves its binding.
+#[proc_macro_attribute]
+pub fn interface(args: TokenStream, item: TokenStream) -> TokenStream {
+    interface::expand(args.into(), item.into()).into()
 }
 
 /// Marks the application's entry point: `#[ebbrt::main] async fn main() -> R`

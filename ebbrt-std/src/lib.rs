@@ -16,7 +16,9 @@
 //! - The per-core reactor: socket readiness becomes task wake-ups.
 //! - [`net`]: the async TCP/UDP API that the native network stack also
 //!   implements, over Linux sockets.
-//! - [`console`], [`boot_arg`] and a `log` logger (to stderr).
+//! - [`boot_arg`] and a `log` logger (to stderr). The console is a
+//!   component (`ebbrt-console-stdout`), reached through
+//!   `ebbrt_core::console`.
 //!
 //! What it must not do: implement anything the Ebb model or the executor
 //! already provide (those live in `ebbrt-core` and run unchanged here), or
@@ -38,7 +40,6 @@
 
 mod affinity;
 mod config;
-pub mod console;
 mod io_error;
 mod logger;
 pub mod net;
@@ -49,6 +50,10 @@ mod timer;
 
 #[cfg(test)]
 mod testing;
+
+// The console the unit tests' instances need.
+#[cfg(test)]
+use ebbrt_console_stdout as _;
 
 pub use config::{args, boot_arg};
 pub use start::{StartError, enter_instance, start_main};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ebbrt_core::cpu::{self, CoreId, CoreSetupError};
 use ebbrt_core::exec::{self, AppResult};
 use ebbrt_core::platform;
-use ebbrt_core::registry::{self, IdConflict};
+use ebbrt_core::registry::{self, StartCheckError};
 
 use crate::platform::HostedPlatform;
 use crate::{affinity, config, logger, reactor};
@@ -39,9 +39,10 @@ pub enum StartError {
     /// This process already runs an instance.
     #[error("another EbbRT runtime is already running in this process")]
     AlreadyInstalled,
-    /// Two registered components claim one fixed id.
-    #[error("component id conflict: {0}")]
-    Ids(IdConflict),
+    /// The linked components do not fit together: two claim one fixed id,
+    /// or the console has no single implementation.
+    #[error("{0}")]
+    Components(StartCheckError),
     /// The thread of a core could not be started.
     #[error("cannot start the thread of {0}: {1}")]
     Thread(CoreId, std::io::Error),
@@ -55,7 +56,7 @@ pub(crate) fn boot(cores: usize) -> Result<Vec<mio::Poll>, StartError> {
     if !platform::install(Box::leak(Box::new(platform))) {
         return Err(StartError::AlreadyInstalled);
     }
-    registry::check_static_ids().map_err(StartError::Ids)?;
+    registry::check_start().map_err(StartError::Components)?;
     Ok(polls)
 }
 

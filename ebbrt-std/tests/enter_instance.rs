@@ -2,6 +2,8 @@
 //! `exec::block_on` drives that core's loop from outside any task. One test
 //! only: an instance owns its process, and its core 0 is this thread.
 
+// The console every instance needs (runtimes refuse to start without one).
+use ebbrt_console_stdout as _;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;

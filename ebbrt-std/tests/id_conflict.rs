@@ -2,6 +2,8 @@
 //! start: `start_main` checks the registry before any core runs. This test
 //! binary holds two such records and re-runs itself as the application.
 
+// The console every instance needs (runtimes refuse to start without one).
+use ebbrt_console_stdout as _;
 use std::process::Command;
 
 use ebbrt_core::EbbKind;

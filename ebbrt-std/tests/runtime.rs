@@ -4,6 +4,8 @@
 //! output. `start_main` owns the process (it exits it), so every scenario
 //! needs a process of its own.
 
+// The console every instance needs (runtimes refuse to start without one).
+use ebbrt_console_stdout as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,12 +72,12 @@ fn probe(scenario: &str) -> ! {
                 println!("core {} ran on {} pinned to {cpus} cpu(s)", asked.0, ran.0);
             }
             log::debug!("a debug line");
-            ebbrt_std::console::print(format_args!("via console\n"));
-            ebbrt_std::console::eprint(format_args!("to stderr\n"));
+            ebbrt_core::console::print(format_args!("via console\n"));
+            ebbrt_core::console::eprint(format_args!("to stderr\n"));
         }),
         "code" => ebbrt_std::start_main(|| async { 7 }),
         "tests" => ebbrt_std::start_main(|| {
-            ebbrt_core::test_support::run_all(0, ebbrt_std::console::print)
+            ebbrt_core::test_support::run_all(0, ebbrt_core::console::print)
         }),
         "error" => ebbrt_std::start_main(|| async { Err::<(), _>("it went wrong") }),
         "panic_core1" => ebbrt_std::start_main(|| async {

@@ -4,18 +4,34 @@
 //! from `ebbrt-core`, the attribute macros, and the runtime for the target
 //! being built — the hosted runtime (`ebbrt-std`) on Linux, the native
 //! library OS on `x86_64-ebbrt`. The same application source builds for
-//! both. Cargo features of this crate select components.
+//! both.
 //!
-//! It owns nothing but re-exports and the `print!` family; it must not grow
-//! code of its own.
+//! Cargo features of this crate select components (the menu is in its
+//! Cargo.toml and in docs/components.md). A service with alternatives has
+//! a default feature and alternatives that win over it, and only the
+//! selected implementation is linked: a component crate that nothing
+//! references is not linked, so neither are its records nor its bindings.
+//! An application that turns a default off (`default-features = false`)
+//! supplies its own implementation at the service's well-known id with
+//! `#[ebb(..., interface = ...)]`, and `print!`, the kernel core and the
+//! registry use it.
+//!
+//! It owns nothing but re-exports, the links that select components and
+//! the `print!` family; it must not grow code of its own.
 #![no_std]
 
 pub use ebbrt_core::{
     Ebb, EbbError, EbbId, EbbKind, EbbRef, IoBuf, IoBufChain, JoinHandle, PerCore, PerCoreRoot,
-    Shared, StaticEbb, cpu, ebb, exec, io, iobuf, on_each_core, registry, spawn_local, spawn_on,
-    time,
+    Shared, StaticEbb, console, cpu, ebb, exec, interface, io, iobuf, on_each_core, platform,
+    registry, spawn_local, spawn_on, time,
 };
-pub use ebbrt_macros::{ebb, main, test};
+pub use ebbrt_macros::{main, test};
+
+/// Memory interfaces, for applications that bring their own
+/// general-purpose allocator.
+pub mod memory {
+    pub use ebbrt_core::memory::*;
+}
 
 /// The runtime of the target being built: hosted (`ebbrt-std`).
 #[cfg(not(target_os = "none"))]
@@ -43,12 +59,37 @@ pub use ebbrt_net as net;
 #[cfg(target_os = "none")]
 use ebbrt_virtio_net as _;
 
+// The console: the alternative wins over the default; hosted, either
+// feature means stdout. Linked for its binding and record.
+#[cfg(all(target_os = "none", feature = "console-debugcon"))]
+use ebbrt_console_debugcon as _;
+#[cfg(all(
+    target_os = "none",
+    feature = "console-serial",
+    not(feature = "console-debugcon")
+))]
+use ebbrt_console_uart as _;
+#[cfg(all(
+    not(target_os = "none"),
+    any(feature = "console-serial", feature = "console-debugcon")
+))]
+use ebbrt_console_stdout as _;
+
+// The idle policy: polling wins over the default halt.
+#[cfg(feature = "idle-poll")]
+use ebbrt_idle_poll as _;
+#[cfg(all(feature = "idle-halt", not(feature = "idle-poll")))]
+use ebbrt_idle_halt as _;
+
 /// The general-purpose allocator of this image: the default slab-based
-/// allocator Ebb (`ebbrt-gp-alloc`), or with the `talc` feature the talc
-/// allocator Ebb (`ebbrt-talc-alloc`). Natively its `Global` is the
-/// `#[global_allocator]`; a hosted application may install it too:
+/// allocator Ebb (`ebbrt-gp-alloc`, feature `gp-slab`), or with the `talc`
+/// feature the talc allocator Ebb (`ebbrt-talc-alloc`). Natively its
+/// `Global` is the `#[global_allocator]`; a hosted application may install
+/// it too:
 /// `#[global_allocator] static A: ebbrt::allocator::Global = ebbrt::allocator::Global;`
-#[cfg(not(feature = "talc"))]
+/// Without either feature the application brings its own (see
+/// [`memory::EbbGlobal`]).
+#[cfg(all(feature = "gp-slab", not(feature = "talc")))]
 pub use ebbrt_gp_alloc as allocator;
 /// The general-purpose allocator of this image: the talc allocator Ebb
 /// (`ebbrt-talc-alloc`, selected by the `talc` feature). Natively its
@@ -56,7 +97,7 @@ pub use ebbrt_gp_alloc as allocator;
 #[cfg(feature = "talc")]
 pub use ebbrt_talc_alloc as allocator;
 
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", any(feature = "gp-slab", feature = "talc")))]
 #[global_allocator]
 static GLOBAL: allocator::Global = allocator::Global;
 
@@ -67,17 +108,33 @@ pub mod __rt {
     pub use ebbrt_core;
 }
 
-/// Prints to the console (stdout hosted, the serial console native).
+/// Prints to the console: whichever component implements
+/// [`console::Console`] in this image (by default stdout hosted, the COM1
+/// UART native).
 #[macro_export]
 macro_rules! print {
-    ($($arg:tt)*) => { $crate::runtime::console::print(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
 }
 
-/// Prints a line to the console (stdout hosted, the serial console native).
+/// Prints a line to the console (see [`print!`]).
 #[macro_export]
 macro_rules! println {
     () => { $crate::print!("\n") };
-    ($($arg:tt)*) => { $crate::runtime::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Prints to the console's error stream (stderr hosted; natively the same
+/// device as [`print!`]).
+#[macro_export]
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::console::eprint(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the console's error stream (see [`eprint!`]).
+#[macro_export]
+macro_rules! eprintln {
+    () => { $crate::eprint!("\n") };
+    ($($arg:tt)*) => { $crate::console::eprint(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// Defines the entry of a test kernel: a binary of `#[ebbrt::test]`
@@ -113,7 +170,7 @@ macro_rules! test_main {
             ::core::result::Result::Ok(
                 $crate::__rt::ebbrt_core::test_support::run_all(
                     start,
-                    $crate::runtime::console::print,
+                    $crate::console::print,
                 )
                 .await,
             )

@@ -31,8 +31,10 @@ extern crate std;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
+use ebbrt_core::ebb;
 use ebbrt_core::ebb::ids;
-use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb, cpu};
+use ebbrt_core::memory::GeneralPurposeAllocator;
+use ebbrt_core::{EbbRef, cpu};
 pub use ebbrt_page_alloc::{AllocError, AllocFailure, FreeError, FreeErrorKind};
 use ebbrt_page_alloc::{order_for_layout, pages};
 use ebbrt_slab_alloc::{SLAB_ALLOCATOR, SizeClass};
@@ -43,7 +45,13 @@ pub use report::last_failure;
 
 const NAME: &str = "general-purpose allocator";
 
-/// The general-purpose allocator Ebb.
+/// Default general-purpose allocator (#[global_allocator]): slab classes up to 16 KiB, page blocks above.
+///
+/// A shared Ebb at the well-known id `GP_ALLOCATOR`, implementing
+/// `ebbrt_core::memory::GeneralPurposeAllocator`; its instance is a
+/// `static`, so its miss path needs no heap. Selected by the `ebbrt`
+/// facade's default feature `gp-slab`.
+#[ebb(shared, id = ids::GP_ALLOCATOR, interface = GeneralPurposeAllocator, static_rep = instance, feature = "gp-slab", default)]
 pub struct GpAllocator {
     _private: (),
 }
@@ -53,6 +61,10 @@ pub struct GpAllocator {
 pub type Allocator = GpAllocator;
 
 static INSTANCE: GpAllocator = GpAllocator { _private: () };
+
+fn instance() -> &'static GpAllocator {
+    &INSTANCE
+}
 
 /// The general-purpose allocator Ebb of this instance.
 pub static GP_ALLOCATOR: EbbRef<GpAllocator> = EbbRef::fixed();
@@ -269,32 +281,19 @@ fn failed(e: &AllocError) -> *mut u8 {
     ptr::null_mut()
 }
 
-impl Ebb for GpAllocator {
-    fn miss(id: EbbId) -> &'static Self {
-        assert_eq!(
-            id,
-            ids::GP_ALLOCATOR,
-            "the general-purpose allocator lives only at its well-known id"
-        );
-        &INSTANCE
+impl GeneralPurposeAllocator for GpAllocator {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc(layout).ok()
     }
-}
 
-// SAFETY: `ids::GP_ALLOCATOR` is reserved for the general-purpose allocator
-// (registered below; an image links one GP allocator, and runtimes refuse to
-// start when two components claim the id).
-#[allow(unsafe_code)]
-unsafe impl StaticEbb for GpAllocator {
-    const ID: EbbId = ids::GP_ALLOCATOR;
-}
-
-ebbrt_core::register_component! {
-    GpAllocator {
-        name: "GpAllocator",
-        kind: ebbrt_core::EbbKind::Shared,
-        interface: "ebbrt_gp_alloc::GpAllocator",
-        summary: "Default general-purpose allocator (#[global_allocator]): slab classes up to 16 KiB, page blocks above.",
-        id: Some(ids::GP_ALLOCATOR),
+    #[inline]
+    #[allow(unsafe_code)]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller gives back a block of ours with its layout.
+        if let Err(e) = unsafe { self.free(ptr, layout) } {
+            ebbrt_page_alloc::bad_free(&e);
+        }
     }
 }
 

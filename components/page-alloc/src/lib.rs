@@ -26,8 +26,9 @@ extern crate std;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use ebbrt_core::ebb;
 use ebbrt_core::ebb::ids;
-use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb, cpu};
+use ebbrt_core::{EbbRef, cpu};
 
 pub mod buddy;
 mod error;
@@ -52,7 +53,13 @@ enum Source {
     Manual,
 }
 
-/// The page allocator Ebb: a locked binary buddy allocator.
+/// Binary buddy page allocator (4 KiB to 1 GiB blocks) owning all free memory.
+///
+/// One locked buddy allocator shared by every core: a shared Ebb at the
+/// well-known id `PAGE_ALLOCATOR` whose instance is a `static`, so its
+/// miss path needs no heap. Natively it takes the boot memory map's free
+/// regions at its first use; hosted it maps an arena.
+#[ebb(shared, id = ids::PAGE_ALLOCATOR, static_rep = instance)]
 pub struct PageAllocator {
     buddy: spin::Mutex<Buddy>,
     /// Lowest and highest (exclusive) managed address, for a lock-free
@@ -77,6 +84,10 @@ pub struct PageStats {
 const NAME: &str = "page allocator";
 
 static INSTANCE: PageAllocator = PageAllocator::new_with(Source::Platform);
+
+fn instance() -> &'static PageAllocator {
+    &INSTANCE
+}
 
 /// The page allocator Ebb of this instance.
 pub static PAGE_ALLOCATOR: EbbRef<PageAllocator> = EbbRef::fixed();
@@ -265,34 +276,6 @@ fn platform_init(pa: &PageAllocator) {
                 t.end
             );
         }
-    }
-}
-
-impl Ebb for PageAllocator {
-    fn miss(id: EbbId) -> &'static Self {
-        assert_eq!(
-            id,
-            ids::PAGE_ALLOCATOR,
-            "the page allocator lives only at its well-known id"
-        );
-        &INSTANCE
-    }
-}
-
-// SAFETY: `ids::PAGE_ALLOCATOR` is reserved for this type (registered below;
-// runtimes refuse to start on a conflict).
-#[allow(unsafe_code)]
-unsafe impl StaticEbb for PageAllocator {
-    const ID: EbbId = ids::PAGE_ALLOCATOR;
-}
-
-ebbrt_core::register_component! {
-    PageAllocator {
-        name: "PageAllocator",
-        kind: ebbrt_core::EbbKind::Shared,
-        interface: "ebbrt_page_alloc::PageAllocator",
-        summary: "Binary buddy page allocator (4 KiB to 1 GiB blocks) owning all free memory.",
-        id: Some(ids::PAGE_ALLOCATOR),
     }
 }
 

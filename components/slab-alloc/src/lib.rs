@@ -94,8 +94,9 @@ extern crate std;
 use core::ptr::NonNull;
 
 use ebbrt_core::cpu::{self, CoreId};
+use ebbrt_core::ebb;
 use ebbrt_core::ebb::ids;
-use ebbrt_core::{Ebb, EbbId, EbbRef, StaticEbb};
+use ebbrt_core::EbbRef;
 pub use ebbrt_page_alloc::{AllocError, FreeError, FreeErrorKind};
 
 mod cache;
@@ -111,11 +112,16 @@ pub use class::{CLASS_SIZES, MAX_SMALL, NUM_CLASSES, SizeClass};
 use cache::Cache;
 use remote::SHARED;
 
-/// A representative of the slab allocator Ebb: one core's caches.
+/// Per-core slab caches for 37 size classes (8 B to 16 KiB); a bounded per-core cache of freed objects; lock-free remote frees to the owning core.
+///
+/// A representative of the slab allocator Ebb is one core's caches: a
+/// per-core Ebb at the well-known id `SLAB_ALLOCATOR` whose
+/// representatives live in a static table (its miss path needs no heap).
 ///
 /// `repr(C)` keeps the cache at offset 0 and the power-of-two alignment makes
 /// a rep's slot index (its owner) a shift of its offset in the table.
 #[repr(C, align(4096))]
+#[ebb(per_core, id = ids::SLAB_ALLOCATOR, static_rep = reps::local)]
 pub struct SlabAllocator {
     cache: Cache,
 }
@@ -311,34 +317,6 @@ unsafe fn free_off_core(obj: NonNull<u8>, class: SizeClass) {
 /// Runs `f` on the shared cache used by threads that are not cores.
 pub fn with_shared<R>(f: impl FnOnce(&SlabAllocator) -> R) -> R {
     reps::with_shared(f)
-}
-
-impl Ebb for SlabAllocator {
-    fn miss(id: EbbId) -> &'static Self {
-        assert_eq!(
-            id,
-            ids::SLAB_ALLOCATOR,
-            "the slab allocator lives only at its well-known id"
-        );
-        reps::local()
-    }
-}
-
-// SAFETY: `ids::SLAB_ALLOCATOR` is reserved for this type (registered below;
-// runtimes refuse to start on a conflict).
-#[allow(unsafe_code)]
-unsafe impl StaticEbb for SlabAllocator {
-    const ID: EbbId = ids::SLAB_ALLOCATOR;
-}
-
-ebbrt_core::register_component! {
-    SlabAllocator {
-        name: "SlabAllocator",
-        kind: ebbrt_core::EbbKind::PerCore,
-        interface: "ebbrt_slab_alloc::SlabAllocator",
-        summary: "Per-core slab caches for 37 size classes (8 B to 16 KiB); a bounded per-core cache of freed objects; lock-free remote frees to the owning core.",
-        id: Some(ids::SLAB_ALLOCATOR),
-    }
 }
 
 #[cfg(test)]

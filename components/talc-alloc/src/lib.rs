@@ -26,9 +26,11 @@ extern crate std;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
+use ebbrt_core::ebb;
 use ebbrt_core::ebb::ids;
-use ebbrt_core::registry::ComponentRecord;
-use ebbrt_core::{Ebb, EbbId, EbbKind, EbbRef, StaticEbb, cpu};
+
+use ebbrt_core::memory::GeneralPurposeAllocator;
+use ebbrt_core::{EbbRef, cpu};
 pub use ebbrt_page_alloc::{AllocError, AllocFailure, FreeError, FreeErrorKind};
 use ebbrt_page_alloc::{MAX_ORDER, bad_free, order_bytes, pages, report_alloc_failure};
 
@@ -38,7 +40,14 @@ use heaps::PageSource;
 
 const NAME: &str = "talc allocator";
 
-/// The talc-based general-purpose allocator Ebb.
+/// Alternative general-purpose allocator: talc behind one lock, growing from the page allocator.
+///
+/// The talc crate behind one spin lock, growing by claiming page-allocator
+/// blocks: a shared Ebb at the well-known id `GP_ALLOCATOR`, implementing
+/// `ebbrt_core::memory::GeneralPurposeAllocator`, whose instance is a
+/// `static`. Selected by the `ebbrt` facade's `talc` feature instead of the
+/// default slab-based `GpAllocator`.
+#[ebb(shared, id = ids::GP_ALLOCATOR, interface = GeneralPurposeAllocator, static_rep = instance, feature = "talc")]
 pub struct TalcAllocator {
     talc: talc::TalcLock<spin::Mutex<()>, PageSource>,
 }
@@ -228,41 +237,23 @@ unsafe impl GlobalAlloc for Global {
     }
 }
 
-impl Ebb for TalcAllocator {
-    fn miss(id: EbbId) -> &'static Self {
-        assert_eq!(
-            id,
-            ids::GP_ALLOCATOR,
-            "the talc allocator lives only at the GP allocator's id"
-        );
-        &INSTANCE
+fn instance() -> &'static TalcAllocator {
+    &INSTANCE
+}
+
+impl GeneralPurposeAllocator for TalcAllocator {
+    fn allocate(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc(layout).ok()
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller gives back a block of ours with its layout.
+        if let Err(e) = unsafe { self.free(ptr, layout) } {
+            bad_free(&e);
+        }
     }
 }
-
-// SAFETY: `ids::GP_ALLOCATOR` is reserved for the general-purpose allocator
-// of the image: this type or the default, never both (registered below;
-// runtimes refuse to start when two components claim the id).
-#[allow(unsafe_code)]
-unsafe impl StaticEbb for TalcAllocator {
-    const ID: EbbId = ids::GP_ALLOCATOR;
-}
-
-// Registered by hand: the record names the facade feature that selects it.
-#[ebbrt_core::__private::linkme::distributed_slice(ebbrt_core::registry::COMPONENTS)]
-#[linkme(crate = ebbrt_core::__private::linkme)]
-static RECORD: ComponentRecord = ComponentRecord {
-    name: "TalcAllocator",
-    kind: EbbKind::Shared,
-    interface: "ebbrt_talc_alloc::TalcAllocator",
-    summary: "Alternative general-purpose allocator: talc behind one lock, growing from the page allocator.",
-    docs: "Alternative general-purpose allocator: the talc crate behind one spin lock, growing by \
-           claiming page-allocator blocks. Selected by the `ebbrt` facade's `talc` feature instead of \
-           the default slab-based GpAllocator.",
-    id: Some(ids::GP_ALLOCATOR),
-    crate_name: env!("CARGO_PKG_NAME"),
-    feature: Some("talc"),
-    default: false,
-};
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Ebb, EbbError, EbbId, EbbRef, Shared, StaticEbb, TABLE_SIZE};
+use super::{EbbError, EbbId, EbbRef, TABLE_SIZE};
 
 /// The id allocator (this module's [`IdAllocator`]).
 pub const ID_ALLOCATOR: EbbId = EbbId::new(1);
@@ -30,6 +30,13 @@ pub const MESSENGER: EbbId = EbbId::new(8);
 pub const GLOBAL_ID_MAP: EbbId = EbbId::new(9);
 /// The node allocator (boots native nodes from a hosted process).
 pub const NODE_ALLOCATOR: EbbId = EbbId::new(10);
+/// The clock (monotonic time; the platform's timer hardware under it).
+pub const CLOCK: EbbId = EbbId::new(11);
+/// The event manager: each core's event loop (executor and timers) is its
+/// representative on that core.
+pub const EVENT_MANAGER: EbbId = EbbId::new(12);
+/// The event loop's idle policy (halt until an event, or poll).
+pub const IDLE_POLICY: EbbId = EbbId::new(13);
 
 /// The name of a well-known system id (`"GP_ALLOCATOR"` for
 /// [`GP_ALLOCATOR`]), for messages and the component catalog; `None` for
@@ -46,6 +53,9 @@ pub const fn name(id: EbbId) -> Option<&'static str> {
         8 => "MESSENGER",
         9 => "GLOBAL_ID_MAP",
         10 => "NODE_ALLOCATOR",
+        11 => "CLOCK",
+        12 => "EVENT_MANAGER",
+        13 => "IDLE_POLICY",
         _ => return None,
     })
 }
@@ -65,11 +75,21 @@ pub const fn app(n: u32) -> EbbId {
     EbbId::new(FIRST_APP + n)
 }
 
-/// Hands out run-time ids. A shared Ebb at the well-known id [`ID_ALLOCATOR`]:
-/// the allocator is itself an Ebb. Ebbs are never destroyed, so ids are
-/// never returned; allocation is one atomic add.
+/// Hands out run-time Ebb ids; itself a shared Ebb at a well-known id.
+///
+/// Lives at [`ID_ALLOCATOR`]: the allocator is itself an Ebb. Ebbs are
+/// never destroyed, so ids are never returned; allocation is one atomic add.
+#[ebbrt_macros::ebb(shared, id = ID_ALLOCATOR)]
 pub struct IdAllocator {
     next: AtomicU32,
+}
+
+impl Default for IdAllocator {
+    fn default() -> Self {
+        IdAllocator {
+            next: AtomicU32::new(FIRST_DYNAMIC),
+        }
+    }
 }
 
 impl IdAllocator {
@@ -97,42 +117,12 @@ impl IdAllocator {
     }
 }
 
-impl Ebb for IdAllocator {
-    fn miss(id: EbbId) -> &'static Self {
-        super::shared_miss(id)
-    }
-}
-
-impl Shared for IdAllocator {
-    fn new_instance() -> Option<Self> {
-        Some(IdAllocator {
-            next: AtomicU32::new(FIRST_DYNAMIC),
-        })
-    }
-}
-
-// SAFETY: `ID_ALLOCATOR` is reserved for this type (listed above, registered
-// in the component registry).
-unsafe impl StaticEbb for IdAllocator {
-    const ID: EbbId = ID_ALLOCATOR;
-}
-
 /// The id allocator Ebb.
 pub static ID_ALLOCATOR_REF: EbbRef<IdAllocator> = EbbRef::fixed();
 
 /// Allocates a run-time id from the id allocator Ebb.
 pub fn allocate() -> Result<EbbId, EbbError> {
     ID_ALLOCATOR_REF.allocate()
-}
-
-crate::register_component! {
-    IdAllocator {
-        name: "IdAllocator",
-        kind: crate::EbbKind::Shared,
-        interface: "ebbrt_core::ebb::ids::IdAllocator",
-        summary: "Hands out run-time Ebb ids; itself a shared Ebb at a well-known id.",
-        id: Some(ID_ALLOCATOR),
-    }
 }
 
 #[cfg(test)]
@@ -152,11 +142,14 @@ mod tests {
             (MESSENGER, "MESSENGER"),
             (GLOBAL_ID_MAP, "GLOBAL_ID_MAP"),
             (NODE_ALLOCATOR, "NODE_ALLOCATOR"),
+            (CLOCK, "CLOCK"),
+            (EVENT_MANAGER, "EVENT_MANAGER"),
+            (IDLE_POLICY, "IDLE_POLICY"),
         ];
         for (id, n) in all {
             assert_eq!(name(id), Some(n));
         }
-        assert_eq!(name(EbbId::new(11)), None);
+        assert_eq!(name(EbbId::new(14)), None);
         assert_eq!(name(app(0)), None);
         assert_eq!(name(EbbId::new(FIRST_DYNAMIC)), None);
     }

@@ -20,12 +20,15 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ops::Deref;
 
+mod interface;
 mod per_core;
 mod root;
 mod shared;
 
 pub mod ids;
 
+pub use interface::{BindError, Binding, Interface, binding, bound};
+pub(crate) use interface::IdName;
 pub use per_core::{PerCore, PerCoreRoot};
 pub use shared::Shared;
 
@@ -199,6 +202,21 @@ impl<T: Ebb> EbbRef<T> {
         match self.cached_rep() {
             Some(r) => r,
             None => miss::<T>(self.id),
+        }
+    }
+
+    /// This core's representative, as `'static` (a representative lives as
+    /// long as the program; a `!Sync` one is still `!Send` behind the
+    /// reference, so it stays on this core).
+    #[inline(always)]
+    pub fn get(self) -> &'static T {
+        let p = crate::percore::table_get(self.id);
+        if p.is_null() {
+            miss::<T>(self.id)
+        } else {
+            // SAFETY: as in `cached_rep`: only `miss` fills this entry, with
+            // a `&'static T` built by `T::miss` for this id.
+            unsafe { &*(p as *const T) }
         }
     }
 

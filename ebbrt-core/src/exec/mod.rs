@@ -28,8 +28,11 @@ use core::task::{Context, Poll, Waker};
 use async_task::{Builder, Runnable};
 
 use crate::cpu::{self, CoreId, MAX_CORES};
+use crate::ebb::{bound, ids};
 use crate::percore;
-use crate::platform;
+use crate::platform::{self, Platform};
+use crate::time::Instant;
+use crate::EbbRef;
 
 mod idle;
 mod timer;
@@ -42,8 +45,17 @@ const BATCH: usize = 128;
 
 type Task = Runnable<CoreId>;
 
-/// The executor state each core keeps in its per-core block.
-pub(crate) struct LocalExec {
+/// The event manager: each core's event loop — its ready queue, timers and
+/// idle pollers — is its representative on that core.
+///
+/// A per-core Ebb at the well-known id [`ids::EVENT_MANAGER`] whose
+/// representatives live in each core's per-core block (static storage: the
+/// loop runs before the heap can be trusted). Tasks are spawned on it with
+/// [`spawn_local`] and [`spawn_on`], timers armed with [`sleep`] and
+/// [`timeout`], idle pollers added with [`add_idle_poller`]; when a core has
+/// nothing to run it asks the [`IdlePolicy`] what to do.
+#[crate::ebb(per_core, id = ids::EVENT_MANAGER, static_rep = local)]
+pub struct EventManager {
     ready: RefCell<VecDeque<Task>>,
     timers: timer::Timers,
     idle: idle::IdlePollers,
@@ -52,9 +64,25 @@ pub(crate) struct LocalExec {
     running: Cell<bool>,
 }
 
-impl LocalExec {
+/// The name the per-core block knows the event manager's state by.
+pub(crate) type LocalExec = EventManager;
+
+/// The event manager Ebb.
+pub static EVENT_MANAGER: EbbRef<EventManager> = EbbRef::fixed();
+
+impl EventManager {
+    /// Tasks ready to run on this core now.
+    pub fn ready_tasks(&self) -> usize {
+        self.ready.borrow().len()
+    }
+
+    /// Idle pollers registered on this core.
+    pub fn idle_pollers(&self) -> usize {
+        self.idle.len()
+    }
+
     pub(crate) const fn new() -> Self {
-        LocalExec {
+        EventManager {
             ready: RefCell::new(VecDeque::new()),
             timers: timer::Timers::new(),
             idle: idle::IdlePollers::new(),
@@ -77,7 +105,7 @@ static REMOTES: [Remote; MAX_CORES] = [const {
     }
 }; MAX_CORES];
 
-fn local() -> &'static LocalExec {
+fn local() -> &'static EventManager {
     &percore::local().exec
 }
 
@@ -494,8 +522,27 @@ fn run_until(core: CoreId, done: impl Fn() -> bool) -> Option<i32> {
         {
             continue;
         }
-        p.idle(next_timer);
+        match bound::<dyn IdlePolicy>() {
+            Ok(policy) => policy.idle(p, next_timer),
+            Err(_) => p.idle(next_timer),
+        }
     }
+}
+
+/// What a core's event loop does when it has nothing to run: the contract
+/// of the idle-policy components (`ebbrt` facade features `idle-halt`, the
+/// default, and `idle-poll`). Without one in the image the loop halts
+/// (`Platform::idle`).
+///
+/// An implementation returns soon after `deadline` (the next timer), a
+/// wake ([`Platform::wake`]) or a platform event, having dispatched the
+/// events it found; it may return earlier (the loop simply calls it
+/// again). It runs on the idle core, between passes of its loop.
+#[crate::interface(id = ids::IDLE_POLICY)]
+pub trait IdlePolicy: Sync {
+    /// Waits (or not) for work: `platform` is the running platform,
+    /// `deadline` the core's next timer.
+    fn idle(&self, platform: &'static dyn Platform, deadline: Option<Instant>);
 }
 
 /// Runs the current core's event loop until [`shutdown`]; returns the exit

@@ -53,7 +53,7 @@ pub(crate) const HEADER: &str = "  backtrace (return addresses; addr2line -e <im
 /// Prints the return addresses from the frame at `rbp`, numbered from
 /// `first`, one per line; runs of one address (deep recursion) are folded
 /// into a single line.
-pub(crate) fn print(out: &mut impl core::fmt::Write, rbp: u64, first: usize) {
+pub(crate) fn print(out: &mut dyn core::fmt::Write, rbp: u64, first: usize) {
     let mut i = first;
     let mut last = 0;
     let mut repeats = 0usize;

@@ -7,7 +7,7 @@ use core::sync::atomic::Ordering;
 
 use super::{
     APP_ENTRY_TSC, BOOT_INFO, acpi, apic, boot, boot_arg, boot_tsc, clock, cmdline, exit, gdt, idt,
-    logger, mem, paging, percpu, platform, pvh, serial, smp, stack,
+    logger, mem, paging, percpu, platform, pvh, smp, stack,
 };
 use crate::cpu::{self, CoreId};
 
@@ -20,7 +20,7 @@ unsafe extern "Rust" {
 }
 
 fn fail(what: &str, err: &dyn core::fmt::Display) -> ! {
-    serial::write_fmt(format_args!("ebbrt: boot failed: {what}: {err}\n"));
+    crate::console::eprint(format_args!("ebbrt: boot failed: {what}: {err}\n"));
     exit::exit(exit::BOOT_FAILURE)
 }
 
@@ -30,7 +30,6 @@ pub(super) extern "C" fn kernel_entry(start_info: u32) -> ! {
     // SAFETY: first thing on the boot core; nothing has read GS yet.
     unsafe { percpu::install_boot() };
     idt::load(idt::early_idt());
-    serial::init();
     let mut phases = Phases::new();
     let mut info = pvh::BootInfo::empty();
     // SAFETY: `start_info` is what the PVH loader passed in EBX, and the
@@ -52,24 +51,28 @@ pub(super) extern "C" fn kernel_entry(start_info: u32) -> ! {
     if let Err(e) = mem::init(info.memmap()) {
         fail("setting up memory", &e);
     }
+    let protection = paging::protect_kernel(boot::boot_stack_guard())
+        .unwrap_or_else(|e| fail("setting page permissions", &e));
     let stack = stack::new_stack(0).unwrap_or_else(|e| fail("making the boot core's stack", &e));
     let top = stack.end;
     phases.mark("memory");
-    BOOT.call_once(|| (phases, stack));
+    BOOT.call_once(|| (phases, stack, protection));
     stack::switch_to(top, kernel_main)
 }
 
 /// What `kernel_entry` hands over to `kernel_main` across the stack switch.
-static BOOT: spin::Once<(Phases, core::ops::Range<u64>)> = spin::Once::new();
+static BOOT: spin::Once<(Phases, core::ops::Range<u64>, paging::Protection)> = spin::Once::new();
 
 /// The rest of the boot core's bring-up, on its guarded stack.
 extern "C" fn kernel_main() -> ! {
-    let (mut phases, stack) = BOOT
+    let (mut phases, stack, protection) = BOOT
         .get()
         .cloned()
         .expect("kernel_main before kernel_entry");
     let info = BOOT_INFO.get().expect("boot info");
-    gdt::load(gdt::new_tables());
+    gdt::load(
+        gdt::new_tables(0).unwrap_or_else(|e| fail("making the boot core's interrupt stacks", &e)),
+    );
     idt::load(idt::full_idt());
     let log_arg = boot_arg("ebbrt.log");
     let level = log_arg
@@ -79,6 +82,17 @@ extern "C" fn kernel_main() -> ! {
     if let Some(bad) = log_arg.filter(|a| logger::parse_level(a).is_none()) {
         log::warn!(
             "boot argument ebbrt.log={bad}: expected off, error, warn, info, debug or trace; using info"
+        );
+    }
+    if !protection.nx {
+        log::warn!(
+            "the CPU has no no-execute bit (CPUID 0x80000001 EDX bit 20): data, heap and stacks stay executable"
+        );
+    }
+    if protection.shared_pages != 0 {
+        log::warn!(
+            "{} pages of the kernel image hold two segments: they have the rights of both",
+            protection.shared_pages
         );
     }
     apic::disable_legacy_pic();
@@ -145,6 +159,9 @@ extern "C" fn kernel_main() -> ! {
         },
     );
     log::debug!("boot: command line {:?}", cmdline());
+    for s in protection.segments.iter().flatten() {
+        log::debug!("boot: image pages {:#x?} {:?}", s.range, s.access);
+    }
     log::debug!(
         "boot: image {:#x?}, boot page directories {:#x}..{:#x}, start info/command line/memory map at {:#x}/{:#x}/{:#x}",
         mem::kernel_image(),

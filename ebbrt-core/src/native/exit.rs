@@ -23,7 +23,7 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 /// QEMU to exit. Only the first caller (of any core) acts; others halt.
 pub fn exit(code: i32) -> ! {
     if !EXITING.swap(true, Ordering::AcqRel) {
-        super::console::flush_local();
+        crate::console::flush();
         let mut port: Port<u32> = Port::new(DEBUG_EXIT_PORT);
         // SAFETY: port 0xf4 is QEMU's isa-debug-exit (or nothing at all);
         // writing it has no effect on memory.

@@ -18,14 +18,14 @@ impl Log for Logger {
         }
         // Before the boot core has entered its per-core state, "boot".
         match crate::cpu::try_current() {
-            Some(c) => super::console::print(format_args!(
+            Some(c) => crate::console::print(format_args!(
                 "[{:<5} core {}] {}: {}\n",
                 record.level(),
                 c.0,
                 record.target(),
                 record.args()
             )),
-            None => super::console::print(format_args!(
+            None => crate::console::print(format_args!(
                 "[{:<5} boot] {}: {}\n",
                 record.level(),
                 record.target(),

@@ -108,8 +108,8 @@ pub(crate) fn init(memmap: &[super::pvh::MemMapEntry]) -> Result<(), MemError> {
     // RAM the boot page tables could not reach (above 512 GiB) is unusable.
     let mapped = super::paging::mapped_bytes();
     if free.iter().any(|r| r.end > mapped) {
-        // Before the logger exists: straight to the serial port.
-        super::serial::write_fmt(format_args!(
+        // Before the logger exists: straight to the console.
+        crate::console::eprint(format_args!(
             "ebbrt: warning: RAM above {} GiB is not mapped and left unused\n",
             mapped >> 30
         ));

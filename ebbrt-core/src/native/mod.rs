@@ -10,8 +10,9 @@
 //! the start. Interrupts are events: handlers only record them
 //! ([`irq`]), and interrupts are enabled only while a core idles.
 //!
-//! What this module must not do: know about any component beyond the
-//! console, or let `unsafe` code leak out of it. Every file is one idea.
+//! What this module must not do: know about any component (the console
+//! is reached through its interface, [`crate::console`]), hold device
+//! drivers beyond the platform's own (APIC, I/O APIC, timers), or let `unsafe` code leak out of it. Every file is one idea.
 
 mod acpi;
 mod apic;
@@ -26,12 +27,10 @@ mod percpu;
 mod platform;
 mod pvh;
 mod regions;
-mod serial;
 mod smp;
 mod stack;
 
 pub mod clock;
-pub mod console;
 pub mod exit;
 pub mod ioapic;
 pub mod irq;
@@ -46,6 +45,7 @@ use alloc::string::String;
 use core::future::Future;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::console;
 use crate::exec::{self, AppResult};
 
 static BOOT_INFO: spin::Once<pvh::BootInfo> = spin::Once::new();
@@ -83,8 +83,10 @@ where
     F: Future<Output = R> + 'static,
     R: AppResult + 'static,
 {
-    if let Err(e) = crate::registry::check_static_ids() {
-        console::eprint(format_args!("ebbrt: component ids conflict: {e}\n"));
+    if let Err(e) = crate::registry::check_start() {
+        // Without a console this goes nowhere; the exit status still says
+        // "boot failure".
+        console::eprint(format_args!("ebbrt: {e}\n"));
         exit::exit(exit::BOOT_FAILURE);
     }
     let us = boot_to_main_ns() / 1000;

@@ -1,12 +1,13 @@
-//! The panic handler: location, message and backtrace on the serial port,
+//! The panic handler: location, message and backtrace on the console
+//! (its emergency writer),
 //! the running test's `FAILED` line, then exit with
 //! [`exit::PANIC`](super::exit::PANIC).
 
-use core::fmt::Write;
 use core::panic::PanicInfo;
 use core::sync::atomic::Ordering;
 
-use super::{backtrace, exit, percpu, serial};
+use super::{backtrace, exit, percpu};
+use crate::console;
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
@@ -15,17 +16,14 @@ fn panic(info: &PanicInfo) -> ! {
     if let Some(cpu) = percpu::this()
         && cpu.panicking.swap(true, Ordering::AcqRel)
     {
-        let _ = writeln!(
-            serial::emergency(),
-            "\nebbrt: panic while panicking: {}",
-            info.message()
-        );
+        console::emergency(&mut |out| {
+            let _ = writeln!(out, "\nebbrt: panic while panicking: {}", info.message());
+        });
         exit::exit(exit::PANIC);
     }
-    super::console::flush_local();
+    console::flush();
     let core = percpu::current_index().map_or(-1, |c| c as i64);
-    {
-        let mut out = serial::emergency();
+    console::emergency(&mut |out| {
         match info.location() {
             Some(loc) => {
                 let _ = writeln!(
@@ -39,8 +37,8 @@ fn panic(info: &PanicInfo) -> ! {
             }
         }
         let _ = writeln!(out, "{}", backtrace::HEADER);
-        backtrace::print(&mut out, backtrace::current_frame(), 0);
-    }
+        backtrace::print(out, backtrace::current_frame(), 0);
+    });
     match info.location() {
         Some(loc) => crate::test_support::report_panic(format_args!("{loc}: {}", info.message())),
         None => crate::test_support::report_panic(format_args!("{}", info.message())),

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{apic, clock, console, irq, percpu};
+use super::{apic, clock, irq, percpu};
 use crate::cpu::{self, CoreId};
 use crate::platform::Platform;
 use crate::time::Instant;
@@ -39,7 +39,7 @@ impl Platform for NativePlatform {
     fn idle(&self, deadline: Option<Instant>) {
         let me = percpu::this().expect("idle on a core that has not entered");
         // A partial console line is shown before the core waits.
-        console::flush_local();
+        crate::console::flush();
         if irq::dispatch() || me.wake_pending.swap(false, Ordering::AcqRel) {
             return;
         }
@@ -67,6 +67,18 @@ impl Platform for NativePlatform {
     }
 
     fn poll(&self) {
+        irq::dispatch();
+    }
+
+    fn idle_poll(&self) {
+        let me = percpu::this().expect("idle on a core that has not entered");
+        // An interrupt window: `sti` takes effect after the next
+        // instruction, so pending interrupts are taken here, whose handlers
+        // only record events.
+        x86_64::instructions::interrupts::enable();
+        x86_64::instructions::nop();
+        x86_64::instructions::interrupts::disable();
+        me.wake_pending.store(false, Ordering::Release);
         irq::dispatch();
     }
 }

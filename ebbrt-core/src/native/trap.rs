@@ -10,7 +10,7 @@ use core::fmt::{self, Write};
 use x86_64::registers::control::Cr2;
 
 use super::idt::TrapFrame;
-use super::{backtrace, exit, serial};
+use super::{backtrace, exit};
 
 fn name(vector: u64) -> &'static str {
     match vector {
@@ -81,15 +81,15 @@ impl Write for Capture {
     }
 }
 
-/// Writes to the serial port and to a capture.
+/// Writes to the console's emergency writer and to a capture.
 struct Tee<'a> {
-    serial: serial::SerialGuard,
+    console: &'a mut dyn Write,
     capture: &'a mut Capture,
 }
 
 impl Write for Tee<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.serial.write_bytes(s.as_bytes());
+        let _ = self.console.write_str(s);
         self.capture.write_str(s)
     }
 }
@@ -101,12 +101,13 @@ pub(crate) extern "C" fn exception(f: &TrapFrame) -> ! {
         buf: [0; 4096],
         len: 0,
     };
-    let mut out = Tee {
-        serial: serial::emergency(),
-        capture: &mut capture,
-    };
-    report(&mut out, f, cr2);
-    drop(out);
+    crate::console::emergency(&mut |console| {
+        let mut out = Tee {
+            console,
+            capture: &mut capture,
+        };
+        report(&mut out, f, cr2);
+    });
     let hook = HOOK.try_lock().and_then(|mut h| h.take());
     if let Some(hook) = hook {
         let text = core::str::from_utf8(&capture.buf[..capture.len]).unwrap_or("");
@@ -160,11 +161,11 @@ fn report(out: &mut impl Write, f: &TrapFrame, cr2: u64) {
         );
     }
     if matches!(f.vector, 8 | 14)
-        && let Some(core) = super::stack::guard_owner(cr2)
+        && let Some(stack) = super::stack::guard_owner(cr2)
     {
         let _ = writeln!(
             out,
-            "  stack overflow: {cr2:#x} is in the guard below core {core}'s stack"
+            "  stack overflow: {cr2:#x} is in the guard below {stack}"
         );
     }
     let _ = writeln!(

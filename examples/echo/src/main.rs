@@ -176,7 +176,7 @@ async fn serve(listener: TcpListener) {
             Ok((stream, _peer)) => ebbrt::spawn_local(echo(stream)).detach(),
             Err(e) => {
                 // Out of descriptors, say: back off rather than spin.
-                ebbrt::runtime::console::eprint(format_args!(
+                ebbrt::console::eprint(format_args!(
                     "echo: {}: accept failed: {e}\n",
                     cpu::current()
                 ));
@@ -215,7 +215,7 @@ async fn serve_udp(socket: UdpSocket) {
             // owner's socket already serves the port.
             Err(e) if e.kind() == ErrorKind::AddrInUse => return,
             Err(e) => {
-                ebbrt::runtime::console::eprint(format_args!(
+                ebbrt::console::eprint(format_args!(
                     "echo: {}: UDP receive failed: {e}\n",
                     cpu::current()
                 ));

@@ -1,4 +1,6 @@
-//! The COM1 16550 UART: the one byte sink of every console path.
+//! The COM1 16550 UART driver: the console's one byte sink. Probed and
+//! initialised (115200 8N1, FIFO on) at the first write; without a UART,
+//! output is dropped.
 //!
 //! A spin lock serialises cores. The lock remembers its owner so that a
 //! fault or panic on the core that holds it (say, mid-print) can still
@@ -6,7 +8,9 @@
 //! core that holds it for too long (one that died holding it).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use ebbrt_core::cpu;
 
 use uart_16550::Uart16550;
 use uart_16550::backend::PioBackend;
@@ -18,10 +22,15 @@ const NO_OWNER: u32 = u32::MAX;
 static UART: spin::Mutex<Option<Uart16550<PioBackend>>> = spin::Mutex::new(None);
 static OWNER: AtomicU32 = AtomicU32::new(NO_OWNER);
 
-/// Initialises COM1 (115200 8N1, FIFO on). Without a UART, output is
-/// dropped.
-pub(crate) fn init() {
-    // SAFETY: 0x3f8..0x3ff is COM1 on every PC; only this module touches it.
+static PROBED: AtomicBool = AtomicBool::new(false);
+
+/// Probes and initialises COM1 once, under the lock.
+fn probe(slot: &mut Option<Uart16550<PioBackend>>) {
+    if PROBED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: 0x3f8..0x3ff is COM1 on every PC; only this module touches
+    // it, and only under `UART`'s lock (held by our caller).
     let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1) }) else {
         return;
     };
@@ -30,20 +39,20 @@ pub(crate) fn init() {
         ..Config::DEFAULT
     };
     if uart.init(config).is_ok() {
-        *UART.lock() = Some(uart);
+        *slot = Some(uart);
     }
 }
 
 fn me() -> u32 {
-    super::percpu::current_index().map_or(NO_OWNER - 1, |i| i as u32)
+    cpu::try_current().map_or(NO_OWNER - 1, |c| c.0)
 }
 
 /// A held UART: writes go straight to the device.
-pub(crate) struct SerialGuard {
+pub(crate) struct UartGuard {
     guard: Option<spin::MutexGuard<'static, Option<Uart16550<PioBackend>>>>,
 }
 
-impl SerialGuard {
+impl UartGuard {
     /// Sends `bytes`, translating `\n` into `\r\n`.
     pub(crate) fn write_bytes(&mut self, bytes: &[u8]) {
         let Some(uart) = self.guard.as_mut().and_then(|g| g.as_mut()) else {
@@ -61,14 +70,14 @@ impl SerialGuard {
     }
 }
 
-impl fmt::Write for SerialGuard {
+impl fmt::Write for UartGuard {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.write_bytes(s.as_bytes());
         Ok(())
     }
 }
 
-impl Drop for SerialGuard {
+impl Drop for UartGuard {
     fn drop(&mut self) {
         OWNER.store(NO_OWNER, Ordering::Release);
         drop(self.guard.take());
@@ -77,22 +86,24 @@ impl Drop for SerialGuard {
 
 /// Takes the UART, waiting for other cores. Interrupts must be off (they
 /// are whenever kernel or application code runs).
-pub(crate) fn lock() -> SerialGuard {
-    let guard = UART.lock();
+pub(crate) fn lock() -> UartGuard {
+    let mut guard = UART.lock();
+    probe(&mut guard);
     OWNER.store(me(), Ordering::Release);
-    SerialGuard { guard: Some(guard) }
+    UartGuard { guard: Some(guard) }
 }
 
 /// Takes the UART for a fatal report: from its holder if that is this core
 /// (we interrupted ourselves mid-print) or if the holder does not let go
 /// within a few hundred million spins (it died holding it).
-pub(crate) fn emergency() -> SerialGuard {
+pub(crate) fn emergency() -> UartGuard {
     let me = me();
     let mut spins: u64 = 0;
     loop {
-        if let Some(guard) = UART.try_lock() {
+        if let Some(mut guard) = UART.try_lock() {
+            probe(&mut guard);
             OWNER.store(me, Ordering::Release);
-            return SerialGuard { guard: Some(guard) };
+            return UartGuard { guard: Some(guard) };
         }
         if OWNER.load(Ordering::Acquire) == me || spins > 300_000_000 {
             // SAFETY: the holder is this very core, stopped below us and
@@ -104,9 +115,4 @@ pub(crate) fn emergency() -> SerialGuard {
         spins += 1;
         core::hint::spin_loop();
     }
-}
-
-/// Writes formatted output straight to the UART (early boot, faults).
-pub(crate) fn write_fmt(args: fmt::Arguments) {
-    let _ = fmt::Write::write_fmt(&mut lock(), args);
 }
