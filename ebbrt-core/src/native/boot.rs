@@ -14,6 +14,9 @@
 //! 3. enters long mode, turns SSE on (rustc emits SSE even in `core::fmt`)
 //!    and calls `bringup::kernel_entry` on the boot stack.
 //!
+//! These tables map everything writable and executable; `paging.rs` sets
+//! the real page permissions once the heap exists.
+//!
 //! Application processors reuse these page tables (see `smp.rs`).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -49,11 +52,29 @@ pub(crate) static BOOT_PML4: PageTable = PageTable::new();
 /// The one page-directory-pointer table: identity maps up to 512 GiB.
 pub(crate) static BOOT_PDPT: PageTable = PageTable::new();
 
-#[repr(C, align(16))]
-struct Stack([u8; BOOT_STACK_SIZE]);
+/// Bytes of the guard page below the boot stack.
+const BOOT_GUARD_SIZE: usize = 4096;
+
+/// The boot stack and, below it, its guard page. The boot page tables map
+/// the guard like the rest of `.bss`; `paging::protect_kernel` unmaps it,
+/// so from then until the boot core leaves this stack an overflow faults.
+#[repr(C, align(4096))]
+struct BootStack {
+    guard: [u8; BOOT_GUARD_SIZE],
+    stack: [u8; BOOT_STACK_SIZE],
+}
 
 #[unsafe(link_section = ".bss.boot_stack")]
-static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
+static mut BOOT_STACK: BootStack = BootStack {
+    guard: [0; BOOT_GUARD_SIZE],
+    stack: [0; BOOT_STACK_SIZE],
+};
+
+/// The guard page below the boot stack.
+pub(crate) fn boot_stack_guard() -> core::ops::Range<u64> {
+    let start = (&raw const BOOT_STACK) as u64;
+    start..start + BOOT_GUARD_SIZE as u64
+}
 
 /// The TSC value recorded at the kernel's first instruction.
 pub fn boot_tsc() -> u64 {
@@ -225,7 +246,7 @@ _start:
     movl %eax, %fs
     movl %eax, %gs
     call ebbrt_enable_sse
-    leaq {stack}+{stack_size}(%rip), %rsp
+    leaq {stack}+{stack_top}(%rip), %rsp
     xorl %ebp, %ebp
     movl {info}(%rip), %edi
     call {entry}
@@ -252,7 +273,7 @@ ebbrt_enable_sse:
     pml4 = sym BOOT_PML4,
     pdpt = sym BOOT_PDPT,
     stack = sym BOOT_STACK,
-    stack_size = const BOOT_STACK_SIZE,
+    stack_top = const BOOT_GUARD_SIZE + BOOT_STACK_SIZE,
     entry = sym super::bringup::kernel_entry,
     options(att_syntax)
 );

@@ -1,7 +1,8 @@
 //! Per-core GDT and TSS. Long mode ignores segmentation except for the code
 //! segment and the TSS; the TSS is here for its interrupt stack table (IST):
 //! the double fault, NMI and machine check handlers run on stacks of their
-//! own, so a stack overflow still gets reported.
+//! own (in the core's stack slot, each above an unmapped guard page), so a
+//! stack overflow still gets reported.
 
 use alloc::boxed::Box;
 
@@ -11,17 +12,14 @@ use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
+use super::stack::{self, StackError};
+
 /// IST slot (1-based in the IDT, 0-based in the TSS) of the double fault.
 pub(crate) const IST_DOUBLE_FAULT: u16 = 1;
 /// IST slot of the NMI.
 pub(crate) const IST_NMI: u16 = 2;
 /// IST slot of the machine check.
 pub(crate) const IST_MACHINE_CHECK: u16 = 3;
-
-const IST_STACK_SIZE: usize = 16 * 1024;
-
-#[repr(C, align(16))]
-struct IstStack([u8; IST_STACK_SIZE]);
 
 /// One core's descriptor tables.
 pub(crate) struct CoreTables {
@@ -32,13 +30,14 @@ pub(crate) struct CoreTables {
     tss_sel: SegmentSelector,
 }
 
-/// Builds a core's GDT and TSS, with freshly allocated IST stacks.
-pub(crate) fn new_tables() -> &'static mut CoreTables {
+/// Builds core `index`'s GDT and TSS, with fresh IST stacks (each with a
+/// guard page below it, `stack.rs`).
+pub(crate) fn new_tables(index: usize) -> Result<&'static mut CoreTables, StackError> {
     let mut tss = TaskStateSegment::new();
+    let tops = stack::new_ist_stacks(index)?;
     for slot in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK] {
-        let stack = Box::leak(Box::<IstStack>::new_uninit());
-        let top = stack.as_ptr().cast::<u8>().wrapping_add(IST_STACK_SIZE);
-        tss.interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::from_ptr(top);
+        let k = usize::from(slot - 1);
+        tss.interrupt_stack_table[k] = VirtAddr::new(tops[k]);
     }
     let t = Box::leak(Box::new(CoreTables {
         gdt: GlobalDescriptorTable::new(),
@@ -54,7 +53,7 @@ pub(crate) fn new_tables() -> &'static mut CoreTables {
     t.tss_sel = t
         .gdt
         .append(unsafe { Descriptor::tss_segment_unchecked(&raw const t.tss) });
-    t
+    Ok(t)
 }
 
 /// Loads `t` on the calling core: GDT, segment registers, task register.

@@ -4,14 +4,19 @@
 //! the memory manager never hands out). It goes real mode → protected mode
 //! → long mode on the boot page tables, turns SSE on and calls [`ap_entry`]
 //! on a stack the boot core allocated. Cores are started one at a time, so
-//! one parameter block in the trampoline page is enough. Each core loads
+//! one parameter block (in the kernel's `.data`) is enough. The trampoline
+//! page is read-and-execute while the cores start and read/write,
+//! no-execute after; the trampoline turns on no-execute (EFER.NXE) and
+//! write protection (CR0.WP) as the boot core has them, before paging,
+//! since the shared page tables carry no-execute bits. Each core loads
 //! its own GDT/TSS/IDT, enables its local APIC, says it is alive, and waits
 //! for the boot core's go before entering its event loop.
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::gdt::{self, CoreTables};
+use super::paging::{self, Access};
 use super::{apic, boot, clock, exit, idt, irq, mem, percpu, stack};
 use crate::cpu::{self, CoreId, MAX_CORES};
 use crate::percore::CoreLocal;
@@ -47,12 +52,15 @@ ebbrt_ap_trampoline:
     movl %eax, %cr4
     movl ${pml4}, %eax
     movl %eax, %cr3
+    /* EFER: LME, and NXE when the boot core turned it on (the tables
+       have no-execute bits, reserved while NXE is off) */
     movl $0xc0000080, %ecx
     rdmsr
-    orl $0x100, %eax
+    orl {efer}, %eax
     wrmsr
+    /* CR0: paging and write protection */
     movl %cr0, %eax
-    orl $0x80000000, %eax
+    orl $0x80010000, %eax
     movl %eax, %cr0
     ljmpl $0x18, ${base} + (.Lap64 - ebbrt_ap_trampoline)
 
@@ -64,36 +72,33 @@ ebbrt_ap_trampoline:
     movl %eax, %ss
     movl %eax, %fs
     movl %eax, %gs
-    movq {base} + (.Lap_stack - ebbrt_ap_trampoline), %rsp
+    movq {params}, %rsp
     movl $ebbrt_enable_sse, %eax
     call *%rax
-    movq {base} + (.Lap_arg - ebbrt_ap_trampoline), %rdi
+    movq {params}+8, %rdi
     xorl %ebp, %ebp
     movl ${entry}, %eax
     call *%rax
     ud2
 
+    /* Accessed bits preset: the CPU would otherwise write them when it
+       loads a selector, and the page is read-only once paging is on. */
     .balign 16
 .Lap_gdt:
     .quad 0
-    .quad 0x00cf9a000000ffff
-    .quad 0x00cf92000000ffff
-    .quad 0x00af9a000000ffff
+    .quad 0x00cf9b000000ffff
+    .quad 0x00cf93000000ffff
+    .quad 0x00af9b000000ffff
 .Lap_gdt_ptr:
     .word 31
     .long {base} + (.Lap_gdt - ebbrt_ap_trampoline)
-    .balign 8
-    .global ebbrt_ap_params
-ebbrt_ap_params:
-.Lap_stack:
-    .quad 0
-.Lap_arg:
-    .quad 0
     .global ebbrt_ap_trampoline_end
 ebbrt_ap_trampoline_end:
 "#,
     base = const TRAMPOLINE,
     pml4 = sym boot::BOOT_PML4,
+    efer = sym AP_EFER,
+    params = sym AP_PARAMS,
     entry = sym ap_entry,
     options(att_syntax)
 );
@@ -102,9 +107,16 @@ ebbrt_ap_trampoline_end:
 // addresses are used, to copy the trampoline and fill its parameters.
 unsafe extern "C" {
     static ebbrt_ap_trampoline: u8;
-    static ebbrt_ap_params: u8;
     static ebbrt_ap_trampoline_end: u8;
 }
+
+/// The EFER bits the trampoline sets: LME, and NXE when the boot core has
+/// it on. Read by the AP in protected mode, before paging.
+static AP_EFER: AtomicU32 = AtomicU32::new(0x100);
+/// The starting AP's stack top and argument (its `ApBoot`), read by the
+/// trampoline. In the kernel's `.data`, not the trampoline page: that page
+/// is read-only while it is executable.
+static AP_PARAMS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
 /// What the boot core prepares for one application processor.
 struct ApBoot {
@@ -144,6 +156,9 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
     }
+    // The boot core made the trampoline page no-execute before the go:
+    // drop any translation of it this core still caches.
+    x86_64::instructions::tlb::flush_all();
     if boot.index as usize >= cpu::count() {
         // Started after the boot core gave up on it: stay out of the way.
         exit::halt_forever();
@@ -171,18 +186,38 @@ fn wait_alive(b: &ApBoot, ns: u64) -> bool {
 pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
     let tramp = (&raw const ebbrt_ap_trampoline) as usize;
     let len = (&raw const ebbrt_ap_trampoline_end) as usize - tramp;
-    let params_off = (&raw const ebbrt_ap_params) as usize - tramp;
     if !apic_ids.iter().any(|&id| id != bsp_apic) {
         return 1;
     }
-    if !mem::is_ram(TRAMPOLINE..TRAMPOLINE + 4096) {
+    if !mem::is_ram(TRAMPOLINE..TRAMPOLINE + 4096) || len > 4096 {
         log::warn!("no RAM at {TRAMPOLINE:#x} for the AP trampoline: running on one core");
         return 1;
     }
     // SAFETY: the trampoline page is RAM below 1 MiB, which the memory
-    // manager never hands out; the source is the assembled trampoline.
+    // manager never hands out, mapped read/write; the source is the
+    // assembled trampoline (at most a page, checked above).
     unsafe { core::ptr::copy_nonoverlapping(tramp as *const u8, TRAMPOLINE as *mut u8, len) };
-    let params = (TRAMPOLINE as usize + params_off) as *mut u64;
+    // The page is executable only while APs start, and never writable
+    // meanwhile.
+    AP_EFER.store(
+        0x100 | if paging::no_execute() { 0x800 } else { 0 },
+        Ordering::Relaxed,
+    );
+    if let Err(e) = paging::set_access(TRAMPOLINE, Access::ReadExec) {
+        log::warn!("cannot make the AP trampoline executable ({e}): running on one core");
+        return 1;
+    }
+    let cores = start_each(bsp_apic, apic_ids);
+    // Every AP that started runs kernel code now, and the others were sent
+    // INIT. The APs drop their cached translation of the page after the go
+    // (`ap_entry`), which `release` gives after this.
+    if let Err(e) = paging::set_access(TRAMPOLINE, Access::ReadWrite) {
+        log::warn!("the AP trampoline page stays executable: {e}");
+    }
+    cores
+}
+
+fn start_each(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
     // Real hardware wants 10 ms between INIT and SIPI; hypervisors don't.
     let hypervisor = raw_cpuid::CpuId::new()
         .get_feature_info()
@@ -193,8 +228,10 @@ pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
             log::warn!("more than {MAX_CORES} processors: ignoring the rest");
             break;
         }
-        let stack = match stack::new_stack(next as usize) {
-            Ok(s) => s,
+        let made = stack::new_stack(next as usize)
+            .and_then(|s| Ok((s, gdt::new_tables(next as usize)?)));
+        let (stack, tables) = match made {
+            Ok(m) => m,
             Err(e) => {
                 log::warn!("cannot start the processor with APIC id {id}: {e}");
                 break;
@@ -203,15 +240,13 @@ pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
         let ap: &'static ApBoot = Box::leak(Box::new(ApBoot {
             index: next,
             local: Box::leak(Box::new(CoreLocal::new())),
-            tables: gdt::new_tables(),
+            tables,
             alive: AtomicBool::new(false),
         }));
-        // SAFETY: `params` points at the two quadwords (stack, argument)
-        // of the copied trampoline; no AP is running it right now.
-        unsafe {
-            params.write_volatile(stack.end);
-            params.add(1).write_volatile(ap as *const ApBoot as u64);
-        }
+        // No AP runs the trampoline now: the previous one said it is alive
+        // (it has left the trampoline) or was sent INIT.
+        AP_PARAMS[0].store(stack.end, Ordering::Release);
+        AP_PARAMS[1].store(ap as *const ApBoot as u64, Ordering::Release);
         apic::send_init(id);
         if !hypervisor {
             clock::spin_for_ns(10_000_000);
