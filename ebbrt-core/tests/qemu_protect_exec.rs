@@ -45,7 +45,8 @@ mod kernel {
             (
                 "report says protection violation on instruction fetch",
                 f.report.contains("page fault")
-                    && f.report.contains("protection violation on instruction fetch"),
+                    && f.report
+                        .contains("protection violation on instruction fetch"),
             ),
         ];
         match checks.iter().find(|(_, ok)| !ok) {

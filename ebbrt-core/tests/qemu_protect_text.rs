@@ -37,7 +37,10 @@ mod kernel {
                 f.error & 0x1f == 0x3,
             ),
             ("CR2 the written address", f.cr2 == target),
-            ("CR2 in the kernel's text", paging::kernel_text().contains(&f.cr2)),
+            (
+                "CR2 in the kernel's text",
+                paging::kernel_text().contains(&f.cr2),
+            ),
             (
                 "report says protection violation on write",
                 f.report.contains("page fault")

@@ -343,7 +343,9 @@ fn image_segments() -> Result<[Option<Segment>; MAX_SEGMENTS], MapError> {
                 continue;
             }
             if vaddr != paddr {
-                return Err(MapError::BadImage("a segment not linked at its load address"));
+                return Err(MapError::BadImage(
+                    "a segment not linked at its load address",
+                ));
             }
             if n == MAX_SEGMENTS {
                 return Err(MapError::BadImage("too many PT_LOAD segments"));

@@ -228,8 +228,8 @@ fn start_each(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
             log::warn!("more than {MAX_CORES} processors: ignoring the rest");
             break;
         }
-        let made = stack::new_stack(next as usize)
-            .and_then(|s| Ok((s, gdt::new_tables(next as usize)?)));
+        let made =
+            stack::new_stack(next as usize).and_then(|s| Ok((s, gdt::new_tables(next as usize)?)));
         let (stack, tables) = match made {
             Ok(m) => m,
             Err(e) => {
