@@ -959,7 +959,7 @@ mod tests {
             x ^= x << 5;
             x % n.max(1)
         };
-        for _ in 0..300 {
+        for _ in 0..if cfg!(miri) { 40 } else { 300 } {
             let parts: Vec<Vec<u8>> = (0..rnd(5))
                 .map(|_| (0..rnd(6)).map(|i| i as u8).collect())
                 .collect();

@@ -10,6 +10,14 @@ use super::*;
 use crate::testing::{CORES, block_on, instance, run_on};
 use crate::time::Instant;
 
+/// `n` milliseconds of the tests that compare timers with one another or
+/// with the work a loop does meanwhile. Miri's clock advances a few
+/// microseconds per basic block interpreted, so a loop turn takes
+/// milliseconds there: stretch those durations under Miri.
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(if cfg!(miri) { n * 100 } else { n })
+}
+
 #[test]
 fn spawn_local_runs_not_send_futures_in_order() {
     let out = run_on(0, || async {
@@ -98,11 +106,11 @@ fn many_timers_fire_in_deadline_order() {
         let log = Rc::new(core::cell::RefCell::new(Vec::new()));
         let hs: Vec<_> = [30u64, 10, 20]
             .into_iter()
-            .map(|ms| {
+            .map(|n| {
                 let log = log.clone();
                 spawn_local(async move {
-                    sleep(Duration::from_millis(ms)).await;
-                    log.borrow_mut().push(ms);
+                    sleep(ms(n)).await;
+                    log.borrow_mut().push(n);
                 })
             })
             .collect();
@@ -125,10 +133,10 @@ fn idle_pollers_run_until_dropped() {
         });
         assert_eq!(stats().idle_pollers, 1);
         // While we sleep the loop has nothing to run: it must poll.
-        sleep(Duration::from_millis(10)).await;
+        sleep(ms(10)).await;
         drop(poller);
         let seen = count.get();
-        sleep(Duration::from_millis(5)).await;
+        sleep(ms(5)).await;
         assert_eq!(count.get(), seen, "a dropped poller is not polled");
         (seen, stats().idle_pollers)
     });
@@ -149,7 +157,7 @@ fn a_poller_may_remove_itself() {
             }
             true
         })));
-        sleep(Duration::from_millis(5)).await;
+        sleep(ms(5)).await;
         count.get()
     });
     assert_eq!(n, 3);
@@ -159,7 +167,7 @@ fn a_poller_may_remove_itself() {
 fn cross_core_wakes_are_not_lost() {
     instance();
     let done = Arc::new(AtomicUsize::new(0));
-    let rounds = 2000;
+    let rounds = if cfg!(miri) { 60 } else { 2000 };
     let d = done.clone();
     block_on(spawn_on(CoreId(0), async move {
         for i in 0..rounds {
@@ -255,6 +263,7 @@ static COUNT_IDLE: fn() = || {
 };
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot read linkme's link sections (BEFORE_IDLE)")]
 fn before_idle_hooks_run_when_a_core_goes_idle() {
     instance();
     let before = IDLE_HOOK_CALLS.load(Ordering::Relaxed);
