@@ -1,7 +1,40 @@
-//! Monotonic time as seen by the event loops.
+//! Monotonic time as seen by the event loops, and the clock Ebb.
 
 use core::ops::{Add, Sub};
 use core::time::Duration;
+
+use crate::EbbRef;
+use crate::ebb::ids;
+
+/// The clock: the monotonic time of this instance, from the platform's
+/// timer hardware (natively the TSC, calibrated at boot against pvclock,
+/// CPUID or the HPET/PIT; hosted `CLOCK_MONOTONIC`).
+///
+/// A shared Ebb at the well-known id [`ids::CLOCK`] in static storage.
+/// [`Instant::now`] reads the same clock without the Ebb call; the Ebb is
+/// where the clock's service is named, listed and reached like every other
+/// system service.
+#[crate::ebb(shared, id = ids::CLOCK, static_rep = clock)]
+pub struct Clock {
+    _private: (),
+}
+
+static CLOCK_INSTANCE: Clock = Clock { _private: () };
+
+fn clock() -> &'static Clock {
+    &CLOCK_INSTANCE
+}
+
+/// The clock Ebb.
+pub static CLOCK: EbbRef<Clock> = EbbRef::fixed();
+
+impl Clock {
+    /// The current instant.
+    #[inline]
+    pub fn now(&self) -> Instant {
+        crate::platform::get().now()
+    }
+}
 
 /// A point on the platform's monotonic clock, in nanoseconds since an
 /// arbitrary per-instance origin (boot on native, process start hosted).

@@ -21,6 +21,30 @@ struct Hits {
 
 static HITS: EbbRef<Hits> = EbbRef::fixed();
 
+/// The `EbbRef` reaches the root, so a `Default` rep can be summed across
+/// cores without holding a pointer to its root.
+#[ebbrt::test]
+async fn an_ebb_ref_reaches_its_root() -> Result<(), String> {
+    #[ebbrt::ebb(per_core, id = ids::app(701))]
+    #[derive(Default)]
+    struct Seen {
+        n: Cell<u32>,
+    }
+    static SEEN: EbbRef<Seen> = EbbRef::fixed();
+    on_each_core(|_| async {
+        SEEN.n.set(SEEN.n.get() + 2);
+    })
+    .await;
+    let root = SEEN.root();
+    let per_core = root.gather(|rep| rep.n.get()).await;
+    let total: u32 = per_core.iter().map(|(_, n)| n).sum();
+    if root.id() == SEEN.id() && total == 2 * cpu::count() as u32 {
+        Ok(())
+    } else {
+        Err(format!("root of {:?}: per core {per_core:?}", root.id()))
+    }
+}
+
 #[ebbrt::test]
 async fn reps_are_per_core() -> Result<(), &'static str> {
     let counts = on_each_core(|core| async move {

@@ -27,8 +27,8 @@ mod shared;
 
 pub mod ids;
 
-pub use interface::{BindError, Binding, Interface, binding, bound};
 pub(crate) use interface::IdName;
+pub use interface::{BindError, Binding, Interface, binding, bound};
 pub use per_core::{PerCore, PerCoreRoot};
 pub use shared::Shared;
 
@@ -231,6 +231,17 @@ impl<T: Ebb> EbbRef<T> {
         // `T::miss` for this very id; ids are bound to one type (see
         // `StaticEbb` and `from_id`).
         (!p.is_null()).then(|| unsafe { &*(p as *const T) })
+    }
+}
+
+impl<T: PerCore> EbbRef<T> {
+    /// The Ebb's root: the state its representatives share and the
+    /// directory of the representatives built so far (to sum a counter
+    /// across cores, say). Built on first use, like a miss would, so a
+    /// representative need not keep a pointer to it (and can be
+    /// `#[derive(Default)]`).
+    pub fn root(self) -> &'static PerCoreRoot<T> {
+        per_core::root_of(self.id)
     }
 }
 

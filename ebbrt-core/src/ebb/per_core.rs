@@ -188,12 +188,16 @@ impl<T> Drop for Unmark<'_, T> {
 }
 
 pub(super) fn miss<T: PerCore>(id: EbbId) -> &'static T {
-    let root: &'static PerCoreRoot<T> = root::get_or_install(id, || match T::new_root() {
+    root_of::<T>(id).local_rep()
+}
+
+/// The root of the per-core Ebb `id`, built (fixed ids) on first use.
+pub(super) fn root_of<T: PerCore>(id: EbbId) -> &'static PerCoreRoot<T> {
+    root::get_or_install(id, || match T::new_root() {
         Some(data) => PerCoreRoot::new(id, data),
         None => panic!(
             "{id} ({}) has no root: create it with PerCore::create, or give the Ebb a fixed id",
             core::any::type_name::<T>()
         ),
-    });
-    root.local_rep()
+    })
 }

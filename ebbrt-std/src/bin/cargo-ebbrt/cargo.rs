@@ -45,6 +45,9 @@ pub struct Package {
     pub dir: PathBuf,
     /// Its targets: (name, kinds).
     pub targets: Vec<(String, Vec<String>)>,
+    /// Its Cargo features, `default` first when it has one, then by name:
+    /// (name, what it enables).
+    pub features: Vec<(String, Vec<String>)>,
 }
 
 /// A test kernel: an integration test named `qemu*`.
@@ -54,14 +57,33 @@ pub struct TestKernel {
     pub package: String,
     /// The test target's name.
     pub name: String,
+    /// A feature of the package to build it with (besides the defaults).
+    pub feature: Option<String>,
 }
 
 impl TestKernel {
-    /// `package/name`, as the tool prints it.
+    /// `package/name`, or `package/name[feature]`, as the tool prints it.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.package, self.name)
+        match &self.feature {
+            Some(f) => format!("{}/{}[{f}]", self.package, self.name),
+            None => format!("{}/{}", self.package, self.name),
+        }
+    }
+
+    /// Boot arguments the kernel needs: `expect.feature=F` when built with
+    /// a feature (so it can check that feature's components are live).
+    pub fn append(&self) -> String {
+        self.feature
+            .as_ref()
+            .map_or(String::new(), |f| format!("expect.feature={f}"))
     }
 }
+
+/// The facade package, and its test kernel that `cargo ebbrt test` builds
+/// once per facade feature.
+pub const FACADE: &str = "ebbrt";
+/// See [`FACADE`].
+pub const COMPONENTS_KERNEL: &str = "qemu_components";
 
 impl Workspace {
     /// Runs `cargo metadata` from the current directory.
@@ -109,11 +131,30 @@ impl Workspace {
                     .collect();
                 targets.push((t.get("name")?.as_str()?.to_string(), kinds));
             }
+            let mut features: Vec<(String, Vec<String>)> = p
+                .get("features")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            let on = v.as_array().map_or(Vec::new(), |a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(String::from)
+                                    .collect()
+                            });
+                            (k.clone(), on)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            features.sort_by_key(|(k, _)| (k != "default", k.clone()));
             packages.push(Package {
                 name: p.get("name")?.as_str()?.to_string(),
                 id: id.to_string(),
                 dir: manifest.parent()?.to_path_buf(),
                 targets,
+                features,
             });
         }
         packages.sort_by(|a, b| a.name.cmp(&b.name));
@@ -158,11 +199,21 @@ impl Workspace {
                     out.push(TestKernel {
                         package: p.name.clone(),
                         name: name.clone(),
+                        feature: None,
                     });
+                    if p.name == FACADE && name == COMPONENTS_KERNEL {
+                        out.extend(p.alternative_features().map(|f| TestKernel {
+                            package: p.name.clone(),
+                            name: name.clone(),
+                            feature: Some(f.to_string()),
+                        }));
+                    }
                 }
             }
         }
-        out.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
+        out.sort_by(|a, b| {
+            (&a.package, &a.name, &a.feature).cmp(&(&b.package, &b.name, &b.feature))
+        });
         out
     }
 
@@ -221,10 +272,11 @@ impl Workspace {
         let pkg = self.package(&k.package).ok_or_else(|| {
             Error::Tool(format!("package `{}` is not in the workspace", k.package))
         })?;
-        let mut c = self.native_command(
-            &["test", "--no-run", "-p", &k.package, "--test", &k.name],
-            false,
-        );
+        let mut verb = vec!["test", "--no-run", "-p", &k.package, "--test", &k.name];
+        if let Some(f) = &k.feature {
+            verb.extend(["--features", f]);
+        }
+        let mut c = self.native_command(&verb, false);
         let what = format!("native build of test kernel `{}`", k.label());
         run_for_executable(&mut c, &what, |m| {
             m.package_id == pkg.id && m.target_name == k.name && m.test
@@ -285,6 +337,23 @@ impl Workspace {
         c.current_dir(&self.root)
             .args(["test", "--workspace", "--no-fail-fast"]);
         c
+    }
+}
+
+impl Package {
+    /// The features that are not on by default (nor `default` itself): the
+    /// facade's alternatives, each of which `cargo ebbrt test` selects on
+    /// its own.
+    pub fn alternative_features(&self) -> impl Iterator<Item = &str> {
+        let defaults: &[String] = self
+            .features
+            .iter()
+            .find(|(k, _)| k == "default")
+            .map_or(&[], |(_, on)| on.as_slice());
+        self.features
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(move |k| *k != "default" && !defaults.iter().any(|d| d == k))
     }
 }
 
@@ -400,9 +469,13 @@ mod tests {
         {"name": "notamember", "id": "registry+x#1", "manifest_path": "/w/examples/x/Cargo.toml",
          "targets": [{"name": "x", "kind": ["bin"]}]},
         {"name": "exlib", "id": "p:exlib", "manifest_path": "/w/examples/exlib/Cargo.toml",
-         "targets": [{"name": "exlib", "kind": ["lib"]}]}
+         "targets": [{"name": "exlib", "kind": ["lib"]}]},
+        {"name": "ebbrt", "id": "p:ebbrt", "manifest_path": "/w/ebbrt/Cargo.toml",
+         "targets": [{"name": "ebbrt", "kind": ["lib"]},
+                     {"name": "qemu_components", "kind": ["test"]}],
+         "features": {"default": ["a", "c"], "a": ["dep:x"], "b": [], "c": [], "d": ["b"]}}
       ],
-      "workspace_members": ["p:hello", "p:core", "p:echo", "p:exlib"],
+      "workspace_members": ["p:hello", "p:core", "p:echo", "p:exlib", "p:ebbrt"],
       "workspace_root": "/w"
     }"#;
 
@@ -431,7 +504,27 @@ mod tests {
     #[test]
     fn test_kernels_are_tests_named_qemu() {
         let labels: Vec<String> = ws().test_kernels().iter().map(TestKernel::label).collect();
-        assert_eq!(labels, ["ebbrt-core/qemu_exec", "echo/qemu_echo"]);
+        assert_eq!(
+            labels,
+            [
+                "ebbrt/qemu_components",
+                "ebbrt/qemu_components[b]",
+                "ebbrt/qemu_components[d]",
+                "ebbrt-core/qemu_exec",
+                "echo/qemu_echo"
+            ]
+        );
+        let facade = ws().test_kernels().into_iter().nth(2).unwrap();
+        assert_eq!(facade.append(), "expect.feature=d");
+        let w = ws();
+        let p = w.packages.iter().find(|p| p.name == "ebbrt").unwrap();
+        assert_eq!(
+            p.features[0],
+            (
+                "default".to_string(),
+                vec!["a".to_string(), "c".to_string()]
+            )
+        );
     }
 
     #[test]

@@ -268,6 +268,7 @@ fn a_test_kernel_is_rebooted_past_a_crash_and_a_panic() {
     let mut booter = QemuBooter {
         qemu: f.qemu.clone(),
         kernel: k,
+        append: String::new(),
         accel: Accel::Tcg,
         timeout: HANG,
         verbose: false,

@@ -97,16 +97,22 @@ impl Boot {
         push(self.accel.qemu_args());
         push(&["-smp", &self.cores.to_string(), "-m", &self.mem.to_string()]);
         // Console: no default devices (no NIC with its option ROM, no VGA,
-        // no monitor), no window, the guest's first serial port on this
-        // process's stdio, and no reboot on a triple fault so that a crash
-        // ends the run. Not -nographic: with it SeaBIOS writes its banner
-        // and terminal-reset sequences to the serial console.
+        // no monitor), no window, the guest's first serial port and QEMU's
+        // debug console (port 0xe9, the `console-debugcon` component) both
+        // on this process's stdio through one multiplexed character
+        // device, and no reboot on a triple fault so that a crash ends the
+        // run. Not -nographic: with it SeaBIOS writes its banner and
+        // terminal-reset sequences to the serial console.
         push(&[
             "-nodefaults",
             "-display",
             "none",
+            "-chardev",
+            "stdio,id=console,mux=on",
             "-serial",
-            "stdio",
+            "chardev:console",
+            "-device",
+            "isa-debugcon,iobase=0xe9,chardev=console",
             "-no-reboot",
         ]);
         // Exit port: the application's exit code becomes QEMU's status.
@@ -183,7 +189,8 @@ mod tests {
         assert_eq!(
             strs(&boot()).join(" "),
             "-accel tcg,thread=multi -smp 2 -m 256M \
-             -nodefaults -display none -serial stdio -no-reboot \
+             -nodefaults -display none -chardev stdio,id=console,mux=on \
+             -serial chardev:console -device isa-debugcon,iobase=0xe9,chardev=console -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel /t/hello"
         );
     }

@@ -177,6 +177,7 @@ fn run_test_kernel(
     let mut booter = QemuBooter {
         qemu: qemu.to_path_buf(),
         kernel,
+        append: k.append(),
         accel,
         timeout: a.timeout,
         verbose: a.verbose,
@@ -211,6 +212,8 @@ fn print_report(k: &TestKernel, r: &KernelReport) {
 pub(crate) struct QemuBooter {
     pub(crate) qemu: PathBuf,
     pub(crate) kernel: PathBuf,
+    /// Boot arguments of every boot (the test runner adds its own).
+    pub(crate) append: String,
     pub(crate) accel: Accel,
     pub(crate) timeout: Duration,
     pub(crate) verbose: bool,
@@ -218,11 +221,12 @@ pub(crate) struct QemuBooter {
 
 impl Booter for QemuBooter {
     fn boot(&mut self, start: usize) -> Result<session::Boot, String> {
-        let append = if start == 0 {
+        let start_arg = if start == 0 {
             String::new()
         } else {
             format!("ebbrt.test.start={start}")
         };
+        let append = qemu::join_append([self.append.as_str(), start_arg.as_str()]);
         let boot = Boot {
             kernel: self.kernel.clone(),
             accel: self.accel,
@@ -284,6 +288,7 @@ mod tests {
         TestKernel {
             package: p.into(),
             name: n.into(),
+            feature: None,
         }
     }
 
