@@ -77,7 +77,9 @@ impl<T: GeneralPurposeAllocator + StaticEbb> EbbGlobal<T> {
 // layout and unique; blocks go back to the same allocator with their layout.
 unsafe impl<T: GeneralPurposeAllocator + StaticEbb> GlobalAlloc for EbbGlobal<T> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::rep().allocate(layout).map_or(null_mut(), NonNull::as_ptr)
+        Self::rep()
+            .allocate(layout)
+            .map_or(null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -188,7 +188,10 @@ mod tests {
             default: true,
         };
         let e = check(&RECS).unwrap_err().to_string();
-        assert!(e.starts_with("GP_ALLOCATOR (5) is claimed by both gp::Gp (gp)"), "{e}");
+        assert!(
+            e.starts_with("GP_ALLOCATOR (5) is claimed by both gp::Gp (gp)"),
+            "{e}"
+        );
     }
 
     #[test]

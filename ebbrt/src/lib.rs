@@ -64,22 +64,22 @@ use ebbrt_virtio_net as _;
 #[cfg(all(target_os = "none", feature = "console-debugcon"))]
 use ebbrt_console_debugcon as _;
 #[cfg(all(
+    not(target_os = "none"),
+    any(feature = "console-serial", feature = "console-debugcon")
+))]
+use ebbrt_console_stdout as _;
+#[cfg(all(
     target_os = "none",
     feature = "console-serial",
     not(feature = "console-debugcon")
 ))]
 use ebbrt_console_uart as _;
-#[cfg(all(
-    not(target_os = "none"),
-    any(feature = "console-serial", feature = "console-debugcon")
-))]
-use ebbrt_console_stdout as _;
 
 // The idle policy: polling wins over the default halt.
-#[cfg(feature = "idle-poll")]
-use ebbrt_idle_poll as _;
 #[cfg(all(feature = "idle-halt", not(feature = "idle-poll")))]
 use ebbrt_idle_halt as _;
+#[cfg(feature = "idle-poll")]
+use ebbrt_idle_poll as _;
 
 /// The general-purpose allocator of this image: the default slab-based
 /// allocator Ebb (`ebbrt-gp-alloc`, feature `gp-slab`), or with the `talc`
@@ -168,11 +168,8 @@ macro_rules! test_main {
                 $crate::runtime::boot_arg("ebbrt.test.start"),
             )?;
             ::core::result::Result::Ok(
-                $crate::__rt::ebbrt_core::test_support::run_all(
-                    start,
-                    $crate::console::print,
-                )
-                .await,
+                $crate::__rt::ebbrt_core::test_support::run_all(start, $crate::console::print)
+                    .await,
             )
         }
     };

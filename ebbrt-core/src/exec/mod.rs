@@ -27,12 +27,12 @@ use core::task::{Context, Poll, Waker};
 
 use async_task::{Builder, Runnable};
 
+use crate::EbbRef;
 use crate::cpu::{self, CoreId, MAX_CORES};
 use crate::ebb::ids;
 use crate::percore;
 use crate::platform::{self, Platform};
 use crate::time::Instant;
-use crate::EbbRef;
 
 mod idle;
 mod timer;
