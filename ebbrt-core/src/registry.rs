@@ -166,6 +166,7 @@ mod tests {
     use std::string::ToString;
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot read linkme's link sections (COMPONENTS)")]
     fn id_allocator_is_registered() {
         let r = find("IdAllocator").expect("registered");
         assert_eq!(r.kind, EbbKind::Shared);

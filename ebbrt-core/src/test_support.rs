@@ -389,6 +389,7 @@ mod tests {
     };
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot read linkme's link sections (TEST_CASES)")]
     fn run_all_runs_the_registered_cases() {
         let _g = SERIAL.lock().unwrap();
         OUT.lock().unwrap().clear();
