@@ -1,8 +1,8 @@
 //! In-QEMU tests of the native kernel core (and, hosted, of the same
 //! behaviour on the hosted runtime): per-core representatives, roots built
-//! once when every core misses together, work moving
-//! between cores, timers, wakes of halted cores, the clock across cores,
-//! device-interrupt events and the memory map.
+//! once when every core misses together, work moving between cores, timers,
+//! wakes of halted cores, the clock across cores, device-interrupt events
+//! and the memory map.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
