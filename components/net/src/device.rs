@@ -7,26 +7,25 @@
 //! simulated link ([`crate::sim`]) implement these traits; the stack knows
 //! nothing else about them.
 //!
-//! A NIC driver is an Ebb at the well-known id [`ids::NET_DEVICE`]
-//! ([`NetDeviceEbb`]): typically per-core, the representative on core `i`
-//! owning queue pair `i` and the root holding the device-wide state. This
-//! crate never names a driver: the driver crate binds its Ebb type with
-//! [`bind_net_device!`](crate::bind_net_device), which leaves a
-//! [`NetDeviceRef`] (the id, and the Ebb's `EbbRef` behind a function
-//! that hands out its [`NetDevice`]) in the link-time list
-//! [`NET_DEVICE_REFS`]. The network manager takes the one bound at
-//! `NET_DEVICE` ([`bound_at`]). Deleting the driver crate leaves a
-//! network without a NIC; another driver takes the id by binding its own
-//! Ebb there.
+//! A NIC driver is an Ebb at the well-known id [`ids::NET_DEVICE`] that
+//! implements the interface [`NetDeviceEbb`]: typically per-core, the
+//! representative on core `i` owning queue pair `i` and the root holding
+//! the device-wide state. This crate never names a driver: the driver
+//! crate declares its Ebb with `#[ebb(..., interface = NetDeviceEbb)]`,
+//! which leaves a binding in the interface's link-time list, and the
+//! network manager reaches the one bound with
+//! `ebbrt_core::ebb::bound::<dyn NetDeviceEbb>()`. Deleting the driver
+//! crate leaves a network without a NIC; another driver takes the id by
+//! implementing the interface there (linking two is an error that names
+//! both).
 //!
 //! [`ids::NET_DEVICE`]: ebbrt_core::ebb::ids::NET_DEVICE
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::fmt;
 use core::task::Waker;
 
-use ebbrt_core::{EbbId, StaticEbb};
+use ebbrt_core::ebb::ids;
 
 /// Offloads and limits of one queue pair, as negotiated with the device.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -179,101 +178,19 @@ pub trait NetDevice: Send + Sync {
     fn describe(&self) -> alloc::string::String;
 }
 
-/// A NIC driver's Ebb: the component at a fixed id (the network manager
-/// uses [`ids::NET_DEVICE`](ebbrt_core::ebb::ids::NET_DEVICE)) whose
-/// representatives hand out the [`NetDevice`]. Bind the type with
-/// [`bind_net_device!`](crate::bind_net_device).
-pub trait NetDeviceEbb: StaticEbb {
-    /// The NIC, reached from this core's representative; `None` when the
-    /// driver found no device (the network then has none).
-    fn device(&'static self) -> Option<&'static dyn NetDevice>;
-}
-
-/// A NIC Ebb with its type erased, so that this crate reaches a driver it
-/// does not name: the Ebb's fixed id, and a function that dereferences the
-/// Ebb's `EbbRef` on the calling core and asks that representative for the
-/// [`NetDevice`]. [`bind_net_device!`](crate::bind_net_device) makes one.
-#[derive(Copy, Clone, Debug)]
-pub struct NetDeviceRef {
-    /// The Ebb's fixed id.
-    pub id: EbbId,
-    /// The Ebb's type, as written in the binding (for messages).
-    pub ebb: &'static str,
-    /// The crate that bound it.
-    pub crate_name: &'static str,
-    /// The NIC, through the Ebb's representative on the calling core
-    /// ([`NetDeviceEbb::device`]); building the Ebb's root on first use is
-    /// where a driver finds and initialises its device.
-    pub device: fn() -> Option<&'static dyn NetDevice>,
-}
-
-/// Every bound NIC Ebb (a link-time list, filled by
-/// [`bind_net_device!`](crate::bind_net_device)).
-#[linkme::distributed_slice]
-pub static NET_DEVICE_REFS: [NetDeviceRef];
-
-/// Binds a NIC driver's Ebb type (which implements [`NetDeviceEbb`]) to
-/// the network manager: the manager reaches it through its `EbbRef` when it
-/// is the Ebb at `ids::NET_DEVICE`. Linking the driver's crate is then
-/// enough.
+/// A NIC driver's Ebb, the interface of the swappable NIC: an Ebb at the
+/// well-known id [`ids::NET_DEVICE`] whose representatives hand out the
+/// [`NetDevice`]. A driver declares its Ebb with
+/// `#[ebb(per_core, id = ids::NET_DEVICE, interface = ebbrt_net::device::NetDeviceEbb, ...)]`;
+/// the network manager reaches it with
+/// `ebbrt_core::ebb::bound::<dyn NetDeviceEbb>()`, never naming it.
 ///
-/// ```ignore
-/// ebbrt_net::bind_net_device!(VirtioNet);
-/// ```
-#[macro_export]
-macro_rules! bind_net_device {
-    ($ty:ty) => {
-        const _: () = {
-            static EBB: $crate::__private::EbbRef<$ty> = $crate::__private::EbbRef::fixed();
-            fn device() -> ::core::option::Option<&'static dyn $crate::device::NetDevice> {
-                <$ty as $crate::device::NetDeviceEbb>::device(EBB.rep())
-            }
-            #[$crate::__private::linkme::distributed_slice($crate::device::NET_DEVICE_REFS)]
-            #[linkme(crate = $crate::__private::linkme)]
-            static REF: $crate::device::NetDeviceRef = $crate::device::NetDeviceRef {
-                id: <$ty as $crate::__private::StaticEbb>::ID,
-                ebb: ::core::stringify!($ty),
-                crate_name: ::core::env!("CARGO_PKG_NAME"),
-                device,
-            };
-        };
-    };
-}
-
-/// Two NIC Ebbs bound at one id.
-#[derive(Copy, Clone, Debug)]
-pub struct NetDeviceConflict {
-    /// The contested id.
-    pub id: EbbId,
-    /// One binding.
-    pub first: &'static NetDeviceRef,
-    /// The other.
-    pub second: &'static NetDeviceRef,
-}
-
-impl fmt::Display for NetDeviceConflict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "two NIC Ebbs are bound at {}: {} ({}) and {} ({}); link one driver",
-            self.id, self.first.ebb, self.first.crate_name, self.second.ebb, self.second.crate_name
-        )
-    }
-}
-
-/// The NIC Ebb bound at `id` among `refs` (the network manager passes
-/// [`NET_DEVICE_REFS`] and `ids::NET_DEVICE`): `None` when no driver is
-/// bound there, an error when two are.
-pub fn bound_at(
-    refs: &'static [NetDeviceRef],
-    id: EbbId,
-) -> Result<Option<&'static NetDeviceRef>, NetDeviceConflict> {
-    let mut at = refs.iter().filter(|r| r.id == id);
-    let Some(first) = at.next() else {
-        return Ok(None);
-    };
-    match at.next() {
-        Some(second) => Err(NetDeviceConflict { id, first, second }),
-        None => Ok(Some(first)),
-    }
+/// [`ids::NET_DEVICE`]: ebbrt_core::ebb::ids::NET_DEVICE
+#[ebbrt_core::interface(id = ids::NET_DEVICE)]
+pub trait NetDeviceEbb {
+    /// The NIC, reached from this core's representative; `None` when the
+    /// driver found no device (the network then has none). Building the
+    /// Ebb's root on its first use is where a driver finds and initialises
+    /// its device.
+    fn device(&'static self) -> Option<&'static dyn NetDevice>;
 }

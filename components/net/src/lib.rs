@@ -13,8 +13,9 @@
 //! What it owns:
 //! - [`device`]: the interface a NIC driver implements (queue pairs of
 //!   frames, offload capabilities), and how the manager reaches the
-//!   driver: an Ebb at `ids::NET_DEVICE` that the driver crate binds with
-//!   [`bind_net_device!`]; this crate never names a driver.
+//!   driver: an Ebb at `ids::NET_DEVICE` implementing the interface
+//!   [`device::NetDeviceEbb`], found through its link-time binding; this
+//!   crate never names a driver.
 //! - [`Stack`]: one smoltcp interface over one queue pair, its sockets and
 //!   its poll task, on one core; ARP, ICMP echo, TCP, UDP, DHCP.
 //! - [`NetworkManager`]: which stack each core uses — its own with a
@@ -25,7 +26,8 @@
 //!   corruption, so the stack is tested on the host without a VM.
 //!
 //! What it must not do: touch hardware (drivers do, in their own crates),
-//! or use `unsafe` code.
+//! or use `unsafe` code (forbidden; only the host tests' harness, which
+//! makes threads into cores, needs it).
 //!
 //! Sockets live on the core that made them, as hosted:
 //! ```compile_fail
@@ -45,7 +47,9 @@
 //! assert_send::<std::rc::Rc<ebbrt_net::Stack>>();
 //! ```
 #![no_std]
-#![deny(unsafe_code)]
+#![cfg_attr(not(test), forbid(unsafe_code))]
+// The host tests' harness (`testing`) enters its threads as cores.
+#![cfg_attr(test, deny(unsafe_code))]
 #![warn(missing_docs)]
 
 extern crate alloc;
@@ -70,13 +74,6 @@ pub use manager::{NetRoot, NetworkManager};
 pub use stack::{AddrHook, Stack, StackOptions, StackStats};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
-
-/// Items used by code that macros of this crate generate. Not a public API.
-#[doc(hidden)]
-pub mod __private {
-    pub use ebbrt_core::{EbbRef, StaticEbb};
-    pub use linkme;
-}
 
 #[cfg(test)]
 mod testing;

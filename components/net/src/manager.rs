@@ -8,10 +8,11 @@
 //! The first rep built starts the stacks of the other queue pairs, so that
 //! every queue is served from boot on.
 //!
-//! The NIC is the Ebb at `ids::NET_DEVICE`, reached through the binding
-//! its driver left in [`NET_DEVICE_REFS`] (see [`crate::device`]): the
-//! manager's root holds the [`NetDevice`] that Ebb hands out, and each
-//! stack the queue pair that the NIC Ebb's representative on its core owns.
+//! The NIC is the Ebb at `ids::NET_DEVICE` that implements the interface
+//! [`NetDeviceEbb`], reached through the binding its driver left (see
+//! [`crate::device`]): the manager's root holds the [`NetDevice`] that Ebb
+//! hands out, and each stack the queue pair that the NIC Ebb's
+//! representative on its core owns.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
@@ -21,12 +22,14 @@ use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use ebbrt_core::cpu::{self, CoreId};
+use ebbrt_core::ebb;
+use ebbrt_core::ebb::{BindError, ids};
 use ebbrt_core::io::{Error, ErrorKind};
-use ebbrt_core::{Ebb, EbbId, EbbRef, PerCore, PerCoreRoot, StaticEbb};
+use ebbrt_core::{EbbRef, PerCoreRoot};
 
 use crate::adapter::{Inbox, Peers};
 use crate::config::{AddrConfig, Ipv4Net, NetConfig};
-use crate::device::{NET_DEVICE_REFS, NetDevice, bound_at};
+use crate::device::{NetDevice, NetDeviceEbb};
 use crate::remote::RemoteStack;
 use crate::stack::{Stack, StackOptions, StackStats};
 
@@ -93,10 +96,18 @@ pub(crate) enum Home {
     None,
 }
 
-/// The network manager: one representative per core, owning a TCP/IP stack
-/// (one per queue pair of the NIC) or pointing at the core that owns one.
-/// The socket API ([`crate::TcpListener`], [`crate::TcpStream`],
-/// [`crate::UdpSocket`]) goes through it.
+/// The native network: one smoltcp TCP/IP stack per NIC queue pair (per
+/// core with multiqueue, else one stack reached through spawn_on), and the
+/// async socket API.
+///
+/// One representative per core, owning a TCP/IP stack (one per queue pair
+/// of the NIC) or pointing at the core that owns one. The socket API
+/// ([`crate::TcpListener`], [`crate::TcpStream`], [`crate::UdpSocket`])
+/// goes through it. The root ([`NetRoot`]) holds the NIC, which the
+/// manager finds as the implementation of
+/// [`NetDeviceEbb`](crate::device::NetDeviceEbb) at `NET_DEVICE`, and the
+/// configuration (boot arguments `net.*`).
+#[ebb(per_core, id = ids::NETWORK_MANAGER, root = NetRoot, new = NetworkManager::build, root_new = default_root)]
 pub struct NetworkManager {
     home: Home,
 }
@@ -218,42 +229,6 @@ impl NetworkManager {
     }
 }
 
-impl Ebb for NetworkManager {
-    fn miss(id: EbbId) -> &'static Self {
-        ebbrt_core::ebb::per_core_miss(id)
-    }
-}
-
-impl PerCore for NetworkManager {
-    type Root = NetRoot;
-
-    fn new_rep(root: &'static PerCoreRoot<Self>, core: CoreId) -> Self {
-        Self::build(root, core)
-    }
-
-    fn new_root() -> Option<NetRoot> {
-        Some(default_root())
-    }
-}
-
-// The crate's one unsafe item: a marker impl, no unsafe operation.
-#[allow(unsafe_code)]
-// SAFETY: `NETWORK_MANAGER` is reserved for this type in `ebbrt_core::ebb::ids`
-// and registered below, so the runtime refuses to start on a conflict.
-unsafe impl StaticEbb for NetworkManager {
-    const ID: EbbId = ebbrt_core::ebb::ids::NETWORK_MANAGER;
-}
-
-ebbrt_core::register_component! {
-    NetworkManager {
-        name: "NetworkManager",
-        kind: ebbrt_core::EbbKind::PerCore,
-        interface: "ebbrt_net::NetworkManager",
-        summary: "The native network: one smoltcp TCP/IP stack per NIC queue pair (per core with multiqueue, else one stack reached through spawn_on), and the async socket API.",
-        id: Some(ebbrt_core::ebb::ids::NETWORK_MANAGER),
-    }
-}
-
 fn default_root() -> NetRoot {
     let (config, errors) = NetConfig::from_args(boot_arg);
     for e in errors {
@@ -262,28 +237,29 @@ fn default_root() -> NetRoot {
     NetRoot::new(nic(), config)
 }
 
-/// The NIC that the Ebb bound at `ids::NET_DEVICE` hands out, reached
-/// through its `EbbRef` on this core (its root is built, and its driver
-/// finds the device, on first use).
+/// The NIC that the implementation of [`NetDeviceEbb`] (the Ebb at
+/// `ids::NET_DEVICE`) hands out, reached through its representative on
+/// this core (its root is built, and its driver finds the device, on first
+/// use).
 fn nic() -> Option<&'static dyn NetDevice> {
-    match bound_at(&NET_DEVICE_REFS, ebbrt_core::ebb::ids::NET_DEVICE) {
-        Ok(Some(nic)) => {
-            let device = (nic.device)();
+    match ebb::binding::<dyn NetDeviceEbb>() {
+        Ok(nic) => {
+            let device = (nic.get)().device();
             if device.is_none() {
                 log::warn!(
                     "net: the NIC Ebb {} ({}) found no network device",
-                    nic.ebb,
+                    nic.component,
                     nic.crate_name
                 );
             }
             device
         }
-        Ok(None) => {
-            log::warn!("net: no NIC driver Ebb is bound at NET_DEVICE; no network device");
+        Err(e @ BindError::Unbound { .. }) => {
+            log::warn!("net: no NIC driver: {e}; no network device");
             None
         }
-        Err(conflict) => {
-            log::error!("net: {conflict}; no network device");
+        Err(e @ BindError::Twice { .. }) => {
+            log::error!("net: {e}; no network device");
             None
         }
     }

@@ -9,14 +9,14 @@ use core::net::{Ipv4Addr, SocketAddr};
 use core::time::Duration;
 
 use ebbrt_core::cpu::CoreId;
+use ebbrt_core::ebb;
+use ebbrt_core::ebb::{binding, bound, ids};
 use ebbrt_core::exec::{self, spawn_local};
 use ebbrt_core::io::ErrorKind;
 use ebbrt_core::{EbbRef, PerCore, PerCoreRoot};
 
 use crate::config::{AddrConfig, Ipv4Net, NetConfig};
-use crate::device::{
-    NET_DEVICE_REFS, NetDevice, NetDeviceEbb, NetDeviceRef, NetQueue, QueueCaps, bound_at,
-};
+use crate::device::{NetDevice, NetDeviceEbb, NetQueue, QueueCaps};
 use crate::frame::DropReason;
 use crate::sim::{Impairments, SimDevice, SimLink, SimQueue};
 use crate::testing::{SIM_CORE, run_on};
@@ -811,115 +811,87 @@ fn stats_add_up_and_print_as_key_value_words() {
     );
 }
 
-/// A NIC driver's Ebb in miniature, as a driver crate writes one: per-core
-/// at a fixed id, its root holding the device (here a simulated NIC and
-/// its link), bound to the network manager with `bind_net_device!`.
-struct TestNic {
-    root: &'static PerCoreRoot<TestNic>,
-}
-
-struct TestNicRoot {
-    device: SimDevice,
-    link: SimLink,
-}
-
-const TEST_NIC_ID: ebbrt_core::EbbId = ebbrt_core::ebb::ids::app(700);
-
-impl ebbrt_core::Ebb for TestNic {
-    fn miss(id: ebbrt_core::EbbId) -> &'static Self {
-        ebbrt_core::ebb::per_core_miss(id)
-    }
-}
-
-impl PerCore for TestNic {
-    type Root = TestNicRoot;
-    fn new_rep(root: &'static PerCoreRoot<Self>, _core: CoreId) -> Self {
-        TestNic { root }
-    }
-    fn new_root() -> Option<TestNicRoot> {
-        let link = SimLink::new(1, 1, Impairments::default(), QueueCaps::default());
-        Some(TestNicRoot {
-            device: SimDevice::new(mac(0x70), vec![link.queue_a(0)]),
-            link,
-        })
-    }
-}
-
+// The interface's link-time list is declared in this crate, so the macro
+// that `linkme` generates to add a binding to it is local here, and its
+// `link_section` meets the crate's `unsafe_code` lint (in a driver crate it
+// is another crate's macro, which the lint does not look into).
 #[allow(unsafe_code)]
-// SAFETY: no other type in this test binary uses `TEST_NIC_ID`.
-unsafe impl ebbrt_core::StaticEbb for TestNic {
-    const ID: ebbrt_core::EbbId = TEST_NIC_ID;
-}
+mod test_nic {
+    use super::*;
 
-impl NetDeviceEbb for TestNic {
-    fn device(&'static self) -> Option<&'static dyn NetDevice> {
-        Some(&self.root.data().device)
+    /// A NIC driver's Ebb in miniature, as a driver crate writes one: per-core
+    /// at `NET_DEVICE`, implementing the interface `NetDeviceEbb`, its root
+    /// holding the device (here a simulated NIC and its link). The only NIC in
+    /// this test binary: the other tests build their managers over devices of
+    /// their own (`NetRoot::new`), and none uses the default manager.
+    #[ebb(per_core, id = ids::NET_DEVICE, interface = NetDeviceEbb, root = TestNicRoot, new = TestNic::new, root_new = TestNic::new_root)]
+    pub(super) struct TestNic {
+        pub(super) root: &'static PerCoreRoot<TestNic>,
+    }
+
+    pub(super) struct TestNicRoot {
+        device: SimDevice,
+        pub(super) link: SimLink,
+    }
+
+    impl TestNic {
+        fn new(root: &'static PerCoreRoot<Self>, _core: CoreId) -> Self {
+            TestNic { root }
+        }
+
+        fn new_root() -> TestNicRoot {
+            let link = SimLink::new(1, 1, Impairments::default(), QueueCaps::default());
+            TestNicRoot {
+                device: SimDevice::new(mac(0x70), vec![link.queue_a(0)]),
+                link,
+            }
+        }
+    }
+
+    impl NetDeviceEbb for TestNic {
+        fn device(&'static self) -> Option<&'static dyn NetDevice> {
+            Some(&self.root.data().device)
+        }
     }
 }
 
-// A macro of this crate expands here, so its `link_section` (the linkme
-// list) meets this crate's `deny(unsafe_code)`; a driver crate's use does
-// not.
-#[allow(unsafe_code)]
-mod test_nic_binding {
-    crate::bind_net_device!(super::TestNic);
-}
+use test_nic::TestNic;
 
 #[test]
-fn bound_at_finds_the_one_nic_ebb_at_an_id() {
-    fn none() -> Option<&'static dyn NetDevice> {
-        None
-    }
-    let at = |id: u32, ebb: &'static str| NetDeviceRef {
-        id: ebbrt_core::EbbId::new(id),
-        ebb,
-        crate_name: "test",
-        device: none,
-    };
-    let refs: &'static [NetDeviceRef] =
-        Box::leak(Box::new([at(7, "A"), at(300, "B"), at(300, "C")]));
-    let id = ebbrt_core::EbbId::new;
-    assert_eq!(bound_at(refs, id(7)).unwrap().unwrap().ebb, "A");
-    assert!(bound_at(refs, id(8)).unwrap().is_none());
-    let e = bound_at(refs, id(300)).unwrap_err();
-    assert_eq!((e.first.ebb, e.second.ebb), ("B", "C"));
-    let msg = std::format!("{e}");
-    assert!(
-        msg.contains("B (test)") && msg.contains("C (test)"),
-        "{msg}"
-    );
-    // This crate binds no driver at NET_DEVICE: it never names one.
-    assert!(
-        bound_at(&NET_DEVICE_REFS, ebbrt_core::ebb::ids::NET_DEVICE)
-            .unwrap()
-            .is_none()
-    );
-}
-
-#[test]
-fn a_nic_ebb_is_reached_through_its_binding() {
-    let nic = bound_at(&NET_DEVICE_REFS, TEST_NIC_ID)
-        .unwrap()
-        .expect("bind_net_device! left a NetDeviceRef");
-    assert_eq!((nic.ebb, nic.crate_name), ("super::TestNic", "ebbrt-net"));
-    let device = nic.device;
+fn the_nic_ebb_is_the_one_bound_and_every_core_reaches_its_device() {
+    let b = binding::<dyn NetDeviceEbb>().expect("one NIC Ebb is bound");
+    assert_eq!((b.component, b.crate_name), ("TestNic", "ebbrt-net"));
+    let r = ebbrt_core::registry::find("TestNic").expect("its record is linked");
+    assert_eq!(r.id, Some(ids::NET_DEVICE));
+    assert_eq!(r.interface, "ebbrt_net::device::NetDeviceEbb");
     // Every core reaches the one device through its own representative.
     let on = [0u32, 1].map(|c| {
-        run_on(c, move || async move {
-            let d = device().expect("the test NIC has a device");
-            (d as *const dyn NetDevice as *const () as usize, d.mac())
+        run_on(c, || async {
+            let rep = bound::<dyn NetDeviceEbb>().unwrap();
+            let d = rep.device().expect("the test NIC has a device");
+            (
+                rep as *const dyn NetDeviceEbb as *const () as usize,
+                d as *const dyn NetDevice as *const () as usize,
+                d.mac(),
+            )
         })
     });
-    assert_eq!(on[0], on[1]);
-    assert_eq!(on[0].1, mac(0x70));
+    assert_ne!(on[0].0, on[1].0, "one representative per core");
+    assert_eq!((on[0].1, on[0].2), (on[1].1, on[1].2), "one device");
+    assert_eq!(on[0].2, mac(0x70));
     static NIC: EbbRef<TestNic> = EbbRef::fixed();
     let reps = run_on(0, || async {
         NIC.root.cores_with_reps().map(|c| c.0).collect::<Vec<_>>()
     });
     assert_eq!(reps, [0, 1]);
-    // A network manager over it carries a TCP echo to a host stack.
-    let echoed = run_on(SIM_CORE, move || async move {
-        let mgr = NetworkManager::create(NetRoot::new(device(), cfg(A))).unwrap();
+}
+
+#[test]
+fn a_network_manager_over_the_bound_nic_carries_a_tcp_echo() {
+    static NIC: EbbRef<TestNic> = EbbRef::fixed();
+    let echoed = run_on(SIM_CORE, || async {
+        let device = bound::<dyn NetDeviceEbb>().unwrap().device();
+        let mgr = NetworkManager::create(NetRoot::new(device, cfg(A))).unwrap();
         let l = TcpListener::bind_with(mgr, sa(A, 7)).unwrap();
         spawn_local(async move {
             let (s, _) = l.accept().await.unwrap();

@@ -9,7 +9,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use bitflags::bitflags;
 use ebbrt_core::cpu::{self, CoreId};
 use ebbrt_core::native::irq::{self, IrqVector};
 use ebbrt_net::device::{NetDevice, NetQueue};
@@ -23,36 +22,11 @@ use virtio_drivers::{Error, PhysAddr};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::ebb::VirtioNet;
+use crate::features::{Features, Polling};
 use crate::hal::IdentityHal;
 use crate::legacy::LegacyTransport;
 use crate::pci::{Msix, PortCam};
 use crate::queue::{PendingPair, QUEUE_SIZE};
-
-bitflags! {
-    /// The feature bits this driver knows (virtio 1.2, 5.1.3).
-    #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-    pub struct Features: u64 {
-        /// The device finishes partial checksums of transmitted packets.
-        const CSUM = 1 << 0;
-        /// The driver accepts packets with partial checksums (and the
-        /// device marks checked ones DATA_VALID).
-        const GUEST_CSUM = 1 << 1;
-        /// The device advises a maximum MTU in its configuration.
-        const MTU = 1 << 3;
-        /// The device has a MAC address in its configuration.
-        const MAC = 1 << 5;
-        /// Receive buffers may be merged (a 12-byte header).
-        const MRG_RXBUF = 1 << 15;
-        /// The link status is in the configuration.
-        const STATUS = 1 << 16;
-        /// A control queue exists.
-        const CTRL_VQ = 1 << 17;
-        /// Several queue pairs, steered by the device.
-        const MQ = 1 << 22;
-        /// Virtio 1.0 (the modern interface).
-        const VERSION_1 = 1 << 32;
-    }
-}
 
 const SUPPORTED: Features = Features::all();
 const VENDOR: u16 = 0x1af4;
@@ -177,17 +151,6 @@ impl AnyTransport {
     }
 }
 
-/// When a queue pair with an interrupt polls instead (boot argument
-/// `virtio.poll=auto|never`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Polling {
-    /// Under dense traffic (the default): no interrupt per frame, but a
-    /// vCPU that spins, which costs a host CPU under emulation.
-    Auto,
-    /// Never: every burst raises an interrupt and the core halts between.
-    Never,
-}
-
 /// A virtio-net device, initialised: the device-wide state that the NIC
 /// Ebb's root holds and every core's representative shares. Queue pairs
 /// wait here until the representative of their core opens them.
@@ -272,6 +235,16 @@ fn io_bar0(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<u16> {
 }
 
 impl Nic {
+    /// The negotiated features.
+    pub(crate) fn features(&self) -> Features {
+        self.features
+    }
+
+    /// The MTU the stacks use.
+    pub(crate) fn mtu(&self) -> usize {
+        self.mtu
+    }
+
     /// Finds and initialises the first virtio-net device on PCI bus 0.
     pub(crate) fn probe() -> Option<Nic> {
         let df = *crate::pci::find(VENDOR, &NET_IDS).first()?;

@@ -6,25 +6,59 @@
 //! the control queue. The representative on core `i` owns queue pair `i`
 //! once that core's stack opened it: its rings, its interrupt vector's
 //! task and its interrupt-to-polling switch. The network manager reaches
-//! the Ebb through `ebbrt_net::bind_net_device!`, never by naming it.
+//! the Ebb as the implementation of the interface
+//! `ebbrt_net::device::NetDeviceEbb`, never by naming it.
+//!
+//! This file compiles on both targets; hosted, `Nic` and `Live` are the
+//! value-less types of `crate::hosted` (no device is ever found there).
 
 use core::cell::{OnceCell, RefCell};
+#[cfg(target_os = "none")]
 use core::ptr;
 
 use ebbrt_core::cpu::CoreId;
-use ebbrt_core::{Ebb, EbbId, EbbRef, PerCore, PerCoreRoot, StaticEbb};
+use ebbrt_core::ebb;
+use ebbrt_core::ebb::ids;
+use ebbrt_core::{EbbRef, PerCoreRoot};
 use ebbrt_net::device::{NetDevice, NetDeviceEbb};
 
-use crate::device::{Features, Nic};
+#[cfg(target_os = "none")]
+use crate::device::Nic;
+use crate::features::Features;
+#[cfg(not(target_os = "none"))]
+use crate::hosted::{Live, Nic};
+#[cfg(target_os = "none")]
 use crate::queue::{Live, PendingPair, QueuePair};
 
-/// The virtio-net NIC Ebb's representative on one core: the owner of queue
-/// pair `i` on core `i` (its rings, interrupt vector and polling state),
-/// beside the root's device-wide state ([`VirtioNetRoot`]).
+/// The virtio-net NIC driver (native only): its representative on core i
+/// owns queue pair i (rings, interrupt vector, interrupt-to-polling
+/// switch), its root the device-wide state (features, MAC, MTU, queue
+/// pairs, control queue); the network manager reaches it as the
+/// `NetDeviceEbb` at NET_DEVICE.
 ///
-/// `!Sync`: only its own core touches it. The network manager reaches it
-/// through `EbbRef<VirtioNet>` at `ids::NET_DEVICE`, bound with
-/// `ebbrt_net::bind_net_device!`.
+/// - **Root** ([`VirtioNetRoot`]): the device as a whole, found on PCI bus
+///   0 and initialised on the Ebb's first use: the modern or the legacy
+///   interface (`virtio.legacy` forces legacy), the negotiated features
+///   (checksum offload both ways, merged receive buffers, an advised MTU,
+///   multiqueue with its control queue; each dropped cleanly when the
+///   device lacks it), MAC, MTU, the queue pairs not yet opened.
+/// - **Representative on core i** (`!Sync`: only its own core touches
+///   it): owns queue pair i once core i's stack opened it: its receive and
+///   transmit rings, its MSI-X vector (routed to core i; without MSI-X
+///   queue pair 0 takes the INTx line through the I/O APIC, and the other
+///   pairs poll), and its switch from interrupts to polling from the idle
+///   loop under dense traffic and back when quiet (`virtio.poll=never`:
+///   interrupts only).
+/// - **How the network reaches it**: it implements the interface
+///   `ebbrt_net::device::NetDeviceEbb` at `NET_DEVICE`; the network
+///   manager finds it with `ebbrt_core::ebb::bound::<dyn NetDeviceEbb>()`
+///   and runs one stack per active queue pair (one per core with
+///   multiqueue, else core 0's, reached through `spawn_on`). The network
+///   crate never names this one, so another NIC driver can take the id.
+/// - **Hosted**: the type compiles (so the hosted catalog lists it), but a
+///   Linux process has no PCI bus: its root finds no device. The `ebbrt`
+///   facade links the driver only into native images.
+#[ebb(per_core, id = ids::NET_DEVICE, interface = ebbrt_net::device::NetDeviceEbb, root = VirtioNetRoot, new = VirtioNet::new, root_new = VirtioNetRoot::probe)]
 pub struct VirtioNet {
     root: &'static PerCoreRoot<VirtioNet>,
     core: CoreId,
@@ -39,13 +73,30 @@ pub struct VirtioNetRoot {
 
 static NIC: EbbRef<VirtioNet> = EbbRef::fixed();
 
+impl VirtioNetRoot {
+    /// Finds and initialises the device: the first use of the Ebb (on any
+    /// core) probes PCI bus 0.
+    fn probe() -> VirtioNetRoot {
+        VirtioNetRoot { nic: Nic::probe() }
+    }
+}
+
 impl VirtioNet {
+    fn new(root: &'static PerCoreRoot<Self>, core: CoreId) -> Self {
+        VirtioNet {
+            root,
+            core,
+            pair: OnceCell::new(),
+        }
+    }
+
     /// The NIC Ebb (well-known id `NET_DEVICE`).
     pub fn get() -> EbbRef<VirtioNet> {
         NIC
     }
 
     /// This core's representative.
+    #[cfg(target_os = "none")]
     pub(crate) fn local() -> &'static VirtioNet {
         NIC.rep()
     }
@@ -61,12 +112,12 @@ impl VirtioNet {
 
     /// The features negotiated with the device.
     pub fn features(&self) -> Option<Features> {
-        self.nic().map(|n| n.features)
+        self.nic().map(Nic::features)
     }
 
     /// The MTU the stacks use (the device's advice, at most 1500).
     pub fn mtu(&self) -> Option<usize> {
-        self.nic().map(|n| n.mtu)
+        self.nic().map(Nic::mtu)
     }
 
     /// The core this representative serves (and whose queue pair it owns).
@@ -94,6 +145,7 @@ impl VirtioNet {
     /// the pending pair from the device and opens it here. `None` when it
     /// cannot; the pair then stays in the device (its receive buffers are
     /// posted to the device, so it must never be dropped).
+    #[cfg(target_os = "none")]
     pub(crate) fn open(
         &'static self,
         caller: &Nic,
@@ -111,41 +163,8 @@ impl VirtioNet {
     }
 }
 
-impl Ebb for VirtioNet {
-    fn miss(id: EbbId) -> &'static Self {
-        ebbrt_core::ebb::per_core_miss(id)
-    }
-}
-
-impl PerCore for VirtioNet {
-    type Root = VirtioNetRoot;
-
-    fn new_rep(root: &'static PerCoreRoot<Self>, core: CoreId) -> Self {
-        VirtioNet {
-            root,
-            core,
-            pair: OnceCell::new(),
-        }
-    }
-
-    /// Finds and initialises the device: the first use of the Ebb (on any
-    /// core) probes PCI bus 0.
-    fn new_root() -> Option<VirtioNetRoot> {
-        Some(VirtioNetRoot { nic: Nic::probe() })
-    }
-}
-
-// SAFETY: `NET_DEVICE` is reserved for the NIC driver in
-// `ebbrt_core::ebb::ids`, and this crate's component record claims it, so
-// a runtime refuses to start when another component claims it too.
-unsafe impl StaticEbb for VirtioNet {
-    const ID: EbbId = ebbrt_core::ebb::ids::NET_DEVICE;
-}
-
 impl NetDeviceEbb for VirtioNet {
     fn device(&'static self) -> Option<&'static dyn NetDevice> {
         self.nic().map(|n| n as &'static dyn NetDevice)
     }
 }
-
-ebbrt_net::bind_net_device!(VirtioNet);

@@ -15,11 +15,14 @@
 //! to polling from the idle loop under load (boot argument
 //! `virtio.poll=never` keeps interrupts only).
 //!
-//! The network manager reaches the Ebb through its `EbbRef`, bound with
-//! [`ebbrt_net::bind_net_device!`]; it never names this crate, so linking
-//! the crate is enough, and another driver may take `NET_DEVICE` instead.
-//! The driver is native only; the component record (for the catalog)
-//! compiles on both targets.
+//! The Ebb implements the interface `ebbrt_net::device::NetDeviceEbb` at
+//! its id (`#[ebb(..., interface = ...)]`), and the network manager
+//! reaches it with `ebbrt_core::ebb::bound::<dyn NetDeviceEbb>()`; it
+//! never names this crate, so linking the crate is enough, and another
+//! driver may take `NET_DEVICE` instead. The driver is native only: the
+//! Ebb type, its binding and its component record compile on both targets
+//! (so the hosted catalog lists it), the hardware access only natively;
+//! hosted, its root finds no device (`hosted`).
 //!
 //! What it must not do: know about protocols (the stack does) or keep
 //! per-pair state outside the representative that owns the pair. Its
@@ -28,17 +31,18 @@
 #![no_std]
 #![warn(missing_docs)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
 #[cfg(target_os = "none")]
 mod device;
-#[cfg(target_os = "none")]
 mod ebb;
+mod features;
 #[cfg(target_os = "none")]
 mod hal;
+#[cfg(not(target_os = "none"))]
+mod hosted;
 #[cfg(target_os = "none")]
 mod legacy;
 #[cfg(target_os = "none")]
@@ -48,46 +52,8 @@ mod pio;
 #[cfg(target_os = "none")]
 mod queue;
 
-#[cfg(target_os = "none")]
-pub use device::{Features, Polling};
-#[cfg(target_os = "none")]
 pub use ebb::{VirtioNet, VirtioNetRoot};
-
-/// The catalog's documentation of `VirtioNet`'s record (the type itself
-/// exists only natively).
-const DOCS: &str = "\
-The virtio-net NIC driver, a per-core Ebb at `NET_DEVICE`; native only \
-(the record is in hosted builds too, so the catalog lists it).
-
-- **Root**: the device as a whole, found on PCI bus 0 and initialised on \
-the Ebb's first use: the modern or the legacy interface (`virtio.legacy` \
-forces legacy), the negotiated features (checksum offload both ways, \
-merged receive buffers, an advised MTU, multiqueue with its control \
-queue; each dropped cleanly when the device lacks it), MAC, MTU, the \
-queue pairs not yet opened.
-- **Representative on core i**: owns queue pair i once core i's stack \
-opened it: its receive and transmit rings, its MSI-X vector (routed to \
-core i; without MSI-X queue pair 0 takes the INTx line through the I/O \
-APIC, and the other pairs poll), and its switch from interrupts to \
-polling from the idle loop under dense traffic and back when quiet \
-(`virtio.poll=never`: interrupts only).
-- **How the network reaches it**: `ebbrt_net::bind_net_device!` leaves a \
-type-erased `EbbRef` in `ebbrt_net::device::NET_DEVICE_REFS`; the network \
-manager takes the one at `NET_DEVICE` and runs one stack per active queue \
-pair (one per core with multiqueue, else core 0's, reached through \
-`spawn_on`). The network crate never names this one, so another NIC \
-driver can take the id.";
-
-ebbrt_core::register_component! {
-    VirtioNet {
-        name: "VirtioNet",
-        kind: ebbrt_core::EbbKind::PerCore,
-        interface: "ebbrt_virtio_net::VirtioNet",
-        summary: "The virtio-net NIC driver (native only): its representative on core i owns queue pair i (rings, interrupt vector, interrupt-to-polling switch), its root the device-wide state (features, MAC, MTU, queue pairs, control queue); the network manager reaches it at NET_DEVICE.",
-        id: Some(ebbrt_core::ebb::ids::NET_DEVICE),
-        docs: DOCS,
-    }
-}
+pub use features::{Features, Polling};
 
 #[cfg(test)]
 mod tests {
@@ -107,6 +73,13 @@ mod tests {
             "{}",
             r.docs
         );
+        assert_eq!(r.interface, "ebbrt_net::device::NetDeviceEbb");
         registry::check_static_ids().expect("no other component claims NET_DEVICE");
+        let b = ebbrt_core::ebb::binding::<dyn ebbrt_net::device::NetDeviceEbb>()
+            .expect("the driver is the one NIC Ebb bound");
+        assert_eq!(
+            (b.component, b.crate_name),
+            ("VirtioNet", "ebbrt-virtio-net")
+        );
     }
 }

@@ -22,7 +22,8 @@ use ebbrt_net::device::{NetQueue, QueueCaps, RxFrame, TxChecksum, TxError};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
-use crate::device::{AnyTransport, Features, Nic, Polling, RX_BUFFER};
+use crate::device::{AnyTransport, Nic, RX_BUFFER};
+use crate::features::{Features, Polling};
 use crate::hal::IdentityHal;
 
 /// Descriptors per queue (QEMU's default ring size; legacy devices need

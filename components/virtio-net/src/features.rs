@@ -1,0 +1,41 @@
+//! What the driver negotiates with a device and how its queues wait:
+//! plain data, the same on both targets.
+
+use bitflags::bitflags;
+
+bitflags! {
+    /// The feature bits this driver knows (virtio 1.2, 5.1.3).
+    #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+    pub struct Features: u64 {
+        /// The device finishes partial checksums of transmitted packets.
+        const CSUM = 1 << 0;
+        /// The driver accepts packets with partial checksums (and the
+        /// device marks checked ones DATA_VALID).
+        const GUEST_CSUM = 1 << 1;
+        /// The device advises a maximum MTU in its configuration.
+        const MTU = 1 << 3;
+        /// The device has a MAC address in its configuration.
+        const MAC = 1 << 5;
+        /// Receive buffers may be merged (a 12-byte header).
+        const MRG_RXBUF = 1 << 15;
+        /// The link status is in the configuration.
+        const STATUS = 1 << 16;
+        /// A control queue exists.
+        const CTRL_VQ = 1 << 17;
+        /// Several queue pairs, steered by the device.
+        const MQ = 1 << 22;
+        /// Virtio 1.0 (the modern interface).
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+/// When a queue pair with an interrupt polls instead (boot argument
+/// `virtio.poll=auto|never`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Polling {
+    /// Under dense traffic (the default): no interrupt per frame, but a
+    /// vCPU that spins, which costs a host CPU under emulation.
+    Auto,
+    /// Never: every burst raises an interrupt and the core halts between.
+    Never,
+}
