@@ -104,7 +104,7 @@ ebbrt_ap_trampoline_end:
 );
 
 // SAFETY: labels of the trampoline `global_asm!` above; only their
-// addresses are used, to copy the trampoline and fill its parameters.
+// addresses are used, to copy the trampoline.
 unsafe extern "C" {
     static ebbrt_ap_trampoline: u8;
     static ebbrt_ap_trampoline_end: u8;
