@@ -32,6 +32,10 @@ pub struct Workspace {
     pub root: PathBuf,
     /// Its member packages.
     pub packages: Vec<Package>,
+    /// Applications under `examples/` that are workspaces of their own (an
+    /// application outside the framework's workspace, e.g. one that turns
+    /// the facade's defaults off): `cargo ebbrt test` runs their tests too.
+    pub external: Vec<Package>,
 }
 
 /// A workspace member.
@@ -86,22 +90,62 @@ pub const FACADE: &str = "ebbrt";
 pub const COMPONENTS_KERNEL: &str = "qemu_components";
 
 impl Workspace {
-    /// Runs `cargo metadata` from the current directory.
+    /// Runs `cargo metadata` from the current directory, and for each
+    /// application under `examples/` that is a workspace of its own.
     pub fn load() -> Result<Workspace, Error> {
-        let out = Command::new(cargo_program())
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| Error::Tool(format!("cannot run `cargo metadata`: {e}")))?;
-        if !out.status.success() {
-            return Err(Error::Tool(
-                "`cargo metadata` failed (see above); is this inside the EbbRT workspace?".into(),
-            ));
+        let mut ws = Workspace::from_metadata(&metadata(None)?)
+            .ok_or_else(|| Error::Tool("unexpected `cargo metadata` output".into()))?;
+        let mut external = Vec::new();
+        let dirs = std::fs::read_dir(ws.root.join("examples"))
+            .into_iter()
+            .flatten();
+        for dir in dirs.flatten().map(|e| e.path()) {
+            let manifest = dir.join("Cargo.toml");
+            if !manifest.is_file() || ws.packages.iter().any(|p| p.dir == dir) {
+                continue;
+            }
+            let v = metadata(Some(&manifest))?;
+            let app = Workspace::from_metadata(&v).ok_or_else(|| {
+                Error::Tool(format!(
+                    "unexpected `cargo metadata` output for {}",
+                    manifest.display()
+                ))
+            })?;
+            external.extend(app.packages);
         }
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| Error::Tool(format!("cannot read `cargo metadata` output: {e}")))?;
-        Workspace::from_metadata(&v)
-            .ok_or_else(|| Error::Tool("unexpected `cargo metadata` output".into()))
+        external.sort_by(|a, b| a.name.cmp(&b.name));
+        ws.external = external;
+        Ok(ws)
+    }
+
+    /// The external application `k` belongs to, if it is one.
+    fn external_package(&self, package: &str) -> Option<&Package> {
+        self.external.iter().find(|p| p.name == package)
+    }
+
+    /// Where every build of the tool goes: `CARGO_TARGET_DIR` if set, else
+    /// the framework workspace's `target/` (shared with the external
+    /// applications, so that they reuse the framework's compiled crates).
+    fn target_dir(&self) -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from)
+    }
+
+    /// `cargo test --manifest-path <app>/Cargo.toml --no-fail-fast` for each
+    /// external application (with the shared target directory).
+    pub fn external_host_test_commands(&self) -> Vec<(String, Command)> {
+        self.external
+            .iter()
+            .map(|p| {
+                let mut c = Command::new(cargo_program());
+                c.current_dir(&self.root)
+                    .env("CARGO_TARGET_DIR", self.target_dir())
+                    .arg("test")
+                    .arg("--manifest-path")
+                    .arg(p.dir.join("Cargo.toml"))
+                    .arg("--no-fail-fast");
+                (p.name.clone(), c)
+            })
+            .collect()
     }
 
     /// Reads the JSON of `cargo metadata --format-version 1 --no-deps`.
@@ -158,7 +202,11 @@ impl Workspace {
             });
         }
         packages.sort_by(|a, b| a.name.cmp(&b.name));
-        Some(Workspace { root, packages })
+        Some(Workspace {
+            root,
+            packages,
+            external: Vec::new(),
+        })
     }
 
     /// The applications: members under `examples/` with a binary.
@@ -193,7 +241,7 @@ impl Workspace {
     /// Every test kernel of the workspace, in package then name order.
     pub fn test_kernels(&self) -> Vec<TestKernel> {
         let mut out = Vec::new();
-        for p in &self.packages {
+        for p in self.packages.iter().chain(&self.external) {
             for (name, kinds) in &p.targets {
                 if name.starts_with(TEST_KERNEL_PREFIX) && kinds.iter().any(|k| k == "test") {
                     out.push(TestKernel {
@@ -219,6 +267,10 @@ impl Workspace {
 
     fn package(&self, name: &str) -> Option<&Package> {
         self.packages.iter().find(|p| p.name == name)
+    }
+
+    fn any_package(&self, name: &str) -> Option<&Package> {
+        self.package(name).or_else(|| self.external_package(name))
     }
 
     /// `cargo <verb> ... --target <root>/x86_64-ebbrt.json -Zbuild-std ...`
@@ -269,7 +321,7 @@ impl Workspace {
 
     /// Builds a test kernel for the native target; returns its ELF image.
     pub fn build_native_test_kernel(&self, k: &TestKernel) -> Result<PathBuf, Error> {
-        let pkg = self.package(&k.package).ok_or_else(|| {
+        let pkg = self.any_package(&k.package).ok_or_else(|| {
             Error::Tool(format!("package `{}` is not in the workspace", k.package))
         })?;
         let mut verb = vec!["test", "--no-run", "-p", &k.package, "--test", &k.name];
@@ -277,6 +329,11 @@ impl Workspace {
             verb.extend(["--features", f]);
         }
         let mut c = self.native_command(&verb, false);
+        if self.external_package(&k.package).is_some() {
+            c.arg("--manifest-path")
+                .arg(pkg.dir.join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", self.target_dir());
+        }
         let what = format!("native build of test kernel `{}`", k.label());
         run_for_executable(&mut c, &what, |m| {
             m.package_id == pkg.id && m.target_name == k.name && m.test
@@ -355,6 +412,30 @@ impl Package {
             .map(|(k, _)| k.as_str())
             .filter(move |k| *k != "default" && !defaults.iter().any(|d| d == k))
     }
+}
+
+/// `cargo metadata --format-version 1 --no-deps`, of the workspace of the
+/// current directory or of `manifest`.
+fn metadata(manifest: Option<&Path>) -> Result<Value, Error> {
+    let mut c = Command::new(cargo_program());
+    c.args(["metadata", "--format-version", "1", "--no-deps"]);
+    if let Some(m) = manifest {
+        c.arg("--manifest-path").arg(m);
+    }
+    let out = c
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Tool(format!("cannot run `cargo metadata`: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Tool(match manifest {
+            None => {
+                "`cargo metadata` failed (see above); is this inside the EbbRT workspace?".into()
+            }
+            Some(m) => format!("`cargo metadata` failed for {} (see above)", m.display()),
+        }));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Tool(format!("cannot read `cargo metadata` output: {e}")))
 }
 
 /// The binary of an example that `cargo ebbrt run` runs: its only one, or

@@ -52,6 +52,19 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
         let done = process::run(ws.host_test_command(), opts, Stdout::Inherit)
             .map_err(|e| Error::Tool(format!("cannot run cargo: {e}")))?;
         host_ok = done.status == RawStatus::Code(0) && !done.timed_out;
+        for (app, cmd) in ws.external_host_test_commands() {
+            heading(&format!(
+                "host tests of the application `{app}` (a workspace of its own)"
+            ));
+            let d = process::run(cmd, opts, Stdout::Inherit)
+                .map_err(|e| Error::Tool(format!("cannot run cargo: {e}")))?;
+            let ok = d.status == RawStatus::Code(0) && !d.timed_out;
+            println!(
+                "host tests of `{app}`: {}",
+                if ok { "ok" } else { "FAILED" }
+            );
+            host_ok &= ok;
+        }
         let verdict = match done.status {
             _ if done.timed_out => format!(
                 "TIMED OUT after {} s (cargo test and its test binaries were killed; \
