@@ -1,13 +1,16 @@
 //! Renders component records as `docs/components.md`, checks that
-//! alternatives at one fixed id say which is the default, and compares a
-//! file with what it should be. Pure functions: the output depends only on
-//! the records given, never on their link order.
+//! alternatives at one fixed id say which is the default and that records
+//! name features the facade has, and compares a file with what it should
+//! be. Pure functions: the output depends only on the records and the
+//! facade's manifest given, never on the records' link order.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use ebbrt::registry::ComponentRecord;
 use ebbrt::{EbbId, EbbKind, ebb::ids};
+
+use crate::manifest::{Facade, Feature, Runtimes};
 
 /// The catalog's opening: title, provenance, how to read the columns.
 const HEADER: &str = "\
@@ -18,32 +21,47 @@ const HEADER: &str = "\
 Every component in the registry (`ebbrt::registry::COMPONENTS`, filled at
 link time by `#[ebb(...)]` and `register_component!`), as one hosted program
 that links every crate under `components/` sees it
-(`ebbrt/examples/catalog`). `cargo ebbrt docs` regenerates this file;
+(`ebbrt/examples/catalog`), with the feature menu of the `ebbrt` facade
+(`ebbrt/Cargo.toml`). `cargo ebbrt docs` regenerates this file;
 `cargo ebbrt docs --check` and the host tests fail when it is stale.
 Components compiled only for the native target are not in it
 (docs/tooling.md says which).
 
-*feature* is the Cargo feature of the `ebbrt` facade that selects a
-component; *default* says whether it is selected when no feature says
-otherwise. *fixed id* is its well-known `EbbId` (`ebbrt::ebb::ids`); a
-component without one gets an id at run time.
+*interface* is the trait through which code reaches the component: for a
+service that has alternatives, an interface owned by the crate that defines
+the service's contract (`#[interface]`), which every alternative
+implements; *itself* when the component's own type is its interface.
+*fixed id* is its well-known `EbbId` (`ebbrt::ebb::ids`); a component
+without one gets an id at run time. *runtime* is where the facade links it
+(`native`, `hosted` or `both`, from the facade's target-specific
+dependencies; `—`: the facade does not link it). *feature* is the Cargo
+feature of the `ebbrt` facade that selects a component; *default* says
+whether it is selected when no feature says otherwise.
 ";
 
-/// The whole catalog: `records` (any order) and the crates under
-/// `components/` that registered nothing (`unrecorded`).
-pub fn render(records: &[ComponentRecord], unrecorded: &[String]) -> String {
+/// The whole catalog: `records` (any order), the crates under
+/// `components/` that registered nothing (`unrecorded`), and the facade's
+/// feature menu.
+pub fn render(records: &[ComponentRecord], unrecorded: &[String], facade: &Facade) -> String {
     let records = sorted(records);
     let mut out = String::from(HEADER);
-    out.push_str("\n| component | kind | fixed id | crate | feature | default | summary |\n");
-    out.push_str("|---|---|---|---|---|---|---|\n");
+    out.push_str(
+        "\n| component | interface | kind | fixed id | runtime | crate | feature | default | summary |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for r in &records {
         let _ = writeln!(
             out,
-            "| [{}](#{}) | {} | {} | `{}` | {} | {} | {} |",
-            r.name,
-            anchor(&heading(r, &records)),
+            "| {} | {} | {} | {} | {} | `{}` | {} | {} | {} |",
+            link(r, &records),
+            if is_itself(r) {
+                "*itself*".to_string()
+            } else {
+                format!("`{}`", r.interface)
+            },
             kind(r.kind),
             id_text(r.id),
+            facade.runtimes(r.crate_name).text(),
             r.crate_name,
             r.feature.map_or("—".to_string(), |f| format!("`{f}`")),
             if r.default { "yes" } else { "no" },
@@ -51,39 +69,70 @@ pub fn render(records: &[ComponentRecord], unrecorded: &[String]) -> String {
         );
     }
 
+    out.push_str(&features(&records, facade));
+
     let groups = alternatives(&records);
     if !groups.is_empty() {
         out.push_str("\n## Alternatives\n\n");
         out.push_str(
-            "Components that share a fixed id are alternatives: an image links one of them, \
-             the default unless a facade feature selects another.\n\n",
+            "Components that share a fixed id are alternatives, normally implementations of \
+             one interface: an image links one of them on each runtime, the default unless a \
+             facade feature selects another (an alternative's feature wins over the default's \
+             when both are on).\n\n",
         );
         for (id, group) in &groups {
+            let mut group = group.clone();
+            group.sort_by_key(|r| !r.default); // stable: defaults first, then by name
             let members: Vec<String> = group
                 .iter()
-                .map(|r| format!("`{}` ({})", r.name, selection_short(r)))
+                .map(|r| format!("`{}` ({})", r.name, selection_short(r, facade)))
                 .collect();
-            let _ = writeln!(out, "- {}: {}", id_text(Some(*id)), members.join(", "));
+            let interface = match group.first() {
+                Some(first)
+                    if group.iter().all(|r| r.interface == first.interface)
+                        && !is_itself(first) =>
+                {
+                    format!(", interface `{}`", first.interface)
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "- {}{interface}: {}",
+                id_text(Some(*id)),
+                members.join(", ")
+            );
         }
     }
 
     out.push_str("\n## Components\n");
     for r in &records {
+        let interface = if is_itself(r) {
+            format!("the type itself, `{}`", r.interface)
+        } else {
+            format!("`{}`", r.interface)
+        };
+        let runtimes = facade.runtimes(r.crate_name);
         let _ = write!(
             out,
             "\n### {}\n\n\
-             - interface: `{}`\n\
+             - interface: {interface}\n\
              - kind: {}\n\
              - fixed id: {}\n\
+             - runtime: {}\n\
              - crate: `{}`\n\
              - selected by: {}\n\
              - default: {}\n\n",
             heading(r, &records),
-            r.interface,
             kind(r.kind),
             id_text(r.id),
+            if runtimes == Runtimes::NONE {
+                "— (the facade does not link it)"
+            } else {
+                runtimes.text()
+            },
             r.crate_name,
-            selection(r, &records),
+            selection(r, &records, facade),
             if r.default { "yes" } else { "no" },
         );
         let docs = if r.docs.trim().is_empty() {
@@ -113,36 +162,177 @@ pub fn render(records: &[ComponentRecord], unrecorded: &[String]) -> String {
     out
 }
 
-/// Checks every group of components that share a fixed id: exactly one is
-/// the default, and every other names the facade feature that selects it.
-/// Otherwise the catalog could not say which one an image gets.
-pub fn check_alternatives(records: &[ComponentRecord]) -> Result<(), String> {
+/// The section on the facade's feature menu: each feature, whether it is
+/// on by default, the components it selects and its `##` documentation.
+fn features(records: &[&ComponentRecord], facade: &Facade) -> String {
+    let mut out = String::from("\n## Features of the `ebbrt` facade\n\n");
+    out.push_str(
+        "The Cargo features of the `ebbrt` facade select components (`ebbrt/Cargo.toml`, \
+         whose `##` comments are the documentation below). A feature selects the components \
+         whose record names it and those of the crates it turns on; where the facade links \
+         a crate on one runtime only, the runtime is named.",
+    );
+    if facade.default.is_empty() {
+        out.push_str(" No feature is on by default.\n");
+    } else {
+        let list: Vec<String> = facade.default.iter().map(|f| format!("`{f}`")).collect();
+        let _ = writeln!(out, " On by default: {}.", list.join(", "));
+    }
+    if !facade.default_docs.trim().is_empty() {
+        let _ = writeln!(out, "\n{}", facade.default_docs.trim());
+    }
+    if facade.features.is_empty() {
+        return out;
+    }
+    out.push_str("\n| feature | default | selects | documentation |\n|---|---|---|---|\n");
+    for f in &facade.features {
+        let selected: Vec<String> = records
+            .iter()
+            .filter(|r| selects(f, r, facade))
+            .map(|r| {
+                let runtimes = facade.runtimes(r.crate_name);
+                match runtimes {
+                    Runtimes::NATIVE | Runtimes::HOSTED => {
+                        format!("{} ({})", link(r, records), runtimes.text())
+                    }
+                    _ => link(r, records),
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            f.name,
+            if facade.is_default(&f.name) {
+                "yes"
+            } else {
+                "no"
+            },
+            if selected.is_empty() {
+                "—".to_string()
+            } else {
+                selected.join(", ")
+            },
+            if f.docs.trim().is_empty() {
+                "*Undocumented.*".to_string()
+            } else {
+                cell(&f.docs)
+            },
+        );
+    }
+    out
+}
+
+/// Whether feature `f` selects component `r`: its record names `f`, or `f`
+/// turns on `r`'s crate (an optional dependency of the facade).
+fn selects(f: &Feature, r: &ComponentRecord, facade: &Facade) -> bool {
+    r.feature == Some(f.name.as_str()) || facade.crates_of(&f.name).contains(r.crate_name)
+}
+
+/// The facade features that select `r`, in the manifest's order.
+fn selected_by<'a>(r: &ComponentRecord, facade: &'a Facade) -> Vec<&'a Feature> {
+    facade
+        .features
+        .iter()
+        .filter(|f| selects(f, r, facade))
+        .collect()
+}
+
+/// Whether a component's interface is its own type (no `interface = ...`
+/// in its `#[ebb]`): the record's interface is then the type's path, in
+/// its own crate, ending in its name.
+fn is_itself(r: &ComponentRecord) -> bool {
+    let own_crate = format!("{}::", r.crate_name.replace('-', "_"));
+    r.interface == r.name
+        || (r.interface.starts_with(&own_crate) && r.interface.ends_with(&format!("::{}", r.name)))
+}
+
+/// A component's name, linked to its section.
+fn link(r: &ComponentRecord, all: &[&ComponentRecord]) -> String {
+    format!("[{}](#{})", r.name, anchor(&heading(r, all)))
+}
+
+/// The runtimes a record is checked on: where the facade links it, or
+/// both when it does not.
+fn checked_runtimes(r: &ComponentRecord, facade: &Facade) -> Runtimes {
+    match facade.runtimes(r.crate_name) {
+        Runtimes::NONE => Runtimes::BOTH,
+        r => r,
+    }
+}
+
+/// Checks every group of components that share a fixed id: on each
+/// runtime, exactly one of those the facade links there is the default,
+/// and every other names the facade feature that selects it. Otherwise the
+/// catalog could not say which one an image gets.
+pub fn check_alternatives(records: &[ComponentRecord], facade: &Facade) -> Result<(), String> {
     let records = sorted(records);
     for (id, group) in alternatives(&records) {
         let names = || {
             group
                 .iter()
-                .map(|r| format!("{} ({})", r.interface, r.crate_name))
+                .map(|r| format!("{} ({})", r.name, r.crate_name))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let defaults = group.iter().filter(|r| r.default).count();
-        if defaults != 1 {
+        for (runtime, on) in [("natively", Runtimes::NATIVE), ("hosted", Runtimes::HOSTED)] {
+            let here: Vec<&&ComponentRecord> = group
+                .iter()
+                .filter(|r| checked_runtimes(r, facade).overlaps(on))
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            let defaults = here.iter().filter(|r| r.default).count();
+            if defaults != 1 {
+                return Err(format!(
+                    "{} components share the fixed id {} {runtime} and {defaults} of them say \
+                     they are the default (exactly one must on each runtime): {}",
+                    here.len(),
+                    id_text(Some(id)),
+                    names()
+                ));
+            }
+        }
+        if let Some(r) = group.iter().find(|r| !r.default && r.feature.is_none()) {
             return Err(format!(
-                "{} components share the fixed id {} and {defaults} of them say they are the \
-                 default (exactly one must): {}",
-                group.len(),
+                "{} ({}) shares the fixed id {} with other components but names no facade \
+                 feature that selects it (its record's `feature` is None): {}",
+                r.name,
+                r.crate_name,
                 id_text(Some(id)),
                 names()
             ));
         }
-        if let Some(r) = group.iter().find(|r| !r.default && r.feature.is_none()) {
+    }
+    Ok(())
+}
+
+/// Checks that every feature a record names is a feature of the facade,
+/// on by default exactly when the record says it is the default.
+pub fn check_features(records: &[ComponentRecord], facade: &Facade) -> Result<(), String> {
+    for r in sorted(records) {
+        let Some(f) = r.feature else { continue };
+        if facade.feature(f).is_none() {
             return Err(format!(
-                "{} shares the fixed id {} with other components but names no facade feature \
-                 that selects it (its record's `feature` is None): {}",
-                r.interface,
-                id_text(Some(id)),
-                names()
+                "{} ({}) is selected by the facade feature `{f}`, says its record, but \
+                 ebbrt/Cargo.toml's [features] has no such feature",
+                r.name, r.crate_name
+            ));
+        }
+        let on = facade.is_default(f);
+        if on != r.default {
+            return Err(format!(
+                "{} ({}) says it is {} but its feature `{f}` is {} by default in \
+                 ebbrt/Cargo.toml",
+                r.name,
+                r.crate_name,
+                if r.default {
+                    "the default"
+                } else {
+                    "not the default"
+                },
+                if on { "on" } else { "off" }
             ));
         }
     }
@@ -343,33 +533,64 @@ fn cell(s: &str) -> String {
         .replace('|', "\\|")
 }
 
-/// `default`, `feature `talc``, or both, for the alternatives list.
-fn selection_short(r: &ComponentRecord) -> String {
-    match (r.feature, r.default) {
-        (None, true) => "default".to_string(),
-        (Some(f), true) => format!("default, feature `{f}`"),
-        (Some(f), false) => format!("feature `{f}`"),
-        (None, false) => "no feature selects it".to_string(),
+/// `default, feature `x`, native` and the like, for the alternatives list.
+fn selection_short(r: &ComponentRecord, facade: &Facade) -> String {
+    let mut parts = Vec::new();
+    if r.default {
+        parts.push("default".to_string());
     }
+    let features: Vec<String> = selected_by(r, facade)
+        .iter()
+        .map(|f| format!("`{}`", f.name))
+        .collect();
+    match features.len() {
+        0 if !r.default => parts.push("no feature selects it".to_string()),
+        0 => {}
+        1 => parts.push(format!("feature {}", features[0])),
+        _ => parts.push(format!("features {}", features.join(", "))),
+    }
+    let runtimes = facade.runtimes(r.crate_name);
+    if matches!(runtimes, Runtimes::NATIVE | Runtimes::HOSTED) {
+        parts.push(runtimes.text().to_string());
+    }
+    parts.join(", ")
 }
 
-/// How a component gets into an image, naming its alternatives.
-fn selection(r: &ComponentRecord, all: &[&ComponentRecord]) -> String {
-    let others: Vec<&&ComponentRecord> = all
+/// How a component gets into an image, naming its alternatives on the
+/// runtimes it shares with them.
+fn selection(r: &ComponentRecord, all: &[&ComponentRecord], facade: &Facade) -> String {
+    let features: Vec<String> = selected_by(r, facade)
         .iter()
-        .filter(|o| r.id.is_some() && o.id == r.id && o.interface != r.interface)
+        .map(|f| {
+            if facade.is_default(&f.name) {
+                format!("`{}` (on by default)", f.name)
+            } else {
+                format!("`{}`", f.name)
+            }
+        })
         .collect();
-    let mut s = match (r.feature, r.default) {
-        (None, true) => "the default (no feature needed)".to_string(),
-        (Some(f), true) => format!("the facade feature `{f}` (on by default)"),
-        (Some(f), false) => format!("the facade feature `{f}`"),
-        (None, false) => "no facade feature (depend on its crate directly)".to_string(),
+    let mut s = match (features.as_slice(), r.default) {
+        ([], true) => "the default (no feature needed)".to_string(),
+        ([], false) => "no facade feature (depend on its crate directly)".to_string(),
+        ([one], _) => format!("the facade feature {one}"),
+        (many, _) => format!("the facade features {}", many.join(" or ")),
     };
+    let others = all.iter().filter(|o| {
+        r.id.is_some()
+            && o.id == r.id
+            && !std::ptr::eq(**o, r)
+            && checked_runtimes(o, facade).overlaps(checked_runtimes(r, facade))
+    });
     for o in others {
-        let _ = match (o.feature, o.default) {
-            (Some(f), false) if r.default => write!(
+        let o_features: Vec<String> = selected_by(o, facade)
+            .iter()
+            .map(|f| format!("`{}`", f.name))
+            .collect();
+        let _ = match (o_features.as_slice(), o.default) {
+            ([_, ..], false) if r.default => write!(
                 s,
-                "; the facade feature `{f}` selects `{}` at the same id instead",
+                "; the facade feature {} selects `{}` at the same id instead",
+                o_features.join(" or "),
                 o.name
             ),
             _ if o.default => write!(s, ", instead of the default `{}` at the same id", o.name),
@@ -444,17 +665,67 @@ mod tests {
         }
     }
 
+    /// The consoles of [`FACADE`], at `CONSOLE`.
+    fn consoles() -> [ComponentRecord; 3] {
+        let console = |name, krate, feature, default| ComponentRecord {
+            interface: "core::Console",
+            feature: Some(feature),
+            default,
+            ..rec(name, krate, Some(ids::CONSOLE.raw()))
+        };
+        [
+            console("Uart", "ebbrt-uart", "serial", true),
+            console("Stdout", "ebbrt-stdout", "serial", true),
+            console("Debugcon", "ebbrt-debugcon", "debugcon", false),
+        ]
+    }
+
+    /// A facade: two allocators (`gp` the default, `talc`), a console per
+    /// runtime (`serial` the default: the UART natively, stdout hosted;
+    /// `debugcon` natively), one feature without docs.
+    const FACADE: &str = r#"
+[dependencies]
+ebbrt-core = { workspace = true }
+ebbrt-gp = { path = "g", optional = true }
+ebbrt-talc = { path = "t", optional = true }
+
+[features]
+default = ["gp", "serial"]
+## The slab allocator.
+gp = ["dep:ebbrt-gp"]
+## Talc | one lock,
+## over page blocks.
+talc = ["dep:ebbrt-talc"]
+## Console: the UART natively, stdout hosted.
+serial = ["dep:ebbrt-uart", "dep:ebbrt-stdout"]
+## Console: debugcon natively, stdout hosted.
+debugcon = ["dep:ebbrt-debugcon", "dep:ebbrt-stdout"]
+extra = []
+
+[target.'cfg(not(target_os = "none"))'.dependencies]
+ebbrt-stdout = { path = "s", optional = true }
+
+[target.'cfg(target_os = "none")'.dependencies]
+ebbrt-uart = { path = "u", optional = true }
+ebbrt-debugcon = { path = "d", optional = true }
+"#;
+
+    fn facade() -> Facade {
+        Facade::parse(FACADE, &[]).unwrap()
+    }
+
     fn allocators() -> [ComponentRecord; 3] {
         let talc = ComponentRecord {
-            interface: "t::Talc",
+            interface: "core::Alloc",
             feature: Some("talc"),
             default: false,
             summary: "Talc | one lock.",
             ..rec("Talc", "ebbrt-talc", Some(5))
         };
         let gp = ComponentRecord {
-            interface: "g::Gp",
+            interface: "core::Alloc",
             kind: EbbKind::PerCore,
+            feature: Some("gp"),
             ..rec("Gp", "ebbrt-gp", Some(5))
         };
         let app = ComponentRecord {
@@ -469,8 +740,8 @@ mod tests {
         let a = allocators();
         let mut b = a;
         b.reverse();
-        assert_eq!(render(&a, &[]), render(&b, &[]));
-        let out = render(&a, &[]);
+        assert_eq!(render(&a, &[], &facade()), render(&b, &[], &facade()));
+        let out = render(&a, &[], &facade());
         let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| [")).collect();
         assert_eq!(rows.len(), 3);
         assert!(rows[0].starts_with("| [App](#app) "), "{rows:?}");
@@ -480,60 +751,189 @@ mod tests {
 
     #[test]
     fn table_rows_show_every_field() {
-        let out = render(&allocators(), &[]);
+        let out = render(&allocators(), &[], &facade());
         assert!(out.contains(
-            "| [Gp](#gp) | per-core | `GP_ALLOCATOR` (5) | `ebbrt-gp` | — | yes | Does a thing. |\n"
+            "| [Gp](#gp) | `core::Alloc` | per-core | `GP_ALLOCATOR` (5) | both | `ebbrt-gp` | `gp` | yes | Does a thing. |\n"
         ));
         assert!(out.contains(
-            "| [Talc](#talc) | shared | `GP_ALLOCATOR` (5) | `ebbrt-talc` | `talc` | no | Talc \\| one lock. |\n"
+            "| [Talc](#talc) | `core::Alloc` | shared | `GP_ALLOCATOR` (5) | both | `ebbrt-talc` | `talc` | no | Talc \\| one lock. |\n"
         ));
-        assert!(out.contains("| [App](#app) | shared | `app(3)` (259) | `app` |"));
+        // Its own type as interface; a crate the facade does not link.
+        assert!(out.contains(
+            "| [App](#app) | *itself* | shared | `app(3)` (259) | — | `app` | — | yes |"
+        ));
         assert_eq!(id_text(None), "—");
         assert_eq!(id_text(Some(EbbId::new(2000))), "2000");
     }
 
     #[test]
+    fn interfaces_say_whether_they_are_the_type_itself() {
+        let own = ComponentRecord {
+            interface: "ebbrt_page::buddy::Page",
+            ..rec("Page", "ebbrt-page", None)
+        };
+        assert!(is_itself(&own) && is_itself(&rec("App", "app", None)));
+        let trait_elsewhere = ComponentRecord {
+            interface: "ebbrt_core::console::Console",
+            ..rec("Uart", "ebbrt-uart", None)
+        };
+        assert!(!is_itself(&trait_elsewhere));
+        let out = render(&[own, trait_elsewhere], &[], &facade());
+        assert!(
+            out.contains("\n### Page\n\n- interface: the type itself, `ebbrt_page::buddy::Page`\n")
+        );
+        assert!(out.contains("\n### Uart\n\n- interface: `ebbrt_core::console::Console`\n"));
+    }
+
+    #[test]
     fn alternatives_say_which_is_the_default() {
-        let out = render(&allocators(), &[]);
+        let out = render(&allocators(), &[], &facade());
         assert!(out.contains(
             "## Alternatives\n\n\
-             Components that share a fixed id are alternatives: an image links one of them, \
-             the default unless a facade feature selects another.\n\n\
-             - `GP_ALLOCATOR` (5): `Gp` (default), `Talc` (feature `talc`)\n"
+             Components that share a fixed id are alternatives, normally implementations of \
+             one interface: an image links one of them on each runtime, the default unless a \
+             facade feature selects another (an alternative's feature wins over the default's \
+             when both are on).\n\n\
+             - `GP_ALLOCATOR` (5), interface `core::Alloc`: `Gp` (default, feature `gp`), \
+             `Talc` (feature `talc`)\n"
         ));
         assert!(out.contains(
-            "- selected by: the default (no feature needed); \
+            "- selected by: the facade feature `gp` (on by default); \
              the facade feature `talc` selects `Talc` at the same id instead\n"
         ));
         assert!(out.contains(
             "- selected by: the facade feature `talc`, instead of the default `Gp` at the same id\n"
         ));
         // Without two records at one id there is no such section.
-        assert!(!render(&allocators()[1..], &[]).contains("## Alternatives"));
+        assert!(!render(&allocators()[1..], &[], &facade()).contains("## Alternatives"));
+    }
+
+    #[test]
+    fn alternatives_per_runtime_name_their_runtime() {
+        let out = render(&consoles(), &[], &facade());
+        assert!(out.contains(
+            "- `CONSOLE` (2), interface `core::Console`: \
+             `Stdout` (default, features `serial`, `debugcon`, hosted), \
+             `Uart` (default, feature `serial`, native), \
+             `Debugcon` (feature `debugcon`, native)\n"
+        ));
+        // Each names the alternatives of its own runtime only.
+        assert!(out.contains(
+            "- runtime: native\n- crate: `ebbrt-uart`\n- selected by: the facade feature \
+             `serial` (on by default); the facade feature `debugcon` selects `Debugcon` at the \
+             same id instead\n"
+        ));
+        assert!(out.contains(
+            "- runtime: hosted\n- crate: `ebbrt-stdout`\n- selected by: the facade features \
+             `serial` (on by default) or `debugcon`\n"
+        ));
+        assert!(out.contains(
+            "- selected by: the facade feature `debugcon`, instead of the default `Uart` at the \
+             same id\n"
+        ));
+        assert_eq!(check_alternatives(&consoles(), &facade()), Ok(()));
+    }
+
+    #[test]
+    fn the_feature_menu_says_what_each_feature_selects() {
+        let mut recs = consoles().to_vec();
+        recs.extend(allocators());
+        let out = render(&recs, &[], &facade());
+        assert!(
+            out.contains(
+                "## Features of the `ebbrt` facade\n\n\
+             The Cargo features of the `ebbrt` facade select components (`ebbrt/Cargo.toml`, \
+             whose `##` comments are the documentation below). A feature selects the components \
+             whose record names it and those of the crates it turns on; where the facade links \
+             a crate on one runtime only, the runtime is named. On by default: `gp`, `serial`.\n\n\
+             | feature | default | selects | documentation |\n|---|---|---|---|\n\
+             | `gp` | yes | [Gp](#gp) | The slab allocator. |\n\
+             | `talc` | no | [Talc](#talc) | Talc \\| one lock, over page blocks. |\n\
+             | `serial` | yes | [Stdout](#stdout) (hosted), [Uart](#uart) (native) | \
+             Console: the UART natively, stdout hosted. |\n\
+             | `debugcon` | no | [Debugcon](#debugcon) (native), [Stdout](#stdout) (hosted) | \
+             Console: debugcon natively, stdout hosted. |\n\
+             | `extra` | no | — | *Undocumented.* |\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_default_list_may_be_documented_or_empty() {
+        let documented = Facade::parse(
+            "[features]\n## Everything an image needs.\ndefault = [\"a\"]\na = []\n",
+            &[],
+        )
+        .unwrap();
+        let out = render(&[], &[], &documented);
+        assert!(
+            out.contains(
+                "is named. On by default: `a`.\n\nEverything an image needs.\n\n\
+             | feature | default | selects | documentation |\n|---|---|---|---|\n\
+             | `a` | yes | — | *Undocumented.* |\n"
+            ),
+            "{out}"
+        );
+        let out = render(&[], &[], &Facade::default());
+        assert!(
+            out.contains("is named. No feature is on by default.\n\n## Components\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn records_must_name_features_of_the_facade() {
+        let mut recs = consoles().to_vec();
+        recs.extend(allocators());
+        assert_eq!(check_features(&recs, &facade()), Ok(()));
+        recs[0].feature = Some("nope");
+        let e = check_features(&recs, &facade()).unwrap_err();
+        assert_eq!(
+            e,
+            "Uart (ebbrt-uart) is selected by the facade feature `nope`, says its record, but \
+             ebbrt/Cargo.toml's [features] has no such feature"
+        );
+        let mut recs = allocators();
+        recs[1].default = false;
+        let e = check_features(&recs, &facade()).unwrap_err();
+        assert_eq!(
+            e,
+            "Gp (ebbrt-gp) says it is not the default but its feature `gp` is on by default in \
+             ebbrt/Cargo.toml"
+        );
+        recs[1].default = true;
+        recs[0].default = true;
+        let e = check_features(&recs, &facade()).unwrap_err();
+        assert!(
+            e.starts_with("Talc (ebbrt-talc) says it is the default but"),
+            "{e}"
+        );
     }
 
     #[test]
     fn sections_carry_the_documentation() {
         let mut recs = allocators();
         recs[1].docs = "First.\n\n# Panics\n\nNever.\n\n```\n# use x;\nlet a = 1;\n```\n\n```text\n# kept\n```";
-        let out = render(&recs, &[]);
+        let out = render(&recs, &[], &facade());
         assert!(out.contains(
-            "\n### Gp\n\n- interface: `g::Gp`\n- kind: per-core\n- fixed id: `GP_ALLOCATOR` (5)\n\
-             - crate: `ebbrt-gp`\n"
+            "\n### Gp\n\n- interface: `core::Alloc`\n- kind: per-core\n- fixed id: `GP_ALLOCATOR` (5)\n\
+             - runtime: both\n- crate: `ebbrt-gp`\n"
         ));
         assert!(out.contains(
             "- default: yes\n\nFirst.\n\n#### Panics\n\nNever.\n\n```\nlet a = 1;\n```\n\n```text\n# kept\n```\n"
         ));
         // No docs: the summary stands in; neither: said so.
         assert!(out.contains("- default: yes\n\nDoes a thing.\n\n### Gp"));
+        assert!(out.contains("- runtime: — (the facade does not link it)\n- crate: `app`\n"));
         recs[2].summary = "";
-        assert!(render(&recs, &[]).contains("*No documentation.*\n"));
+        assert!(render(&recs, &[], &facade()).contains("*No documentation.*\n"));
     }
 
     #[test]
     fn duplicate_names_get_their_crate_in_the_heading() {
         let recs = [rec("Same", "crate-a", None), rec("Same", "crate-b", None)];
-        let out = render(&recs, &[]);
+        let out = render(&recs, &[], &facade());
         assert!(out.contains("| [Same](#same-crate-a) |"));
         assert!(out.contains("\n### Same (crate-b)\n"));
         assert_eq!(anchor("Same (crate-b)"), "same-crate-b");
@@ -541,37 +941,51 @@ mod tests {
 
     #[test]
     fn crates_without_records_are_listed() {
-        let out = render(&allocators(), &["ebbrt-z".into(), "ebbrt-a".into()]);
+        let out = render(
+            &allocators(),
+            &["ebbrt-z".into(), "ebbrt-a".into()],
+            &facade(),
+        );
         assert!(out.ends_with(
             "## Component crates without a record\n\n\
              Linked into the catalog program, but they register no component \
              (no `#[ebb]` type, no `register_component!`):\n\n- `ebbrt-a`\n- `ebbrt-z`\n"
         ));
-        assert!(!render(&allocators(), &[]).contains("without a record"));
+        assert!(!render(&allocators(), &[], &facade()).contains("without a record"));
     }
 
     #[test]
     fn alternatives_must_name_one_default() {
-        assert_eq!(check_alternatives(&allocators()), Ok(()));
+        assert_eq!(check_alternatives(&allocators(), &facade()), Ok(()));
         let mut two_defaults = allocators();
         two_defaults[0].default = true;
-        let e = check_alternatives(&two_defaults).unwrap_err();
-        assert!(
-            e.contains("`GP_ALLOCATOR` (5) and 2 of them say they are the default"),
-            "{e}"
-        );
-        assert!(
-            e.contains("t::Talc (ebbrt-talc)") && e.contains("g::Gp (ebbrt-gp)"),
-            "{e}"
+        let e = check_alternatives(&two_defaults, &facade()).unwrap_err();
+        assert_eq!(
+            e,
+            "2 components share the fixed id `GP_ALLOCATOR` (5) natively and 2 of them say \
+             they are the default (exactly one must on each runtime): Gp (ebbrt-gp), \
+             Talc (ebbrt-talc)"
         );
         let mut none = allocators();
         none[1].default = false;
-        assert!(check_alternatives(&none).unwrap_err().contains("0 of them"));
+        assert!(
+            check_alternatives(&none, &facade())
+                .unwrap_err()
+                .contains("0 of them")
+        );
         let mut no_feature = allocators();
         no_feature[0].feature = None;
-        let e = check_alternatives(&no_feature).unwrap_err();
+        let e = check_alternatives(&no_feature, &facade()).unwrap_err();
         assert!(
-            e.starts_with("t::Talc shares the fixed id `GP_ALLOCATOR` (5)"),
+            e.starts_with("Talc (ebbrt-talc) shares the fixed id `GP_ALLOCATOR` (5)"),
+            "{e}"
+        );
+        // Two defaults at one id are fine on different runtimes, not on one.
+        let mut consoles = consoles();
+        consoles[2].default = true;
+        let e = check_alternatives(&consoles, &facade()).unwrap_err();
+        assert!(
+            e.starts_with("2 components share the fixed id `CONSOLE` (2) natively and 2 of them"),
             "{e}"
         );
     }
