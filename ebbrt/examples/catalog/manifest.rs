@@ -151,7 +151,14 @@ impl Facade {
             .chain(out.features.iter().flat_map(|f| &f.enables))
         {
             let name = name.split('/').next().unwrap_or(name).trim_end_matches('?');
-            if !name.starts_with("dep:") && !seen.contains(name) && !is_dependency(&all, name) {
+            if let Some(dep) = name.strip_prefix("dep:") {
+                if !is_dependency(&all, dep) {
+                    return Err(format!(
+                        "ebbrt/Cargo.toml: `{name}` is used in [features] but `{dep}` is not a \
+                         dependency"
+                    ));
+                }
+            } else if !seen.contains(name) && !is_dependency(&all, name) {
                 return Err(format!(
                     "ebbrt/Cargo.toml: `{name}` is used in [features] but is neither a feature \
                      nor a dependency"
@@ -652,6 +659,11 @@ ebbrt-dev = { path = "d" }
         let e = Facade::parse("[features]\na = [\"nope\"]\n", &[]).unwrap_err();
         assert!(
             e.contains("`nope` is used in [features] but is neither"),
+            "{e}"
+        );
+        let e = Facade::parse("[features]\na = [\"dep:gone\"]\n", &[]).unwrap_err();
+        assert!(
+            e.contains("`dep:gone` is used in [features] but `gone` is not a dependency"),
             "{e}"
         );
         let e = Facade::parse("[features]\na = [\n\"b\",\n", &[]).unwrap_err();
