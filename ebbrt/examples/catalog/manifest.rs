@@ -99,6 +99,10 @@ pub struct Facade {
     pub linked: BTreeMap<String, Runtimes>,
     /// The facade's optional dependencies: the crates a feature can select.
     pub optional: BTreeSet<String>,
+    /// The crates the facade links only through its optional dependencies
+    /// (a dependency of `ebbrt-gp-alloc`, say), each with those optional
+    /// dependencies; not the optional dependencies themselves.
+    pub through: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Facade {
@@ -165,7 +169,9 @@ impl Facade {
                 ));
             }
         }
-        for d in dependencies(&all) {
+        let direct = dependencies(&all);
+        let all_deps: BTreeSet<String> = direct.iter().map(|d| d.name.clone()).collect();
+        for d in direct {
             if d.optional {
                 out.optional.insert(d.name.clone());
             }
@@ -195,7 +201,57 @@ impl Facade {
                 break;
             }
         }
+        // Which crates only optional dependencies bring in, and which ones.
+        let mut always: BTreeSet<String> = out
+            .linked
+            .keys()
+            .filter(|c| !out.optional.contains(*c) && all_deps.contains(*c))
+            .cloned()
+            .collect();
+        let mut via: BTreeMap<String, BTreeSet<String>> = out
+            .optional
+            .iter()
+            .map(|c| (c.clone(), BTreeSet::from([c.clone()])))
+            .collect();
+        loop {
+            let mut changed = false;
+            for (name, deps) in &component_deps {
+                let from = via.get(*name).cloned().unwrap_or_default();
+                let is_always = always.contains(*name);
+                for d in deps {
+                    if is_always {
+                        changed |= always.insert(d.name.clone());
+                    } else if !from.is_empty() {
+                        let to = via.entry(d.name.clone()).or_default();
+                        let before = to.len();
+                        to.extend(from.iter().cloned());
+                        changed |= to.len() != before;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        out.through = via
+            .into_iter()
+            .filter(|(c, _)| !always.contains(c) && !out.optional.contains(c))
+            .collect();
         Ok(out)
+    }
+
+    /// The optional dependencies through which alone the facade links
+    /// `krate`, if it links it only through them (and is not one).
+    pub fn through(&self, krate: &str) -> Option<&BTreeSet<String>> {
+        self.through.get(krate)
+    }
+
+    /// The features that turn on the optional dependency `krate`.
+    pub fn features_of(&self, krate: &str) -> Vec<&Feature> {
+        self.features
+            .iter()
+            .filter(|f| self.crates_of(&f.name).contains(krate))
+            .collect()
     }
 
     /// The runtimes on which the facade links `krate`.
@@ -625,6 +681,20 @@ ebbrt-dev = { path = "d" }
         // Through a component crate: its runtimes, narrowed by its tables.
         assert_eq!(f.runtimes("ebbrt-slab"), Runtimes::BOTH);
         assert_eq!(f.runtimes("ebbrt-hosted-only"), Runtimes::NONE);
+        // Linked only with the optional `ebbrt-gp`.
+        let through = |c| f.through(c).map(|s| s.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(through("ebbrt-slab"), Some(vec!["ebbrt-gp".to_string()]));
+        assert_eq!(through("ebbrt-gp"), None);
+        assert_eq!(through("ebbrt-core"), None);
+        assert_eq!(through("ebbrt-nic"), None);
+        let names = |c| {
+            f.features_of(c)
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("ebbrt-gp"), ["gp", "both"]);
+        assert_eq!(names("ebbrt-stdout"), ["console"]);
         // Dev-dependencies and their dev-dependencies are not linked.
         assert_eq!(f.runtimes("ebbrt-dev"), Runtimes::NONE);
         assert_eq!(f.runtimes("ebbrt-x"), Runtimes::NONE);

@@ -570,6 +570,30 @@ fn selection(r: &ComponentRecord, all: &[&ComponentRecord], facade: &Facade) -> 
         })
         .collect();
     let mut s = match (features.as_slice(), r.default) {
+        ([], true) if let Some(through) = facade.through(r.crate_name) => {
+            let with: Vec<String> = through
+                .iter()
+                .map(|c| {
+                    let features: Vec<String> = facade
+                        .features_of(c)
+                        .iter()
+                        .map(|f| {
+                            if facade.is_default(&f.name) {
+                                format!("`{}`, on by default", f.name)
+                            } else {
+                                format!("`{}`", f.name)
+                            }
+                        })
+                        .collect();
+                    match features.as_slice() {
+                        [] => format!("`{c}`"),
+                        [one] => format!("`{c}` (feature {one})"),
+                        many => format!("`{c}` (features {})", many.join("; ")),
+                    }
+                })
+                .collect();
+            format!("no feature of its own: linked with {}", with.join(" or "))
+        }
         ([], true) => "the default (no feature needed)".to_string(),
         ([], false) => "no facade feature (depend on its crate directly)".to_string(),
         ([one], _) => format!("the facade feature {one}"),
@@ -854,6 +878,21 @@ ebbrt-debugcon = { path = "d", optional = true }
              | `debugcon` | no | [Debugcon](#debugcon) (native), [Stdout](#stdout) (hosted) | \
              Console: debugcon natively, stdout hosted. |\n\
              | `extra` | no | — | *Undocumented.* |\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn components_linked_only_through_a_selected_crate_say_which() {
+        let gp_manifest = "[dependencies]\nebbrt-slab = { path = \"s\" }\n".to_string();
+        let facade = Facade::parse(FACADE, &[("ebbrt-gp".to_string(), gp_manifest)]).unwrap();
+        let slab = rec("Slab", "ebbrt-slab", Some(ids::SLAB_ALLOCATOR.raw()));
+        let out = render(&[slab], &[], &facade);
+        assert!(
+            out.contains(
+                "- runtime: both\n- crate: `ebbrt-slab`\n- selected by: no feature of its own: \
+             linked with `ebbrt-gp` (feature `gp`, on by default)\n"
             ),
             "{out}"
         );
