@@ -65,7 +65,7 @@ pub fn render(records: &[ComponentRecord], unrecorded: &[String], facade: &Facad
             r.crate_name,
             r.feature.map_or("—".to_string(), |f| format!("`{f}`")),
             if r.default { "yes" } else { "no" },
-            cell(r.summary),
+            cell(&unlink(r.summary, &[])),
         );
     }
 
@@ -626,11 +626,27 @@ fn selection(r: &ComponentRecord, all: &[&ComponentRecord], facade: &Facade) -> 
 
 /// A component's documentation as a section body: its headings demoted
 /// below the section's, rustdoc's hidden lines (`# ` in Rust code blocks)
-/// dropped.
+/// dropped, its intra-doc links reduced to their text ([`unlink`]).
 fn body(docs: &str) -> String {
     let mut out = String::new();
+    // Labels that the docs define as Markdown references: real links.
+    let defined: Vec<&str> = docs
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start().strip_prefix('[')?;
+            let (label, rest) = l.split_once(']')?;
+            rest.starts_with(':').then_some(label)
+        })
+        .collect();
     let mut fence: Option<bool> = None; // Some(is Rust code) inside a code block
     for line in docs.lines() {
+        let unlinked;
+        let line = if fence.is_none() && !line.trim_start().starts_with("```") {
+            unlinked = unlink(line, &defined);
+            unlinked.as_str()
+        } else {
+            line
+        };
         let t = line.trim_start();
         if let Some(info) = t.strip_prefix("```") {
             fence = match fence {
@@ -652,6 +668,106 @@ fn body(docs: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A line of rustdoc Markdown with its intra-doc links reduced to their
+/// text, which means nothing outside rustdoc: `[text](path::Item)` and
+/// `[text][path::Item]` become `text`, and `` [`Item`] `` (no reference
+/// of that name in `defined`, not itself a definition) becomes
+/// `` `Item` ``. Links to URLs, files
+/// or anchors, and everything inside code spans, stay.
+fn unlink(line: &str, defined: &[&str]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(c) = line[i..].chars().next() {
+        if c == '`' {
+            let end = code_span_end(line, i);
+            out.push_str(&line[i..end]);
+            i = end;
+            continue;
+        }
+        if c == '['
+            && let Some(close) = label_end(line, i)
+        {
+            let label = &line[i + 1..close];
+            let rest = &line[close + 1..];
+            let target = |open: char, shut: char| {
+                let t = rest.strip_prefix(open)?;
+                t.find(shut).map(|n| &t[..n])
+            };
+            if let Some(t) = target('(', ')').or_else(|| target('[', ']'))
+                && is_rust_path(t)
+            {
+                out.push_str(label);
+                i = close + 1 + t.len() + 2;
+                continue;
+            }
+            let is_code = label.len() >= 2 && label.starts_with('`') && label.ends_with('`');
+            let is_definition = rest.starts_with(':') && line[..i].trim().is_empty();
+            if is_code
+                && !rest.starts_with(['(', '['])
+                && !is_definition
+                && !defined.contains(&label)
+            {
+                out.push_str(label);
+                i = close + 1;
+                continue;
+            }
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// Where the code span that starts at `start` (a run of backticks) ends:
+/// after the next run of as many backticks, or after the run itself if
+/// none closes it.
+fn code_span_end(line: &str, start: usize) -> usize {
+    let n = line[start..].bytes().take_while(|&b| b == b'`').count();
+    let mut j = start + n;
+    while j < line.len() {
+        let run = line[j..].bytes().take_while(|&b| b == b'`').count();
+        if run == n {
+            return j + run;
+        }
+        j += run.max(1);
+    }
+    start + n
+}
+
+/// The index of the `]` that closes the `[` at `open`, skipping code spans
+/// and nested brackets.
+fn label_end(line: &str, open: usize) -> Option<usize> {
+    let mut depth = 0;
+    let mut j = open;
+    while j < line.len() {
+        match line.as_bytes()[j] {
+            b'`' => {
+                j = code_span_end(line, j);
+                continue;
+            }
+            b'[' => depth += 1,
+            b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    None
+}
+
+/// Whether a link target is a rustdoc path (`crate::device::NetDeviceEbb`,
+/// `Vec::<u8>::new`, `fn@foo`, `foo()`), not a URL, file or anchor.
+fn is_rust_path(target: &str) -> bool {
+    !target.is_empty()
+        && target
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_:<>,!()@`".contains(c))
 }
 
 /// Whether a code block with this info string is Rust to rustdoc.
@@ -967,6 +1083,40 @@ ebbrt-debugcon = { path = "d", optional = true }
         assert!(out.contains("- runtime: — (the facade does not link it)\n- crate: `app`\n"));
         recs[2].summary = "";
         assert!(render(&recs, &[], &facade()).contains("*No documentation.*\n"));
+    }
+
+    #[test]
+    fn intra_doc_links_are_reduced_to_their_text() {
+        assert_eq!(
+            unlink(
+                "See [`ids::CLOCK`] and [`NetDeviceEbb`](crate::device::NetDeviceEbb).",
+                &[]
+            ),
+            "See `ids::CLOCK` and `NetDeviceEbb`."
+        );
+        assert_eq!(unlink("é at [`ID`]: it", &[]), "é at `ID`: it");
+        assert_eq!(
+            unlink("[the trait][crate::Console], [x](Vec::<u8>::new)", &[]),
+            "the trait, x"
+        );
+        // URLs, files, anchors, defined references, code spans and plain
+        // brackets stay.
+        for kept in [
+            "[docs](https://example.org/a)",
+            "[tooling](docs/tooling.md)",
+            "[below](#section)",
+            "`#[ebb(shared)]` and `` [`x`] ``",
+            "[0, 1) and [a] and [`unclosed`",
+            "[`Defined`]",
+            "  [`x`]: https://x.example",
+        ] {
+            assert_eq!(unlink(kept, &["`Defined`"]), kept);
+        }
+        let out = body("A [`B`] c.\n\n[`D`]: https://d.example\n[`D`] stays.\n```\n[`E`]\n```\n");
+        assert_eq!(
+            out,
+            "A `B` c.\n\n[`D`]: https://d.example\n[`D`] stays.\n```\n[`E`]\n```\n"
+        );
     }
 
     #[test]
