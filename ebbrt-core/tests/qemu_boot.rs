@@ -13,9 +13,10 @@ use ebbrt as _;
 mod kernel {
     use core::time::Duration;
 
+    use ebbrt_core::console;
     use ebbrt_core::cpu;
     use ebbrt_core::exec;
-    use ebbrt_core::native::{console, start_main};
+    use ebbrt_core::native::start_main;
     use ebbrt_core::time::Instant;
 
     macro_rules! say {

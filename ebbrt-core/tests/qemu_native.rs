@@ -306,10 +306,14 @@ mod native {
 
     #[ebbrt::test]
     fn the_console_is_a_registered_shared_ebb() {
-        let r = ebbrt::registry::find("Console").expect("Console is registered");
+        // The facade's default native console, bound to the interface.
+        let b = ebbrt::ebb::binding::<dyn ebbrt::console::Console>().expect("one console");
+        assert_eq!(b.component, "UartConsole");
+        let r = ebbrt::registry::find("UartConsole").expect("UartConsole is registered");
         assert_eq!(r.kind, ebbrt::EbbKind::Shared);
         assert_eq!(r.id, Some(ids::CONSOLE));
-        ebbrt::registry::check_static_ids().expect("no id conflicts");
+        assert_eq!(r.interface, "ebbrt_core::console::Console");
+        ebbrt::registry::check_start().expect("the components fit together");
     }
 
     #[ebbrt::test]

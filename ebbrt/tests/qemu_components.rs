@@ -99,7 +99,7 @@ fn the_selected_general_purpose_allocator_is_live() -> Result<(), String> {
     let p = gp
         .allocate(layout)
         .ok_or_else(|| format!("{} refused 4 KiB", r.name))?;
-    if p.as_ptr() as usize % 64 != 0 {
+    if !(p.as_ptr() as usize).is_multiple_of(64) {
         return Err(format!("{} misaligned a block: {p:?}", r.name));
     }
     // SAFETY: `p` came from `allocate` with `layout` just above.

@@ -55,13 +55,16 @@ impl Console for StdoutConsole {
 
 #[cfg(test)]
 mod tests {
-    use ebbrt_core::ebb::{binding, bound};
     use ebbrt_core::console::Console;
+    use ebbrt_core::ebb::{binding, bound};
 
     #[test]
     fn it_is_the_bound_console() {
         let b = binding::<dyn Console>().expect("exactly one console in this test binary");
-        assert_eq!((b.component, b.crate_name), ("StdoutConsole", "ebbrt-console-stdout"));
+        assert_eq!(
+            (b.component, b.crate_name),
+            ("StdoutConsole", "ebbrt-console-stdout")
+        );
         let r = ebbrt_core::registry::find("StdoutConsole").expect("linked");
         assert_eq!(r.interface, "ebbrt_core::console::Console");
         bound::<dyn Console>().unwrap().print(format_args!(""));

@@ -123,7 +123,7 @@ impl GpAllocator {
 
     #[inline(never)]
     #[allow(unsafe_code)]
-    // SAFETY (contract): `ptr` is a live large block of this allocator
+    // SAFETY: (contract) `ptr` is a live large block of this allocator
     // allocated with `layout` (as for `free`), unused after the call.
     unsafe fn free_large(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         let order = order_for_layout(layout.size(), layout.align()).ok_or(FreeError {

@@ -110,7 +110,7 @@ impl Region {
     /// The metadata byte of the page at `addr` (inside the region).
     fn meta(&self, addr: usize) -> *mut u8 {
         debug_assert!(self.contains(addr));
-        // SAFETY (pointer arithmetic only): `addr` is in the region, so the
+        // SAFETY: pointer arithmetic only: `addr` is in the region, so the
         // index is below the number of metadata bytes the region has.
         unsafe { self.meta.add((addr - self.start) >> PAGE_SHIFT) }
     }

@@ -165,7 +165,7 @@ fn bad_frees_are_caught_and_change_nothing() {
     let a = b.alloc(2).unwrap();
     let c = b.alloc(0).unwrap();
     let before = b.free_counts();
-    // SAFETY (all frees below): each is either refused, which touches
+    // SAFETY: (all frees below) each is either refused, which touches
     // nothing, or frees a block we own.
     unsafe {
         let e = b.free(a, 1).unwrap_err();

@@ -429,7 +429,7 @@ fn bad_frees_are_caught_in_debug_builds() {
         let c32 = SizeClass::for_size(32).unwrap();
         let a = rep.alloc(c16).unwrap();
         let b = rep.alloc(c32).unwrap();
-        // SAFETY (each free): refused frees change nothing; the others free
+        // SAFETY: (each free) refused frees change nothing; the others free
         // objects allocated above, once.
         unsafe {
             assert_eq!(rep.free(b, c16).unwrap_err().kind, FreeErrorKind::WrongSize);

@@ -35,7 +35,7 @@ unsafe impl Hal for IdentityHal {
         (p.as_ptr() as PhysAddr, p)
     }
 
-    // SAFETY (contract): virtio-drivers passes back what `dma_alloc` returned.
+    // SAFETY: (contract) virtio-drivers passes back what `dma_alloc` returned.
     unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
         // SAFETY: the caller passes memory `dma_alloc` returned for `pages`.
         unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), pages_layout(pages)) };
