@@ -3,36 +3,27 @@
 //! A per-core Ebb, `Greeter`, has one representative on each core. Every
 //! core greets through its own rep and bumps that rep's counter (with a
 //! plain `Cell`: a rep never leaves its core, so no atomics), then `main`
-//! sums the counters through the Ebb's root, which visits each rep on its
-//! own core. The same source builds hosted (`cargo run -p hello -- --cores
+//! sums the counters through the Ebb's root (which its `EbbRef` reaches),
+//! visiting each rep on its own core. The same source builds hosted (`cargo run -p hello -- --cores
 //! 4`) and natively.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use core::cell::Cell;
 
-use ebbrt::cpu::{self, CoreId};
+use ebbrt::EbbRef;
+use ebbrt::cpu;
 use ebbrt::ebb::ids;
-use ebbrt::{EbbRef, PerCoreRoot};
 
 /// Greets from its core, and counts what happened there.
-#[ebbrt::ebb(per_core, id = ids::app(0), new = Greeter::new)]
+#[ebbrt::ebb(per_core, id = ids::app(0))]
+#[derive(Default)]
 pub struct Greeter {
-    root: &'static PerCoreRoot<Greeter>,
-    core: CoreId,
     count: Cell<u64>,
 }
 
 impl Greeter {
-    fn new(root: &'static PerCoreRoot<Greeter>, core: CoreId) -> Self {
-        Greeter {
-            root,
-            core,
-            count: Cell::new(0),
-        }
-    }
-
     fn greet(&self) {
-        ebbrt::println!("hello from core {} of {}", self.core.0, cpu::count());
+        ebbrt::println!("hello from core {} of {}", cpu::current().0, cpu::count());
     }
 
     fn bump(&self) {
@@ -60,7 +51,7 @@ async fn main() -> i32 {
     })
     .await;
 
-    let per_core = GREETER.root.gather(|rep| rep.count.get()).await;
+    let per_core = GREETER.root().gather(|rep| rep.count.get()).await;
     let total: u64 = per_core.iter().map(|(_, n)| n).sum();
     let n = cpu::count() as u64;
     let expected = BUMPS * n * (n + 1) / 2;
