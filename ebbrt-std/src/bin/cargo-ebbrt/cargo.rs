@@ -291,17 +291,29 @@ impl Workspace {
     }
 
     /// Builds an example for the native target; returns its ELF image.
-    pub fn build_native_example(&self, pkg: &Package, release: bool) -> Result<PathBuf, Error> {
+    pub fn build_native_example(
+        &self,
+        pkg: &Package,
+        release: bool,
+        features: &[String],
+    ) -> Result<PathBuf, Error> {
         let bin = example_bin(pkg)?;
         let mut c = self.native_command(&["build", "-p", &pkg.name, "--bin", bin], release);
+        with_features(&mut c, features);
         let what = format!("native build of `{}`", pkg.name);
         run_for_executable(&mut c, &what, |m| is_bin_of(m, pkg, bin))
     }
 
     /// Builds an example for the host; returns its executable.
-    pub fn build_hosted_example(&self, pkg: &Package, release: bool) -> Result<PathBuf, Error> {
+    pub fn build_hosted_example(
+        &self,
+        pkg: &Package,
+        release: bool,
+        features: &[String],
+    ) -> Result<PathBuf, Error> {
         let bin = example_bin(pkg)?;
         let mut c = self.hosted_build_command(pkg, bin, release);
+        with_features(&mut c, features);
         let what = format!("hosted build of `{}`", pkg.name);
         run_for_executable(&mut c, &what, |m| is_bin_of(m, pkg, bin))
     }
@@ -411,6 +423,13 @@ impl Package {
             .iter()
             .map(|(k, _)| k.as_str())
             .filter(move |k| *k != "default" && !defaults.iter().any(|d| d == k))
+    }
+}
+
+/// Adds `--features a,b` to a cargo command (nothing for none).
+fn with_features(c: &mut Command, features: &[String]) {
+    if !features.is_empty() {
+        c.arg("--features").arg(features.join(","));
     }
 }
 

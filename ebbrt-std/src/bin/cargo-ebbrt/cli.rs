@@ -48,6 +48,9 @@ pub struct RunArgs {
     pub accel: Option<Accel>,
     /// Build with `--release`.
     pub release: bool,
+    /// `--features` for cargo (comma- or space-separated, may repeat),
+    /// e.g. `ebbrt/idle-poll` to select a facade component.
+    pub features: Vec<String>,
     /// Stop the run after this long (exit status 124).
     pub timeout: Option<Duration>,
     /// Everything after `--`.
@@ -126,6 +129,8 @@ Options:
   --append <\"k=v ..\"> boot arguments: the kernel command line (native) or EBBRT_ARGS (hosted)
   --accel <kvm|tcg>   override the accelerator choice (native only)
   --release           build with the release profile
+  -F, --features <F>  cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
+                      select a facade component (docs/components.md)
   --timeout <SECS>    stop the run after SECS seconds (exit status 124)
   -h, --help          print this help
 Networking (native):
@@ -272,6 +277,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
     let mut append = None;
     let mut accel = None;
     let mut release = false;
+    let mut features = Vec::new();
     let mut timeout = None;
     let mut app_args = Vec::new();
     let mut net = crate::net::NetOpts::default();
@@ -296,6 +302,14 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                 "--release" => {
                     flags.no_value(&name, inline)?;
                     release = true;
+                }
+                "--features" | "-F" => {
+                    let v = flags.value(&name, inline)?;
+                    features.extend(
+                        v.split([',', ' '])
+                            .filter(|f| !f.is_empty())
+                            .map(String::from),
+                    );
                 }
                 "--cores" => cores = Some(parse_cores(&flags.value(&name, inline)?, usage)?),
                 "--mem" => {
@@ -370,6 +384,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
         append,
         accel,
         release,
+        features,
         timeout,
         app_args,
         net,
@@ -525,6 +540,20 @@ mod tests {
             Ok(Command::Run(r)) => r,
             other => panic!("expected a run command, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn features_accumulate() {
+        let r = run(&[
+            "run",
+            "echo",
+            "--features",
+            "ebbrt/idle-poll,x",
+            "-F",
+            "y z",
+        ]);
+        assert_eq!(r.features, ["ebbrt/idle-poll", "x", "y", "z"]);
+        assert!(run(&["run", "echo"]).features.is_empty());
     }
 
     fn test(args: &[&str]) -> TestArgs {

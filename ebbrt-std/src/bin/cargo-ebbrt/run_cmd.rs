@@ -30,7 +30,7 @@ pub fn run(a: RunArgs) -> Result<i32, Error> {
 fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Error> {
     let qemu_bin = setup::ensure_qemu()?;
     setup::ensure_rust_src(&ws.root)?;
-    let kernel = ws.build_native_example(pkg, a.release)?;
+    let kernel = ws.build_native_example(pkg, a.release, &a.features)?;
     let choice = accel::detect(a.accel);
     note(&format!("accelerator: {}", choice.reason));
     // Lives until QEMU exits: a tap's namespace is deleted when it drops.
@@ -91,7 +91,7 @@ fn native_command_line(append: &str, app_args: &[String]) -> Result<String, Erro
 
 fn run_hosted(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Error> {
     // Build first, so that a --timeout covers the run and not the build.
-    let exe = ws.build_hosted_example(pkg, a.release)?;
+    let exe = ws.build_hosted_example(pkg, a.release, &a.features)?;
     let cmd = ws.hosted_run_command(
         &exe,
         a.cores,

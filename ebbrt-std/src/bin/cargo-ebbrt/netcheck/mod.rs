@@ -380,11 +380,11 @@ pub fn run(s: &Setup<'_>) -> NetReport {
     let all: Vec<&'static str> = USER_CHECKS.iter().chain(&TAP_CHECKS).copied().collect();
     let debug_kernel =
         s.ws.example(EXAMPLE)
-            .and_then(|pkg| s.ws.build_native_example(pkg, false));
+            .and_then(|pkg| s.ws.build_native_example(pkg, false, &[]));
     let kernel = match s
         .ws
         .example(EXAMPLE)
-        .and_then(|pkg| s.ws.build_native_example(pkg, true))
+        .and_then(|pkg| s.ws.build_native_example(pkg, true, &[]))
     {
         Ok(k) => k,
         Err(e) => {
