@@ -7,15 +7,17 @@
 #   native-user     native echo, QEMU user networking (127.0.0.1 forward)
 #   native-tap-1q-irq, native-tap-2q-irq: the same, interrupts only
 #                   (virtio.poll=never: the driver never polls)
+#   native-tap-1q-idlepoll, native-tap-2q-idlepoll: the same as 1q/2q with
+#                   the facade's `idle-poll` idle policy (cores never halt)
 #   linux-vm        Debian's kernel in the same QEMU, same NIC, netns tap
-#                   (/work/shared/tools/linux-vm-memcached; socat echo)
+#                   (../shared/tools/linux-vm-memcached; socat echo)
 #   hosted          the same echo source as a Linux process, loopback
 # Needs root for the namespaces. Usage: bench-net.sh [CONFIG...]
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 TRIALS=${TRIALS:-3}
 bench=components/net/tools/netbench.py
-configs=${*:-native-tap-1q native-tap-2q native-tap-1q-irq native-tap-2q-irq native-user linux-vm hosted}
+configs=${*:-native-tap-1q native-tap-2q native-tap-1q-irq native-tap-2q-irq native-tap-1q-idlepoll native-tap-2q-idlepoll native-user linux-vm hosted}
 
 trials() { # run netbench TRIALS times against $@ (a command prefix + host port)
   for t in $(seq 1 "$TRIALS"); do
@@ -31,11 +33,12 @@ kill_qemu_below() { # kill the QEMU processes descended from pid $1
   done
 }
 
-native() { # native QUEUES NET [BOOT ARGS]
+native() { # native QUEUES NET [BOOT ARGS] [CARGO FEATURES]
   local log; log=$(mktemp)
   local q=$1 net=$2 extra=()
   [ "$net" = tap ] && extra=(--queues "$q")
   [ -n "${3:-}" ] && extra+=(--append "$3")
+  [ -n "${4:-}" ] && extra+=(--features "$4")
   cargo ebbrt run echo --release --net "$net" "${extra[@]}" --cores 2 --timeout 900 >"$log" 2>&1 &
   local tool=$!
   for _ in $(seq 1 300); do grep -q "listening on" "$log" && break; sleep 1; done
@@ -59,12 +62,14 @@ for c in $configs; do
     native-user) native 1 user ;;
     native-tap-1q-irq) native 1 tap virtio.poll=never ;;
     native-tap-2q-irq) native 2 tap virtio.poll=never ;;
+    native-tap-1q-idlepoll) native 1 tap "" ebbrt/idle-poll ;;
+    native-tap-2q-idlepoll) native 2 tap "" ebbrt/idle-poll ;;
     linux-vm)
       export NETNS=ebbrt-bench-linux WORK=${TMPDIR:-/tmp}/ebbrt-bench-linuxvm
-      /work/shared/tools/linux-vm-memcached start --smp 2 >/dev/null
+      ../shared/tools/linux-vm-memcached start --smp 2 >/dev/null
       sleep 3
       trials ip netns exec "$NETNS" python3 $bench 10.77.0.2 7
-      /work/shared/tools/linux-vm-memcached stop ;;
+      ../shared/tools/linux-vm-memcached stop ;;
     hosted)
       cargo build -q --release -p echo
       target=${CARGO_TARGET_DIR:-target}
