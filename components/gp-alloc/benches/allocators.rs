@@ -20,9 +20,12 @@
 //!   most slots in a round is of an object another thread allocated (with
 //!   T = 1, one array alternates between the two workers, one at a time).
 //!
-//! Usage: `cargo bench -p ebbrt-gp-alloc --bench allocators -- [--reps N] [--scale F] [--only NAME]`
+//! Usage: `cargo bench -p ebbrt-gp-alloc --bench allocators -- [--reps N] [--scale F] [--only NAME]
+//! [--threads T] [--alloc NAME,...] [--no-warmup]`
 //! Each cell is the median of `--reps` runs (default 3), allocators
-//! interleaved run by run.
+//! interleaved run by run. `--threads` runs one thread count only and
+//! `--no-warmup` skips the warm-up runs: for counting instructions per
+//! operation under `valgrind --tool=callgrind` (see docs/benchmarks.md).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -389,6 +392,8 @@ fn main() {
     let mut reps = 3usize;
     let mut scale = 1.0f64;
     let mut only: Option<String> = None;
+    let mut thread_counts = vec![1, 2];
+    let mut warmup = true;
     let mut allocs: Vec<usize> = (0..NAMES.len()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -396,15 +401,21 @@ fn main() {
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).expect("--reps N"),
             "--scale" => scale = args.next().and_then(|v| v.parse().ok()).expect("--scale F"),
             "--only" => only = args.next(),
+            "--threads" => {
+                thread_counts = vec![
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|t| (1..=WORKERS).contains(t))
+                        .expect("--threads 1|2"),
+                ]
+            }
+            "--no-warmup" => warmup = false,
             "--alloc" => {
                 let want = args.next().expect("--alloc NAME[,NAME]");
                 allocs = (0..NAMES.len())
                     .filter(|&i| want.split(',').any(|n| n == NAMES[i]))
                     .collect();
-                assert!(
-                    allocs.contains(&0),
-                    "--alloc must include ebbrt (the ratios are against it)"
-                );
+                assert!(!allocs.is_empty(), "--alloc: no known allocator named");
             }
             _ => {} // `cargo bench` passes `--bench`
         }
@@ -417,7 +428,7 @@ fn main() {
         num_cpus()
     );
     // Warm every allocator up on both workers (arenas, thread caches).
-    for &w in &allocs {
+    for &w in allocs.iter().filter(|_| warmup) {
         run_by_index(&pool, w, Test::Larson, 2, 0.01);
         run_by_index(&pool, w, Test::ThreadtestI, 2, 0.005);
     }
@@ -431,7 +442,7 @@ fn main() {
         if only.as_deref().is_some_and(|o| !test.name().contains(o)) {
             continue;
         }
-        for threads in [1, 2] {
+        for &threads in &thread_counts {
             let mut times = vec![Vec::new(); NAMES.len()];
             for r in 0..reps {
                 // Rotate the order each repetition.
@@ -464,12 +475,17 @@ fn main() {
                 .enumerate()
                 .min_by_key(|(_, d)| **d)
                 .unwrap();
+            // Without ours or without any other (`--alloc`), no ratio.
+            let ratio = if med[0] == Duration::MAX || *best == Duration::MAX {
+                "-".to_string()
+            } else {
+                format!("{:.2}", med[0].as_secs_f64() / best.as_secs_f64())
+            };
             println!(
-                "| {} | {threads} | {} | {} | {:.2} |",
+                "| {} | {threads} | {} | {} | {ratio} |",
                 test.name(),
                 cells.join(" | "),
                 NAMES[bi + 1],
-                med[0].as_secs_f64() / best.as_secs_f64()
             );
         }
     }
