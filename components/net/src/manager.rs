@@ -102,11 +102,13 @@ pub(crate) enum Home {
 ///
 /// One representative per core, owning a TCP/IP stack (one per queue pair
 /// of the NIC) or pointing at the core that owns one. The socket API
-/// ([`crate::TcpListener`], [`crate::TcpStream`], [`crate::UdpSocket`])
-/// goes through it. The root ([`NetRoot`]) holds the NIC, which the
-/// manager finds as the implementation of
-/// [`NetDeviceEbb`](crate::device::NetDeviceEbb) at `NET_DEVICE`, and the
-/// configuration (boot arguments `net.*`).
+/// ([`TcpListener`](crate::TcpListener), [`TcpStream`](crate::TcpStream),
+/// [`UdpSocket`](crate::UdpSocket)) goes through it. The root
+/// ([`NetRoot`]) holds the configuration (boot arguments `net.*`) and the
+/// NIC: whatever the implementation of the interface
+/// [`NetDeviceEbb`](crate::device::NetDeviceEbb) at `NET_DEVICE` hands out
+/// (`virtio-net`'s `VirtioNet` natively); without one, socket calls fail
+/// with `NotFound`.
 #[ebb(per_core, id = ids::NETWORK_MANAGER, root = NetRoot, new = NetworkManager::build, root_new = default_root)]
 pub struct NetworkManager {
     home: Home,

@@ -51,10 +51,11 @@ use crate::queue::{Live, PendingPair, QueuePair};
 ///   interrupts only).
 /// - **How the network reaches it**: it implements the interface
 ///   `ebbrt_net::device::NetDeviceEbb` at `NET_DEVICE`; the network
-///   manager finds it with `ebbrt_core::ebb::bound::<dyn NetDeviceEbb>()`
-///   and runs one stack per active queue pair (one per core with
-///   multiqueue, else core 0's, reached through `spawn_on`). The network
-///   crate never names this one, so another NIC driver can take the id.
+///   manager finds it through the interface's binding
+///   (`ebbrt_core::ebb::binding::<dyn NetDeviceEbb>()`) and runs one
+///   stack per active queue pair (one per core with multiqueue, else core
+///   0's, reached through `spawn_on`). The network crate never names this
+///   one, so another NIC driver can take the id.
 /// - **Hosted**: the type compiles (so the hosted catalog lists it), but a
 ///   Linux process has no PCI bus: its root finds no device. The `ebbrt`
 ///   facade links the driver only into native images.
