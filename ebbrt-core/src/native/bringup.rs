@@ -57,7 +57,10 @@ pub(super) extern "C" fn kernel_entry(start_info: u32) -> ! {
     let top = stack.end;
     phases.mark("memory");
     BOOT.call_once(|| (phases, stack, protection));
-    stack::switch_to(top, kernel_main)
+    // SAFETY: `top` is the end of the boot core's fresh, guarded stack
+    // (`new_stack` aligns it), used by no one else; `kernel_main` never
+    // returns and needs nothing from the boot stack.
+    unsafe { stack::switch_to(top, kernel_main) }
 }
 
 /// What `kernel_entry` hands over to `kernel_main` across the stack switch.

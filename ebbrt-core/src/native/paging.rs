@@ -275,7 +275,12 @@ pub(crate) fn map_4k(virt: u64, phys: u64) -> Result<(), MapError> {
 /// rights `access`, and drops the calling core's cached translation of it.
 /// Other cores must drop theirs (by a TLB flush) before relying on the
 /// change.
-pub(crate) fn set_access(addr: u64, access: Access) -> Result<(), MapError> {
+///
+/// # Safety
+/// Nothing may rely on the page's current rights while the new ones hold:
+/// no live reference into a page made unwritable (or unmapped) is written
+/// through, no code running from a page made non-executable.
+pub(crate) unsafe fn set_access(addr: u64, access: Access) -> Result<(), MapError> {
     let page = addr & !(PAGE - 1);
     leaf_4k(page, false)?.store(page | access.bits(), Ordering::Release);
     tlb::flush(VirtAddr::new(page));

@@ -203,7 +203,9 @@ pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
         0x100 | if paging::no_execute() { 0x800 } else { 0 },
         Ordering::Relaxed,
     );
-    if let Err(e) = paging::set_access(TRAMPOLINE, Access::ReadExec) {
+    // SAFETY: the trampoline page holds only the code copied just above,
+    // which nothing writes while it is executable.
+    if let Err(e) = unsafe { paging::set_access(TRAMPOLINE, Access::ReadExec) } {
         log::warn!("cannot make the AP trampoline executable ({e}): running on one core");
         return 1;
     }
@@ -211,7 +213,9 @@ pub(crate) fn start_aps(bsp_apic: u32, apic_ids: &[u32]) -> u32 {
     // Every AP that started runs kernel code now, and the others were sent
     // INIT. The APs drop their cached translation of the page after the go
     // (`ap_entry`), which `release` gives after this.
-    if let Err(e) = paging::set_access(TRAMPOLINE, Access::ReadWrite) {
+    // SAFETY: every AP that started left the trampoline for kernel code;
+    // nothing runs from the page any more.
+    if let Err(e) = unsafe { paging::set_access(TRAMPOLINE, Access::ReadWrite) } {
         log::warn!("the AP trampoline page stays executable: {e}");
     }
     cores

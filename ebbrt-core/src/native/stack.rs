@@ -189,9 +189,14 @@ pub(crate) fn guard_owner(addr: u64) -> Option<Guarded> {
 
 /// Moves the calling core onto the stack ending at `top` and calls `f`
 /// there. The old stack is abandoned.
-pub(crate) fn switch_to(top: u64, f: extern "C" fn() -> !) -> ! {
-    // SAFETY: `top` is the 16-byte-aligned end of a mapped stack that no one
-    // else uses; `f` never returns, so nothing on the old stack is needed.
+///
+/// # Safety
+/// `top` is the 16-byte-aligned end of a mapped, writable stack that no one
+/// else uses, large enough for `f`; nothing on the old stack is used again.
+pub(crate) unsafe fn switch_to(top: u64, f: extern "C" fn() -> !) -> ! {
+    // SAFETY: the caller's contract: `top` is the 16-byte-aligned end of a
+    // mapped stack that no one else uses; `f` never returns, so nothing on
+    // the old stack is needed.
     unsafe {
         core::arch::asm!(
             "mov rsp, {top}",
