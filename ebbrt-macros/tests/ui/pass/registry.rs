@@ -78,8 +78,11 @@ fn main() {
     );
     assert_eq!(u.interface, concat!(module_path!(), "::Undocumented"));
 
-    // The core's own id allocator is there too, and no id is claimed twice.
-    assert!(COMPONENTS.iter().any(|r| r.name == "IdAllocator"));
+    // The core's own Ebbs are there too (the id allocator, the event
+    // manager, the clock), and no id is claimed twice.
+    for core in ["IdAllocator", "EventManager", "Clock"] {
+        assert!(COMPONENTS.iter().any(|r| r.name == core), "{core}");
+    }
     let by_hand = find("ByHand").unwrap();
     assert_eq!(
         (by_hand.summary, by_hand.docs),
@@ -90,6 +93,6 @@ fn main() {
         (env!("CARGO_PKG_NAME"), true)
     );
     assert_eq!(find("Terse").unwrap().docs, "Short.");
-    assert_eq!(COMPONENTS.len(), 5);
+    assert_eq!(COMPONENTS.len(), 4 + 3);
     check_static_ids().unwrap();
 }
