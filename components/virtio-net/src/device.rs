@@ -25,7 +25,7 @@ use crate::ebb::VirtioNet;
 use crate::features::{Features, Polling};
 use crate::hal::IdentityHal;
 use crate::legacy::LegacyTransport;
-use crate::pci::{Msix, PortCam};
+use crate::pci::{Msix, PortCam, read_config};
 use crate::queue::{PendingPair, QUEUE_SIZE};
 
 const SUPPORTED: Features = Features::all();
@@ -202,8 +202,8 @@ fn common_cfg(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<*mut u8
     let cap = root
         .capabilities(df)
         .find(|c| c.id == 0x09 && (c.private_header >> 8) as u8 == 1)?;
-    let bar = PortCam.read_word(df, cap.offset + 4) as u8;
-    let offset = PortCam.read_word(df, cap.offset + 8);
+    let bar = read_config(df, cap.offset + 4) as u8;
+    let offset = read_config(df, cap.offset + 8);
     let (base, _) = root.bar_info(df, bar).ok()??.memory_address_size()?;
     let addr = base + u64::from(offset);
     (base != 0 && addr < crate::hal::identity_mapped()).then_some(addr as *mut u8)
@@ -212,7 +212,7 @@ fn common_cfg(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<*mut u8
 /// Routes the function's INTx line to a vector on core 0; the vector and
 /// the I/O APIC input.
 fn intx_line(df: DeviceFunction) -> Option<(IrqVector, u8)> {
-    let w = PortCam.read_word(df, 0x3c);
+    let w = read_config(df, 0x3c);
     let (line, pin) = (w as u8, (w >> 8) as u8);
     if pin == 0 || line == 0xff {
         return None;
@@ -258,7 +258,9 @@ impl Nic {
     }
 
     fn init(df: DeviceFunction) -> Result<Nic, ProbeError> {
-        let mut root = PciRoot::new(PortCam);
+        // SAFETY: this driver alone uses the configuration mechanism, and it
+        // programs only `df`, the device it is probing and will drive.
+        let mut root = PciRoot::new(unsafe { PortCam::new() });
         let (_, cmd) = root.get_status_command(df);
         root.set_command(
             df,
@@ -266,7 +268,8 @@ impl Nic {
         );
         let msix = Msix::find(&mut root, df).filter(|m| m.usable());
         if let Some(m) = &msix {
-            m.enable(df);
+            // SAFETY: as for `root`: our device's MSI-X capability only.
+            m.enable(&mut unsafe { PortCam::new() }, df);
         }
         let force_legacy = ebbrt_core::native::boot_arg("virtio.legacy").is_some();
         let transport = match (
@@ -285,11 +288,11 @@ impl Nic {
                         modern.err()
                     ))
                 })?;
-                AnyTransport::Legacy(LegacyTransport::new(
-                    base,
-                    msix.is_some(),
-                    DeviceType::Network,
-                ))
+                // SAFETY: `base` is I/O BAR 0 of `df`, the legacy virtio
+                // device this probe drives and no one else does.
+                AnyTransport::Legacy(unsafe {
+                    LegacyTransport::new(base, msix.is_some(), DeviceType::Network)
+                })
             }
         };
         let legacy = matches!(transport, AnyTransport::Legacy(_));

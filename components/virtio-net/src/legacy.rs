@@ -30,7 +30,13 @@ pub(crate) struct LegacyTransport {
 
 impl LegacyTransport {
     /// The device at I/O port `base`; `msix`: MSI-X is enabled.
-    pub(crate) fn new(base: u16, msix: bool, device_type: DeviceType) -> Self {
+    ///
+    /// # Safety
+    /// `base` is I/O BAR 0 of a legacy virtio device that this transport
+    /// alone drives: its register writes (queue addresses, status, notify)
+    /// program that device's DMA, which `virtio-drivers`' queues keep to
+    /// memory they own.
+    pub(crate) unsafe fn new(base: u16, msix: bool, device_type: DeviceType) -> Self {
         LegacyTransport {
             base,
             config: if msix { 0x18 } else { 0x14 },
@@ -38,18 +44,50 @@ impl LegacyTransport {
         }
     }
 
+    fn in8(&self, reg: u16) -> u8 {
+        // SAFETY: `self.base` is our device's BAR (`new`'s contract).
+        unsafe { pio::inb(self.base + reg) }
+    }
+
+    fn in16(&self, reg: u16) -> u16 {
+        // SAFETY: as in `in8`.
+        unsafe { pio::inw(self.base + reg) }
+    }
+
+    fn in32(&self, reg: u16) -> u32 {
+        // SAFETY: as in `in8`.
+        unsafe { pio::inl(self.base + reg) }
+    }
+
+    fn out8(&mut self, reg: u16, v: u8) {
+        // SAFETY: our device's BAR (`new`'s contract); the values written
+        // come from `virtio-drivers`' queues and status handling, which
+        // point the device only at memory they own.
+        unsafe { pio::outb(self.base + reg, v) }
+    }
+
+    fn out16(&mut self, reg: u16, v: u16) {
+        // SAFETY: as in `out8`.
+        unsafe { pio::outw(self.base + reg, v) }
+    }
+
+    fn out32(&mut self, reg: u16, v: u32) {
+        // SAFETY: as in `out8`.
+        unsafe { pio::outl(self.base + reg, v) }
+    }
+
     /// Routes configuration-change interrupts to MSI-X entry `v`.
     pub(crate) fn set_config_vector(&mut self, v: u16) -> u16 {
-        pio::outw(self.base + CONFIG_VECTOR, v);
-        pio::inw(self.base + CONFIG_VECTOR)
+        self.out16(CONFIG_VECTOR, v);
+        self.in16(CONFIG_VECTOR)
     }
 
     /// Routes queue `q`'s interrupts to MSI-X entry `v`; returns what the
     /// device accepted (0xffff: none).
     pub(crate) fn set_queue_vector(&mut self, q: u16, v: u16) -> u16 {
-        pio::outw(self.base + QUEUE_SELECT, q);
-        pio::outw(self.base + QUEUE_VECTOR, v);
-        pio::inw(self.base + QUEUE_VECTOR)
+        self.out16(QUEUE_SELECT, q);
+        self.out16(QUEUE_VECTOR, v);
+        self.in16(QUEUE_VECTOR)
     }
 }
 
@@ -59,28 +97,28 @@ impl Transport for LegacyTransport {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        u64::from(pio::inl(self.base + DEVICE_FEATURES))
+        u64::from(self.in32(DEVICE_FEATURES))
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
-        pio::outl(self.base + GUEST_FEATURES, driver_features as u32);
+        self.out32(GUEST_FEATURES, driver_features as u32);
     }
 
     fn max_queue_size(&mut self, queue: u16) -> u32 {
-        pio::outw(self.base + QUEUE_SELECT, queue);
-        u32::from(pio::inw(self.base + QUEUE_SIZE))
+        self.out16(QUEUE_SELECT, queue);
+        u32::from(self.in16(QUEUE_SIZE))
     }
 
     fn notify(&mut self, queue: u16) {
-        pio::outw(self.base + QUEUE_NOTIFY, queue);
+        self.out16(QUEUE_NOTIFY, queue);
     }
 
     fn get_status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_truncate(u32::from(pio::inb(self.base + STATUS)))
+        DeviceStatus::from_bits_truncate(u32::from(self.in8(STATUS)))
     }
 
     fn set_status(&mut self, status: DeviceStatus) {
-        pio::outb(self.base + STATUS, status.bits() as u8);
+        self.out8(STATUS, status.bits() as u8);
     }
 
     fn set_guest_page_size(&mut self, _guest_page_size: u32) {}
@@ -99,22 +137,22 @@ impl Transport for LegacyTransport {
     ) {
         // The legacy layout is one contiguous, page-aligned block at the
         // descriptor table; its size is the device's.
-        pio::outw(self.base + QUEUE_SELECT, queue);
-        pio::outl(self.base + QUEUE_PFN, (descriptors >> 12) as u32);
+        self.out16(QUEUE_SELECT, queue);
+        self.out32(QUEUE_PFN, (descriptors >> 12) as u32);
     }
 
     fn queue_unset(&mut self, queue: u16) {
-        pio::outw(self.base + QUEUE_SELECT, queue);
-        pio::outl(self.base + QUEUE_PFN, 0);
+        self.out16(QUEUE_SELECT, queue);
+        self.out32(QUEUE_PFN, 0);
     }
 
     fn queue_used(&mut self, queue: u16) -> bool {
-        pio::outw(self.base + QUEUE_SELECT, queue);
-        pio::inl(self.base + QUEUE_PFN) != 0
+        self.out16(QUEUE_SELECT, queue);
+        self.in32(QUEUE_PFN) != 0
     }
 
     fn ack_interrupt(&mut self) -> InterruptStatus {
-        InterruptStatus::from_bits_truncate(u32::from(pio::inb(self.base + ISR)))
+        InterruptStatus::from_bits_truncate(u32::from(self.in8(ISR)))
     }
 
     fn read_config_generation(&self) -> u32 {
@@ -124,7 +162,7 @@ impl Transport for LegacyTransport {
     fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, Error> {
         let mut v = T::new_zeroed();
         for (i, b) in v.as_mut_bytes().iter_mut().enumerate() {
-            *b = pio::inb(self.base + self.config + (offset + i) as u16);
+            *b = self.in8(self.config + (offset + i) as u16);
         }
         Ok(v)
     }
@@ -135,7 +173,7 @@ impl Transport for LegacyTransport {
         value: T,
     ) -> Result<(), Error> {
         for (i, b) in value.as_bytes().iter().enumerate() {
-            pio::outb(self.base + self.config + (offset + i) as u16, *b);
+            self.out8(self.config + (offset + i) as u16, *b);
         }
         Ok(())
     }
