@@ -125,6 +125,15 @@ impl Args {
     }
 }
 
+/// An error at the first of `given` (an argument's key, if it was given,
+/// and its name) that is present: "`name` why".
+fn refuse<const N: usize>(given: [(Option<Span>, &str); N], why: &str) -> syn::Result<()> {
+    match given.into_iter().find_map(|(key, name)| Some((key?, name))) {
+        Some((key, name)) => Err(syn::Error::new(key, format_args!("`{name}` {why}"))),
+        None => Ok(()),
+    }
+}
+
 /// Sets `slot`; returns whether it was already set.
 fn set<T>(slot: &mut Option<Arg<T>>, key: Span, value: T) -> bool {
     let dup = slot.is_some();
@@ -133,14 +142,7 @@ fn set<T>(slot: &mut Option<Arg<T>>, key: Span, value: T) -> bool {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    match try_expand(args, item.clone()) {
-        Ok(out) => out,
-        Err(e) => {
-            // Keep the item, so that the only errors are ours.
-            let e = e.to_compile_error();
-            quote!(#e #item)
-        }
-    }
+    crate::or_item(try_expand(args, item.clone()), item)
 }
 
 fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
@@ -216,21 +218,15 @@ fn static_rep(
     item: &ItemStruct,
     rep: &Path,
 ) -> syn::Result<TokenStream> {
-    for (arg, name) in [
-        (args.new.as_ref().map(|a| a.key), "new"),
-        (args.root.as_ref().map(|a| a.key), "root"),
-        (args.root_new.as_ref().map(|a| a.key), "root_new"),
-    ] {
-        if let Some(key) = arg {
-            return Err(syn::Error::new(
-                key,
-                format_args!(
-                    "`{name}` builds representatives on the heap; `static_rep` serves them from \
-                     static storage: use one or the other"
-                ),
-            ));
-        }
-    }
+    refuse(
+        [
+            (args.new.as_ref().map(|a| a.key), "new"),
+            (args.root.as_ref().map(|a| a.key), "root"),
+            (args.root_new.as_ref().map(|a| a.key), "root_new"),
+        ],
+        "builds representatives on the heap; `static_rep` serves them from static storage: \
+         use one or the other",
+    )?;
     let ident = &item.ident;
     let name = ident.to_string();
     let call = quote_spanned!(rep.span()=> #rep());
@@ -427,19 +423,13 @@ fn per_core(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<T
 }
 
 fn shared(core: &TokenStream, args: &Args, item: &ItemStruct) -> syn::Result<TokenStream> {
-    for (arg, name) in [
-        (args.root.as_ref().map(|a| a.key), "root"),
-        (args.root_new.as_ref().map(|a| a.key), "root_new"),
-    ] {
-        if let Some(key) = arg {
-            return Err(syn::Error::new(
-                key,
-                format_args!(
-                    "`{name}` only applies to per-core Ebbs: the single instance of a shared Ebb holds its own state"
-                ),
-            ));
-        }
-    }
+    refuse(
+        [
+            (args.root.as_ref().map(|a| a.key), "root"),
+            (args.root_new.as_ref().map(|a| a.key), "root_new"),
+        ],
+        "only applies to per-core Ebbs: the single instance of a shared Ebb holds its own state",
+    )?;
     let ident = &item.ident;
     let new_instance = match (&args.id, &args.new) {
         (Some(_), Some(new)) => {

@@ -62,14 +62,8 @@ fn try_main(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
 }
 
 pub(crate) fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    match try_test(args, item.clone()) {
-        Ok(out) => out,
-        Err(e) => {
-            // Keep the fn, so that callers of it see no further errors.
-            let e = e.to_compile_error();
-            quote!(#e #item)
-        }
-    }
+    // Keep the fn, so that callers of it see no further errors.
+    crate::or_item(try_test(args, item.clone()), item)
 }
 
 fn try_test(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {

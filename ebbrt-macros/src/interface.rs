@@ -7,13 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, Item, ItemTrait};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    match try_expand(args, item.clone()) {
-        Ok(out) => out,
-        Err(e) => {
-            let e = e.to_compile_error();
-            quote!(#e #item)
-        }
-    }
+    crate::or_item(try_expand(args, item.clone()), item)
 }
 
 fn parse_id(args: TokenStream) -> syn::Result<Expr> {

@@ -180,3 +180,18 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::test(args.into(), item.into()).into()
 }
+
+/// The expansion, or the error followed by the item unchanged, so that the
+/// only errors the user sees are the attribute's own.
+fn or_item(
+    expansion: syn::Result<proc_macro2::TokenStream>,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    match expansion {
+        Ok(out) => out,
+        Err(e) => {
+            let e = e.to_compile_error();
+            quote::quote!(#e #item)
+        }
+    }
+}
