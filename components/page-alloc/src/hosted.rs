@@ -16,6 +16,10 @@ pub const MIN_ARENA: usize = 16 << 20;
 const ALIGN: usize = 1 << 30;
 
 fn wanted_size() -> usize {
+    // Miri backs a mapping with real memory of its own: the smallest arena.
+    if cfg!(miri) {
+        return MIN_ARENA;
+    }
     // SAFETY: `getenv` with a NUL-terminated name; it returns null or a
     // NUL-terminated string that stays valid while the environment is not
     // modified (we copy what we need at once, without allocating).
@@ -31,6 +35,15 @@ fn wanted_size() -> usize {
     }
 }
 
+/// A private anonymous mapping, not counted against the commit limit
+/// (Miri's `mmap` takes only `MAP_PRIVATE | MAP_ANONYMOUS`; its arena is
+/// small).
+const MAP_FLAGS: libc::c_int = if cfg!(miri) {
+    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
+} else {
+    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE
+};
+
 /// Maps the arena; returns its bounds, aligned to 1 GiB when large enough
 /// that 1 GiB blocks exist.
 pub(crate) fn map_arena() -> Option<(usize, usize)> {
@@ -44,7 +57,7 @@ pub(crate) fn map_arena() -> Option<(usize, usize)> {
                 core::ptr::null_mut(),
                 size + slack,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                MAP_FLAGS,
                 -1,
                 0,
             )

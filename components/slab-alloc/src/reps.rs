@@ -27,7 +27,10 @@ const _: () = assert!(size_of::<SlabAllocator>().is_power_of_two());
 pub(crate) fn owner_of(cache: &crate::cache::Cache) -> u32 {
     // The cache is the first field of a `repr(C)` `SlabAllocator`.
     let addr = cache as *const crate::cache::Cache as usize;
-    let base = REPS.0.as_ptr() as usize;
+    // The table's address without a reference to it: a `&` to the whole
+    // table (as `as_ptr` takes) would be a megabyte-wide retag under Miri
+    // on every call.
+    let base = &raw const REPS.0 as usize;
     debug_assert!(addr >= base && addr < base + OWNERS * size_of::<SlabAllocator>());
     ((addr - base) / size_of::<SlabAllocator>()) as u32
 }
