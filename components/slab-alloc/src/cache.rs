@@ -154,32 +154,6 @@ const CACHE_LIMIT: [u32; NUM_CLASSES] = {
     t
 };
 
-/// Where each class's stack starts in an owner's slot area, in slots.
-const SLOT_OFFSET: [usize; NUM_CLASSES] = {
-    let mut t = [0usize; NUM_CLASSES];
-    let mut i = 1;
-    while i < NUM_CLASSES {
-        t[i] = t[i - 1] + CACHE_LIMIT[i - 1] as usize;
-        i += 1;
-    }
-    t
-};
-
-/// Slots of all classes together.
-const SLOTS: usize = SLOT_OFFSET[NUM_CLASSES - 1] + CACHE_LIMIT[NUM_CLASSES - 1] as usize;
-
-/// The page order of the block holding an owner's stacks of free objects
-/// (every class's, [`cache_limit`] addresses each: 28.8 KiB in one 32 KiB
-/// block), taken from the page allocator at the owner's first refill, so
-/// that the static table of representatives stays small.
-pub(crate) const SLOT_AREA_ORDER: u32 = {
-    let mut order = 0;
-    while (PAGE_SIZE << order) < SLOTS * size_of::<*mut FreeObj>() {
-        order += 1;
-    }
-    order
-};
-
 /// How many freed objects of `class` a cache's free list takes before
 /// frees go to their slab (or, for another owner's object, home to that
 /// owner): [`CACHE_BYTES_PER_CLASS`] worth, at least 4 and at most 256
@@ -294,28 +268,19 @@ fn mark_allocated(_: *mut FreeObj, _: SizeClass) {}
 
 #[repr(C, align(64))]
 struct ClassCache {
-    /// Objects ready to hand out: a stack of addresses, `slots[0..len]`,
-    /// the last freed on top: objects taken from `current`, and objects
-    /// this cache's user freed, whichever slab and owner they come from
-    /// (see [`cache_limit`]). An array rather than a list threaded through
-    /// the objects, so that the fast paths' only dependency from one call
-    /// to the next is `counts` (a list's pop must first load the popped
-    /// object's link before the next pop can start: one more load, from
-    /// the object's line, on every allocation's critical path). Points
-    /// into the owner's slot area ([`SLOT_AREA_ORDER`]), null until the
-    /// owner's first refill.
-    slots: Cell<*mut *mut FreeObj>,
+    /// Objects ready to hand out, the last freed first: objects taken
+    /// from `current`, and objects this cache's user freed, whichever
+    /// slab and owner they come from (see [`cache_limit`]).
+    free: Cell<*mut FreeObj>,
     /// Two counts in one word, so that each fast path reads and writes it
-    /// once: the objects in `slots` (low half: at most `cap`), and how many
-    /// objects at the bottom of the stack are known to be this owner's
-    /// (high half: taken from `current`, or kept by the last
-    /// `send_foreign_home`; a free onto a stack shorter than this lowers
-    /// it), so that only the objects above need a look before the core
-    /// idles.
+    /// once: the objects on `free` (low half: frees push onto the list
+    /// while it holds fewer than the class's [`cache_limit`]; a refill from
+    /// `current` may take it above), and how many objects at the bottom of
+    /// the list are known to be this owner's (high half: taken from
+    /// `current`, or kept by the last `send_foreign_home`; a free onto a
+    /// list shorter than this lowers it), so that only the objects above
+    /// need a look before the core idles.
     counts: Cell<u64>,
-    /// Room in `slots`: the class's [`cache_limit`] once the slot area
-    /// exists, 0 before (so a free never writes to a missing area).
-    cap: Cell<u32>,
     /// The slab refills take objects from (null: none).
     current: Cell<*mut SlabHeader>,
     /// Other slabs with free objects (doubly linked through headers).
@@ -326,13 +291,13 @@ struct ClassCache {
 }
 
 impl ClassCache {
-    /// Objects on the stack.
+    /// Objects on the free list.
     #[inline(always)]
     fn len(&self) -> u32 {
         self.counts.get() as u32
     }
 
-    /// Objects at the bottom of the stack known to be the owner's
+    /// Objects at the bottom of the free list known to be the owner's
     /// (may exceed `len` after allocations: only the first `len` count).
     #[inline(always)]
     fn clean(&self) -> u32 {
@@ -344,7 +309,7 @@ impl ClassCache {
         self.counts.set(((clean as u64) << 32) | len as u64);
     }
 
-    /// A free pushed onto a stack of `len` objects whose mark said more:
+    /// A free pushed onto a list of `len` objects whose mark said more:
     /// only the bottom `len` are still known to be the owner's.
     #[cold]
     #[inline(never)]
@@ -354,9 +319,8 @@ impl ClassCache {
 
     const fn new() -> Self {
         ClassCache {
-            slots: Cell::new(ptr::null_mut()),
+            free: Cell::new(ptr::null_mut()),
             counts: Cell::new(0),
-            cap: Cell::new(0),
             current: Cell::new(ptr::null_mut()),
             partial: Cell::new(ptr::null_mut()),
             partial_tail: Cell::new(ptr::null_mut()),
@@ -454,25 +418,20 @@ impl Cache {
         }
     }
 
-    /// Pops an object of `class` from the cache's stack, if it has one.
+    /// Pops an object of `class` from the cache's free list, if it has one.
     #[inline(always)]
     pub(crate) fn alloc_fast(&self, class: SizeClass) -> Option<NonNull<u8>> {
         // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
-        let counts = cc.counts.get();
-        let len = counts as u32;
-        if len == 0 {
-            return None;
-        }
-        // The length (the low half) is at least 1: this takes one from it
-        // alone.
-        cc.counts.set(counts - 1);
-        // SAFETY: `slots[0..len]` hold free objects of this class (a
-        // non-empty stack has its area).
-        let obj = unsafe { cc.slots.get().add(len as usize - 1).read() };
-        mark_allocated(obj, class);
-        // SAFETY: the stack holds object addresses, never null.
-        Some(unsafe { NonNull::new_unchecked(obj.cast()) })
+        let obj = NonNull::new(cc.free.get())?;
+        // SAFETY: objects on the cache's free list are free objects of this
+        // class; their first word is the link.
+        cc.free.set(unsafe { (*obj.as_ptr()).next });
+        // The list was not empty, so its length (the low half) is at
+        // least 1: this takes one from it alone.
+        cc.counts.set(cc.counts.get() - 1);
+        mark_allocated(obj.as_ptr(), class);
+        Some(obj.cast())
     }
 
     #[inline(never)]
@@ -481,14 +440,11 @@ impl Cache {
         self.alloc(class)
     }
 
-    /// Fills the class's stack from the current slab, remote frees, a
+    /// Fills the class's free list from the current slab, remote frees, a
     /// partial slab or a new slab, in that order.
     fn refill(&self, class: SizeClass) -> Result<(), AllocError> {
         let cc = &self.classes[class.index()];
-        debug_assert!(cc.len() == 0);
-        if cc.cap.get() == 0 {
-            self.set_up_slots(class)?;
-        }
+        debug_assert!(cc.free.get().is_null() && cc.len() == 0);
         if self.take_from_current(cc, class) {
             return Ok(());
         }
@@ -532,99 +488,54 @@ impl Cache {
         Ok(())
     }
 
-    /// Whether this owner has its stacks (after its first refill).
-    #[inline(always)]
-    pub(crate) fn has_stacks(&self) -> bool {
-        self.classes[0].cap.get() != 0
-    }
-
-    /// Gives this owner its stacks if it has none yet (a free before the
-    /// first refill); whether it did just now.
-    #[cold]
-    pub(crate) fn set_up_stacks_for_free(&self, class: SizeClass) -> bool {
-        !self.has_stacks() && self.set_up_slots(class).is_ok()
-    }
-
-    /// Takes this owner's slot area from the page allocator and gives
-    /// every class its stack.
-    #[cold]
-    #[inline(never)]
-    fn set_up_slots(&self, class: SizeClass) -> Result<(), AllocError> {
-        let area = pages()
-            .alloc(SLOT_AREA_ORDER as usize)
-            .map_err(|e| AllocError {
-                allocator: "slab allocator",
-                size: class.size(),
-                align: class.align(),
-                ..e
-            })?
-            .as_ptr()
-            .cast::<*mut FreeObj>();
-        for (i, cc) in self.classes.iter().enumerate() {
-            debug_assert!(cc.len() == 0 && cc.cap.get() == 0);
-            // SAFETY: the area holds `SLOTS` slots; each class's stack
-            // starts at its offset and has `CACHE_LIMIT[i]` of them.
-            cc.slots.set(unsafe { area.add(SLOT_OFFSET[i]) });
-            cc.cap.set(CACHE_LIMIT[i]);
-        }
-        Ok(())
-    }
-
-    /// Moves up to a stack's worth of the current slab's freed objects, or
-    /// a batch of never-used ones, onto the class's (empty) stack.
+    /// Moves the current slab's freed objects, or a batch of never-used
+    /// ones, to the cache's free list.
     fn take_from_current(&self, cc: &ClassCache, class: SizeClass) -> bool {
         let h = cc.current.get();
         if h.is_null() {
             return false;
         }
-        debug_assert!(cc.len() == 0);
-        let slots = cc.slots.get();
-        let cap = cc.cap.get();
-        // SAFETY: `current` is a live slab of this cache. Its list holds
-        // every carved object not counted in use (a current slab is never
-        // `UNLINKED`), each a free object whose first word is the link; the
-        // stack has `cap` slots and is filled from the top down, so that
-        // the list's head (the last freed) is handed out first.
-        unsafe {
-            let (carved, state) = ((*h).carved.get(), (*h).state.get());
-            let n = (carved - state).min(cap);
-            if n != 0 {
-                let mut p = (*h).free.get();
-                for i in (0..n as usize).rev() {
-                    slots.add(i).write(p);
-                    p = (*p).next;
-                }
-                (*h).free.set(p);
-                // The objects taken are counted in use by the slab again.
-                (*h).state.set(state + n);
-                cc.set_counts(n, n);
-                return true;
-            }
+        // SAFETY: `current` is a live slab of this cache.
+        let h = unsafe { &*h };
+        let list = h.free.get();
+        if !list.is_null() {
+            cc.free.set(list);
+            h.free.set(ptr::null_mut());
+            // The slab's list held every carved object not counted in use;
+            // now every carved object is with a user or in a cache.
+            let carved = h.carved.get();
+            let n = carved - (h.state.get() & INUSE);
+            cc.set_counts(n, n);
+            h.state.set(carved);
+            return true;
         }
-        // SAFETY: as above.
-        let (bump, limit, size) = unsafe { ((*h).bump.get(), (*h).limit, class.size()) };
+        let (bump, limit, size) = (h.bump.get(), h.limit, class.size());
         if bump == limit {
             return false;
         }
-        // A batch of never-used objects, the lowest address on top. Their
-        // memory is not touched until they are handed out.
-        let n = ((limit - bump) / size).min(CARVE_BATCH).min(cap as usize);
-        for i in 0..n {
-            // SAFETY: `i < n <= cap`, and these are never-used objects of
-            // this slab.
+        // Thread a batch of fresh objects.
+        let n = ((limit - bump) / size).min(CARVE_BATCH);
+        let mut p = bump;
+        for _ in 0..n - 1 {
+            // SAFETY: `p` and `p + size` are never-used objects of this slab.
             unsafe {
-                slots
-                    .add(i)
-                    .write((bump + (n - 1 - i) * size) as *mut FreeObj)
+                (p as *mut FreeObj).write(FreeObj {
+                    next: (p + size) as *mut FreeObj,
+                })
             };
+            p += size;
         }
-        cc.set_counts(n as u32, n as u32);
-        // SAFETY: as above.
+        // SAFETY: as above, the last of the batch.
         unsafe {
-            (*h).bump.set(bump + n * size);
-            (*h).carved.set((*h).carved.get() + n as u32);
-            (*h).state.set((*h).state.get() + n as u32);
-        }
+            (p as *mut FreeObj).write(FreeObj {
+                next: ptr::null_mut(),
+            })
+        };
+        cc.free.set(bump as *mut FreeObj);
+        cc.set_counts(n as u32, n as u32);
+        h.bump.set(bump + n * size);
+        h.carved.set(h.carved.get() + n as u32);
+        h.state.set(h.state.get() + n as u32);
         true
     }
 
@@ -644,12 +555,17 @@ impl Cache {
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
         let counts = cc.counts.get();
         let len = counts as u32;
-        if len >= cc.cap.get() {
+        if len as usize >= cache_limit(class) {
             return false;
         }
-        // SAFETY: `len < cap`, so the stack has its area and a free slot;
-        // the object is not touched (its memory stays as its user left it).
-        unsafe { cc.slots.get().add(len as usize).write(obj.as_ptr().cast()) };
+        let o = obj.as_ptr() as *mut FreeObj;
+        // SAFETY: the object is free now; its first word becomes the link.
+        unsafe {
+            o.write(FreeObj {
+                next: cc.free.get(),
+            })
+        };
+        cc.free.set(o);
         if (counts >> 32) as u32 > len {
             // The objects from position `len` up are no longer known to be
             // ours. Rare (the first free after allocations took the list
@@ -852,9 +768,9 @@ impl Cache {
         self.take_back_remote_frees();
     }
 
-    /// Sends the objects of other owners on this cache's stacks home
+    /// Sends the objects of other owners on this cache's free lists home
     /// (into outboxes), keeping this owner's own objects in their order.
-    /// Looks only at the objects freed onto each stack since it was last
+    /// Looks only at the objects freed onto each list since it was last
     /// looked at (see `ClassCache::counts`), so it costs next to nothing
     /// when nothing was freed.
     fn send_foreign_home(&self) {
@@ -869,48 +785,62 @@ impl Cache {
                 continue;
             }
             let class = SizeClass::from_index(i).expect("class index");
-            let slots = cc.slots.get();
-            let mut kept = clean;
-            // SAFETY: `slots[0..len]` hold free objects of `class`, each
-            // counted in use by its slab, so each slab's header is live.
-            // Below `clean`, all are ours and stay where they are.
+            let mut p = cc.free.get();
+            let mut head: *mut FreeObj = ptr::null_mut();
+            let mut tail: *mut FreeObj = ptr::null_mut();
+            let mut kept = 0u32;
+            // SAFETY: the list holds `len` free objects of `class`, each
+            // counted in use by its slab, so each slab's header is live; an
+            // object is unlinked (its link read) before it is sent on or
+            // relinked. Below the top `len - clean`, all are ours.
             unsafe {
-                for j in clean..len {
-                    let o = slots.add(j as usize).read();
-                    let obj = NonNull::new_unchecked(o.cast());
-                    let owner = owner_of(obj, class);
+                for _ in 0..len - clean {
+                    let o = p;
+                    p = (*o).next;
+                    let owner = owner_of(NonNull::new_unchecked(o.cast()), class);
                     if owner != me {
-                        self.free_remote(owner, obj, class);
-                    } else {
-                        slots.add(kept as usize).write(o);
-                        kept += 1;
+                        self.free_remote(owner, NonNull::new_unchecked(o.cast()), class);
+                        continue;
                     }
+                    if tail.is_null() {
+                        head = o;
+                    } else if (*tail).next != o {
+                        (*tail).next = o;
+                    }
+                    tail = o;
+                    kept += 1;
+                }
+                // `p` is the checked rest of the list.
+                if tail.is_null() {
+                    head = p;
+                } else if (*tail).next != p {
+                    (*tail).next = p;
                 }
             }
-            cc.set_counts(kept, kept);
+            cc.free.set(head);
+            cc.set_counts(kept + clean, kept + clean);
         }
     }
 
-    /// Empties every class's stack: this owner's objects back into their
-    /// slabs, other owners' into outboxes.
+    /// Empties every class's free list: this owner's objects back into
+    /// their slabs, other owners' into outboxes.
     fn empty_free_lists(&self) {
         let me = self.owner();
         for (i, cc) in self.classes.iter().enumerate() {
-            let len = cc.len();
-            if len == 0 {
+            if cc.len() == 0 {
                 continue;
             }
             let class = SizeClass::from_index(i).expect("class index");
-            let slots = cc.slots.get();
+            let mut p = cc.free.replace(ptr::null_mut());
             cc.set_counts(0, 0);
             // SAFETY: as in `send_foreign_home`; our own objects go back to
-            // their (live, ours) slabs. Nothing below touches the stacks.
+            // their (live, ours) slabs.
             unsafe {
-                for j in 0..len {
-                    let o = NonNull::new_unchecked(slots.add(j as usize).read().cast::<u8>());
-                    match owner_of(o, class) {
-                        owner if owner == me => self.free_local(o, class),
-                        owner => self.free_remote(owner, o, class),
+                while let Some(o) = NonNull::new(p) {
+                    p = (*o.as_ptr()).next;
+                    match owner_of(o.cast(), class) {
+                        owner if owner == me => self.free_local(o.cast(), class),
+                        owner => self.free_remote(owner, o.cast(), class),
                     }
                 }
             }

@@ -191,45 +191,15 @@ impl SlabAllocator {
         unsafe { self.free_uncached(obj, class) }
     }
 
-    /// A free when the class's stack is full: to the object's slab, or
-    /// towards its owner. Out of line, so that the fast path stays a leaf.
+    /// A free when the class's free list is full: to the object's slab,
+    /// or towards its owner. Out of line, so that the fast path stays a
+    /// leaf.
     ///
     /// # Safety
     /// As for [`Self::free_unchecked`].
     #[inline(never)]
     #[allow(unsafe_code)]
     unsafe fn free_uncached(&self, obj: NonNull<u8>, class: SizeClass) {
-        if !self.cache.has_stacks() {
-            // SAFETY: forwarded.
-            return unsafe { self.free_before_stacks(obj, class) };
-        }
-        // SAFETY: forwarded.
-        unsafe { self.free_to_slab_or_owner(obj, class) }
-    }
-
-    /// A free before this core's first refill: there are no stacks yet;
-    /// they are set up here and the free tried again.
-    ///
-    /// # Safety
-    /// As for [`Self::free_unchecked`].
-    #[cold]
-    #[inline(never)]
-    #[allow(unsafe_code)]
-    unsafe fn free_before_stacks(&self, obj: NonNull<u8>, class: SizeClass) {
-        // SAFETY: forwarded.
-        if self.cache.set_up_stacks_for_free(class) && unsafe { self.cache.free_cached(obj, class) }
-        {
-            return;
-        }
-        // SAFETY: forwarded.
-        unsafe { self.free_to_slab_or_owner(obj, class) }
-    }
-
-    /// # Safety
-    /// As for [`Self::free_unchecked`].
-    #[inline(always)]
-    #[allow(unsafe_code)]
-    unsafe fn free_to_slab_or_owner(&self, obj: NonNull<u8>, class: SizeClass) {
         // SAFETY: `obj` is a live object of `class` (caller's contract).
         let owner = unsafe { cache::owner_of(obj, class) };
         if owner == self.cache.owner() {

@@ -157,7 +157,7 @@ fn many_objects_fill_many_slabs_and_empty_slabs_return_pages() {
         (peak, after_free, rep.stats())
     });
     assert_eq!(peak.slabs, full + 1);
-    // The cache's stack is full (the rest of the current slab's last
+    // The cache's free list is full (the rest of the current slab's last
     // batch, and the first objects freed, from the first slab): those two
     // slabs stay; the stash keeps at most its limit of the emptied ones and
     // the rest went back to the page allocator.
