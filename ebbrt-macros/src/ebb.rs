@@ -257,9 +257,14 @@ fn binding(core: &TokenStream, args: &Args, item: &ItemStruct, iface: &Path) -> 
             let rep = &rep.value;
             quote!(|| -> &'static dyn #iface { #rep() })
         }
+        // On a core through the translation table; elsewhere (a thread that
+        // is no core: a shared Ebb's instance serves it) the miss path.
         None => quote!(|| -> &'static dyn #iface {
-            static REF: #core::EbbRef<#ident> = #core::EbbRef::fixed();
-            REF.rep()
+            if #core::cpu::try_current().is_some() {
+                #core::EbbRef::<#ident>::fixed().get()
+            } else {
+                <#ident as #core::Ebb>::miss(<#ident as #core::StaticEbb>::ID)
+            }
         }),
     };
     let msg = format!(
