@@ -57,6 +57,8 @@ pub struct RunArgs {
     pub app_args: Vec<String>,
     /// The guest's network (native only; see `net.rs`).
     pub net: crate::net::NetOpts,
+    /// Start QEMU stopped, waiting for a debugger (native only).
+    pub gdb: bool,
 }
 
 /// Arguments of `cargo ebbrt test`.
@@ -132,6 +134,9 @@ Options:
   -F, --features <F>  cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
                       select a facade component (docs/components.md)
   --timeout <SECS>    stop the run after SECS seconds (exit status 124)
+  --gdb               start the guest stopped, waiting for gdb on a port of
+                      127.0.0.1, and print the command that attaches with
+                      symbols (native only)
   -h, --help          print this help
 Networking (native):
   --net <user|tap|none>  user: QEMU user networking, guest 10.0.2.15 (default);
@@ -281,6 +286,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
     let mut timeout = None;
     let mut app_args = Vec::new();
     let mut net = crate::net::NetOpts::default();
+    let mut gdb = false;
     // The first networking flag given (native only).
     let mut net_flag: Option<String> = None;
     while let Some(item) = flags.next() {
@@ -302,6 +308,10 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                 "--release" => {
                     flags.no_value(&name, inline)?;
                     release = true;
+                }
+                "--gdb" => {
+                    flags.no_value(&name, inline)?;
+                    gdb = true;
                 }
                 "--features" | "-F" => {
                     let v = flags.value(&name, inline)?;
@@ -366,6 +376,13 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                 usage,
             ));
         }
+        if gdb {
+            return Err(usage_error(
+                "--gdb applies to native runs only, not with --hosted \
+                 (debug a hosted application as a Linux process: `gdb --args <its binary> ...`)",
+                usage,
+            ));
+        }
         if let Some(flag) = net_flag {
             return Err(usage_error(
                 format!(
@@ -375,6 +392,9 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                 usage,
             ));
         }
+    } else {
+        // Conflicting networking flags are a bad command line (status 2).
+        net.check().map_err(|e| usage_error(e, usage))?;
     }
     Ok(Command::Run(RunArgs {
         example,
@@ -388,6 +408,7 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
         timeout,
         app_args,
         net,
+        gdb,
     }))
 }
 
@@ -581,6 +602,51 @@ mod tests {
             (None, None, None, None)
         );
         assert!(r.app_args.is_empty());
+        assert!(!r.gdb);
+    }
+
+    #[test]
+    fn gdb_flag() {
+        let r = run(&["run", "hello", "--gdb"]);
+        assert!(r.gdb);
+        assert_eq!(r.timeout, None, "no time limit unless asked for");
+        let r = run(&["run", "--gdb", "hello", "--timeout", "60"]);
+        assert!(r.gdb);
+        assert_eq!(r.timeout, Some(Duration::from_secs(60)));
+        assert!(err(&["run", "hello", "--gdb=1234"]).contains("`--gdb` takes no value"));
+        let e = err(&["run", "hello", "--gdb", "--hosted"]);
+        assert!(e.starts_with("--gdb applies to native runs only"), "{e}");
+        assert!(e.contains("gdb --args"), "{e}");
+    }
+
+    #[test]
+    fn conflicting_network_flags_are_usage_errors() {
+        for (args, what) in [
+            (
+                &["--forward", "8080", "--forward", "8080"][..],
+                "forwarded twice",
+            ),
+            (
+                &["--forward", "8080:7", "--forward", "8080:9"],
+                "forwarded twice",
+            ),
+            (&["--net", "tap", "--forward", "8080"], "--net user only"),
+            (&["--net", "none", "--nic", "csum=off"], "--nic needs a NIC"),
+            (&["--queues", "2"], "--queues needs --net tap"),
+        ] {
+            let mut all = vec!["run", "echo"];
+            all.extend_from_slice(args);
+            // An Err from `parse` is a usage error: `main` exits with 2.
+            let e = err(&all);
+            assert!(e.contains(what), "{args:?}: {e}");
+        }
+        assert_eq!(
+            run(&["run", "echo", "--forward", "8080", "--forward", "9:7777"])
+                .net
+                .forwards
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -272,6 +272,7 @@ fn a_test_kernel_is_rebooted_past_a_crash_and_a_panic() {
         accel: Accel::Tcg,
         timeout: HANG,
         verbose: false,
+        source_root: None,
     };
     let r = session::run_kernel(&mut booter);
     assert!(r.errors.is_empty(), "{:?}", r.errors);

@@ -28,6 +28,7 @@ mod qemu;
 mod run_cmd;
 mod session;
 mod setup;
+mod symbolize;
 mod test_cmd;
 
 use std::process::ExitCode;

@@ -21,7 +21,15 @@ pub enum Stdout<'a> {
     /// Read line by line (lossily decoded, without the line end) and handed
     /// to the callback as it arrives.
     Lines(&'a mut dyn FnMut(&str)),
+    /// To the terminal as it comes (a partial line too, so prompts show),
+    /// with each complete line (lossily decoded, without the line end) also
+    /// handed to the callback on the reading thread; the lines it returns
+    /// are written right after that line.
+    Relay(Annotate),
 }
+
+/// The callback of [`Stdout::Relay`].
+pub type Annotate = Box<dyn FnMut(&str) -> Vec<String> + Send>;
 
 /// How to run a child.
 #[derive(Clone, Copy, Debug, Default)]
@@ -58,7 +66,7 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(20);
 
 /// Runs `cmd` to completion or until the timeout, whichever is first.
-pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Result<Finished> {
+pub fn run(mut cmd: Command, opts: Options, stdout: Stdout<'_>) -> io::Result<Finished> {
     cmd.stdin(if opts.interactive {
         Stdio::inherit()
     } else {
@@ -69,9 +77,15 @@ pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Resul
     } else {
         Stdio::inherit()
     });
-    cmd.stdout(match stdout {
-        Stdout::Inherit => Stdio::inherit(),
-        Stdout::Lines(_) => Stdio::piped(),
+    let (mut on_line, relay) = match stdout {
+        Stdout::Inherit => (None, None),
+        Stdout::Lines(f) => (Some(f), None),
+        Stdout::Relay(a) => (None, Some(a)),
+    };
+    cmd.stdout(if on_line.is_none() && relay.is_none() {
+        Stdio::inherit()
+    } else {
+        Stdio::piped()
     });
     let mut child = cmd.spawn()?;
     // Set after spawning, so the child does not inherit SIG_IGN.
@@ -96,17 +110,18 @@ pub fn run(mut cmd: Command, opts: Options, mut stdout: Stdout<'_>) -> io::Resul
         })
     });
     let (tx, rx) = mpsc::channel::<String>();
-    let stdout_reader = child.stdout.take().map(|out| {
-        thread::spawn(move || {
+    let stdout_reader = child.stdout.take().map(|out| match relay {
+        Some(annotate) => thread::spawn(move || relay_to(out, &mut io::stdout(), annotate)),
+        None => thread::spawn(move || {
             for_each_line(out, |line| {
                 let _ = tx.send(line.to_string());
             })
-        })
+        }),
     });
 
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut deliver = |line: String| {
-        if let Stdout::Lines(f) = &mut stdout {
+        if let Some(f) = &mut on_line {
             f(&line);
         }
     };
@@ -230,6 +245,61 @@ pub fn for_each_line(r: impl Read, mut f: impl FnMut(&str)) {
     }
 }
 
+/// Longest partial line kept for [`relay_to`]'s callback; a longer line is
+/// still relayed, but not handed to it.
+const RELAY_LINE_MAX: usize = 64 * 1024;
+
+/// Copies `r` to `sink` as it arrives, flushing after each read; after each
+/// complete line, writes the lines `annotate` returns for it (ended like
+/// that line). Write errors are ignored (the terminal may be gone) so that
+/// `r` is still drained.
+fn relay_to(mut r: impl Read, sink: &mut dyn Write, mut annotate: Annotate) {
+    let mut buf = [0u8; 4096];
+    let mut line: Vec<u8> = Vec::new();
+    let mut too_long = false;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let (piece, ended) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..=i], true),
+                None => (rest, false),
+            };
+            rest = &rest[piece.len()..];
+            let _ = sink.write_all(piece);
+            if too_long || line.len() + piece.len() > RELAY_LINE_MAX {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(piece);
+            }
+            if !ended {
+                continue;
+            }
+            let end: &[u8] = if line.ends_with(b"\r\n") {
+                b"\r\n"
+            } else {
+                b"\n"
+            };
+            if !too_long {
+                let text = String::from_utf8_lossy(&line[..line.len() - end.len()]);
+                for extra in annotate(&text) {
+                    let _ = sink.write_all(extra.as_bytes());
+                    let _ = sink.write_all(end);
+                }
+            }
+            line.clear();
+            too_long = false;
+        }
+        let _ = sink.flush();
+    }
+}
+
 /// Ignores SIGINT in the tool until dropped.
 struct IgnoreSigint(libc::sighandler_t);
 
@@ -307,6 +377,28 @@ mod tests {
         let done = run(sh(script), limit(300), Stdout::Lines(&mut f)).unwrap();
         assert!(done.timed_out);
         assert_eq!(done.status, RawStatus::Signal(libc::SIGKILL));
+    }
+
+    #[test]
+    fn relay_copies_everything_and_adds_after_lines() {
+        let input: &[u8] = b"plain\nmark one\r\npartial \xffmark";
+        let mut seen = Vec::new();
+        let (tx, rx) = mpsc::channel();
+        let annotate: Annotate = Box::new(move |l: &str| {
+            let _ = tx.send(l.to_string());
+            if l.starts_with("mark") {
+                vec![format!("  [{l}]"), "  second".to_string()]
+            } else {
+                Vec::new()
+            }
+        });
+        relay_to(input, &mut seen, annotate);
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            "plain\nmark one\r\n  [mark one]\r\n  second\r\npartial \u{fffd}mark"
+        );
+        // The partial last line is relayed but not handed over.
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["plain", "mark one"]);
     }
 
     /// Whether `pid` is gone or a zombie (dead, not yet reaped).

@@ -58,7 +58,8 @@ impl MemSize {
         Ok(size)
     }
 
-    fn mib(&self) -> u64 {
+    /// The size in MiB (rounded down).
+    pub fn mib(&self) -> u64 {
         match self.unit {
             'K' => self.amount / 1024,
             'G' => self.amount.saturating_mul(1024),

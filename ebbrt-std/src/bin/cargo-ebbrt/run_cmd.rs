@@ -1,11 +1,16 @@
 //! `cargo ebbrt run`: build an example and boot it under QEMU, or run it as
 //! a Linux process with `--hosted`.
 
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
 use crate::cargo::{Package, Workspace};
 use crate::cli::RunArgs;
 use crate::exit::{self, Outcome};
 use crate::process::{self, Finished, Options, Stdout};
-use crate::qemu::{self, Boot};
+use crate::qemu::{self, Boot, MemSize};
+use crate::symbolize::Symbolizer;
 use crate::{Error, accel, note, setup};
 
 /// Runs the command; returns the status the tool exits with.
@@ -28,6 +33,8 @@ pub fn run(a: RunArgs) -> Result<i32, Error> {
 }
 
 fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Error> {
+    let mem = a.mem.unwrap_or(qemu::DEFAULT_MEM);
+    check_mem_fits(mem, host_mem_total_mib())?;
     let qemu_bin = setup::ensure_qemu()?;
     setup::ensure_rust_src(&ws.root)?;
     let kernel = ws.build_native_example(pkg, a.release, &a.features)?;
@@ -45,22 +52,95 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
         kernel,
         accel: choice.accel,
         cores: a.cores,
-        mem: a.mem.unwrap_or(qemu::DEFAULT_MEM),
+        mem,
         append: native_command_line(&user_append, &a.app_args)?,
     };
+    let symbolizer = Symbolizer::new(&boot.kernel, Some(&ws.root));
     let mut cmd = net.command(&qemu_bin);
     cmd.args(boot.args());
     cmd.args(&net.qemu_args);
-    note(&format!("booting: {}", qemu::command_line(&cmd)));
+    if a.gdb {
+        let port = free_loopback_port()
+            .map_err(|e| Error::Tool(format!("no free TCP port on 127.0.0.1 for gdb: {e}")))?;
+        cmd.args(gdb_args(port));
+        note(&format!("booting: {}", qemu::command_line(&cmd)));
+        note(&format!(
+            "the guest is stopped before its first instruction, waiting for gdb on \
+             127.0.0.1:{port}; attach with symbols (`continue` starts it):"
+        ));
+        note(&format!(
+            "  {}",
+            qemu::command_line(&gdb_command(&boot.kernel, port))
+        ));
+    } else {
+        note(&format!("booting: {}", qemu::command_line(&cmd)));
+    }
     let opts = Options {
         timeout: a.timeout,
         interactive: true,
         capture_stderr: true,
         kill_tree: false,
     };
-    let done = process::run(cmd, opts, Stdout::Inherit)
+    // The console is relayed as it comes, a native backtrace symbolized.
+    let mut symbolizer = symbolizer;
+    let annotate = Box::new(move |line: &str| symbolizer.annotate(line));
+    let done = process::run(cmd, opts, Stdout::Relay(annotate))
         .map_err(|e| Error::Tool(format!("cannot run {}: {e}", qemu_bin.display())))?;
     Ok(qemu_outcome(&done, opts))
+}
+
+/// QEMU's arguments for `--gdb`: its gdbstub on `127.0.0.1:port`, and the
+/// CPUs stopped until the debugger says `continue`.
+fn gdb_args(port: u16) -> [String; 3] {
+    ["-gdb".into(), format!("tcp:127.0.0.1:{port}"), "-S".into()]
+}
+
+/// The command that attaches gdb, with the image's symbols, to `--gdb`'s stub.
+fn gdb_command(kernel: &Path, port: u16) -> Command {
+    let mut cmd = Command::new("gdb");
+    cmd.arg(kernel)
+        .arg("-ex")
+        .arg(format!("target remote 127.0.0.1:{port}"));
+    cmd
+}
+
+/// A TCP port of 127.0.0.1 free now (the kernel's choice), for QEMU's gdbstub.
+fn free_loopback_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// The host's memory in MiB (`MemTotal` of /proc/meminfo), when known.
+fn host_mem_total_mib() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total_mib(&info)
+}
+
+fn parse_mem_total_mib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line["MemTotal:".len()..].split_whitespace();
+    let kib: u64 = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(kib / 1024)
+}
+
+/// A guest larger than the machine cannot run: refused before the build,
+/// saying how much memory the machine has.
+fn check_mem_fits(mem: MemSize, host_mib: Option<u64>) -> Result<(), Error> {
+    match host_mib {
+        Some(host) if mem.mib() > host => Err(Error::Usage(format!(
+            "--mem {mem} is more than this machine's memory ({}, MemTotal in /proc/meminfo)",
+            show_mib(host)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `mib` for a person: in G with one decimal from 1G on, else in M.
+fn show_mib(mib: u64) -> String {
+    if mib >= 1024 {
+        format!("{:.1}G", mib as f64 / 1024.0)
+    } else {
+        format!("{mib}M")
+    }
 }
 
 /// The outcome of a finished QEMU.
@@ -137,6 +217,36 @@ mod tests {
             native_command_line("", &[String::new()]),
             Err(Error::Usage(_))
         ));
+    }
+
+    #[test]
+    fn gdb_arguments_and_attach_command() {
+        assert_eq!(gdb_args(4321), ["-gdb", "tcp:127.0.0.1:4321", "-S"]);
+        assert_eq!(
+            qemu::command_line(&gdb_command(Path::new("/t/my kernel"), 4321)),
+            "gdb '/t/my kernel' -ex 'target remote 127.0.0.1:4321'"
+        );
+        assert_ne!(free_loopback_port().unwrap(), 0);
+    }
+
+    #[test]
+    fn memory_larger_than_the_machine_is_refused() {
+        let info = "MemTotal:        8029616 kB\nMemFree:         1000000 kB\n";
+        assert_eq!(parse_mem_total_mib(info), Some(7841));
+        assert_eq!(parse_mem_total_mib("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_mem_total_mib("MemTotal: lots kB\n"), None);
+        let mem = |s| MemSize::parse(s).unwrap();
+        let e = check_mem_fits(mem("100G"), Some(7841)).unwrap_err();
+        let Error::Usage(msg) = e else {
+            panic!("not a usage error: {e:?}")
+        };
+        assert_eq!(
+            msg,
+            "--mem 100G is more than this machine's memory (7.7G, MemTotal in /proc/meminfo)"
+        );
+        check_mem_fits(mem("7841M"), Some(7841)).unwrap();
+        check_mem_fits(mem("100G"), None).unwrap();
+        assert_eq!(show_mib(512), "512M");
     }
 
     #[test]

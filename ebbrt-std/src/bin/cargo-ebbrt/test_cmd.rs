@@ -15,10 +15,16 @@ use crate::process::{self, Options, Stdout};
 use crate::protocol::{self, Event, MARKER, TestResult};
 use crate::qemu::{self, Boot};
 use crate::session::{self, Booter, KernelReport};
+use crate::symbolize::{HEADER_MARK, Symbolizer};
 use crate::{Error, netcheck, note, setup};
 
 /// Lines of a failed boot's output shown when not `--verbose`.
 const TAIL_LINES: usize = 25;
+/// Most lines shown to include a whole backtrace (symbolized, with its
+/// inlined frames) in a failed boot's last lines.
+const BACKTRACE_TAIL_MAX: usize = 400;
+/// Lines shown above a backtrace (the panic's message, a fault's registers).
+const ABOVE_BACKTRACE: usize = 12;
 
 /// Runs the command; returns the status the tool exits with.
 pub fn test(a: TestArgs) -> Result<i32, Error> {
@@ -194,6 +200,7 @@ fn run_test_kernel(
         accel,
         timeout: a.timeout,
         verbose: a.verbose,
+        source_root: Some(ws.root.clone()),
     };
     session::run_kernel(&mut booter)
 }
@@ -221,6 +228,19 @@ fn print_report(k: &TestKernel, r: &KernelReport) {
     let _ = std::io::stdout().flush();
 }
 
+/// Where the last lines of a boot's output shown start: the last
+/// [`TAIL_LINES`], or from a little above the last backtrace when one
+/// began within [`BACKTRACE_TAIL_MAX`] lines of the end (shown whole).
+fn tail_start(lines: &[String]) -> usize {
+    let tail = lines.len().saturating_sub(TAIL_LINES);
+    match lines.iter().rposition(|l| l.contains(HEADER_MARK)) {
+        Some(h) if lines.len() - h <= BACKTRACE_TAIL_MAX => {
+            tail.min(h.saturating_sub(ABOVE_BACKTRACE))
+        }
+        _ => tail,
+    }
+}
+
 /// Boots a test kernel under QEMU, showing the protocol lines as they come.
 pub(crate) struct QemuBooter {
     pub(crate) qemu: PathBuf,
@@ -230,6 +250,8 @@ pub(crate) struct QemuBooter {
     pub(crate) accel: Accel,
     pub(crate) timeout: Duration,
     pub(crate) verbose: bool,
+    /// File names of a symbolized backtrace are shown relative to this.
+    pub(crate) source_root: Option<PathBuf>,
 }
 
 impl Booter for QemuBooter {
@@ -254,6 +276,7 @@ impl Booter for QemuBooter {
         cmd.args(boot.args());
         let mut lines = Vec::new();
         let verbose = self.verbose;
+        let mut symbolizer = Symbolizer::new(&self.kernel, self.source_root.as_deref());
         let mut on_line = |line: &str| {
             if verbose {
                 println!("  | {line}");
@@ -264,6 +287,13 @@ impl Booter for QemuBooter {
                 println!("  {}", &line[at..]);
             }
             lines.push(line.to_string());
+            // A backtrace's frames, symbolized, follow their address.
+            for extra in symbolizer.annotate(line) {
+                if verbose {
+                    println!("  | {extra}");
+                }
+                lines.push(extra);
+            }
         };
         let opts = Options {
             timeout: Some(self.timeout),
@@ -282,7 +312,7 @@ impl Booter for QemuBooter {
                 "  the kernel {outcome}; its last lines ({}):",
                 self.kernel.display()
             );
-            for l in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
+            for l in &lines[tail_start(&lines)..] {
                 println!("  | {l}");
             }
         }
@@ -296,6 +326,19 @@ impl Booter for QemuBooter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recent_backtrace_is_shown_whole() {
+        let mut lines: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+        assert_eq!(tail_start(&lines), 100 - TAIL_LINES);
+        lines.push(format!(
+            "  {HEADER_MARK}; addr2line -e <image> -f -C ADDR):"
+        ));
+        lines.extend((0..60).map(|i| format!("    #{i} 0x0000000000201000")));
+        assert_eq!(tail_start(&lines), 100 - ABOVE_BACKTRACE);
+        lines.extend((0..BACKTRACE_TAIL_MAX).map(|i| format!("later {i}")));
+        assert_eq!(tail_start(&lines), lines.len() - TAIL_LINES);
+    }
 
     fn k(p: &str, n: &str) -> TestKernel {
         TestKernel {
