@@ -65,8 +65,8 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
         cmd.args(gdb_args(port));
         note(&format!("booting: {}", qemu::command_line(&cmd)));
         note(&format!(
-            "the guest is stopped before its first instruction, waiting for gdb on \
-             127.0.0.1:{port}; attach with symbols (`continue` starts it):"
+            "QEMU holds the CPUs at the reset vector, waiting for gdb on \
+             127.0.0.1:{port}; attach with the image's symbols (`continue` boots it):"
         ));
         note(&format!(
             "  {}",
