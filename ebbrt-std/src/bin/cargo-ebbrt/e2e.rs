@@ -120,7 +120,12 @@ nl:
     std::fs::write(&src, s).unwrap();
     let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
     assert!(
-        ok(Command::new("as").arg("--32").arg("-o").arg(&obj).arg(&src)),
+        // -g: DWARF line tables for the source, which a backtrace is
+        // symbolized from.
+        ok(Command::new("as")
+            .args(["--32", "-g", "-o"])
+            .arg(&obj)
+            .arg(&src)),
         "as failed on {src:?}"
     );
     assert!(
@@ -297,4 +302,42 @@ fn a_test_kernel_is_rebooted_past_a_crash_and_a_panic() {
     };
     assert!(why.contains("TIMED OUT"), "{why}");
     assert_eq!((r.passed(), r.failed()), (2, 3));
+}
+
+#[test]
+fn a_backtrace_is_symbolized_from_the_booted_image() {
+    let f = Fixture::new("backtrace");
+    // `_start` begins .text, linked at 0x100000: a return address 3 bytes
+    // into it is looked up at 0x100002, the start of its second instruction
+    // (line 13 of the source: `mov 24(%edi), %ebp` in `kernel`). An address outside the image
+    // gets nothing.
+    let out = "ebbrt-test: running 1 tests (from 0)
+ebbrt-test: [0] a ... FAILED: panicked at t.rs:1:1: no
+  backtrace (return addresses; addr2line -e <image> -f -C ADDR):
+    #0 0x0000000000100003
+    #1 0x00000000dead0000
+end
+";
+    let k = kernel(&f.dir, "bt", &[(0, out, Then::Exit(1))]);
+    let mut booter = QemuBooter {
+        qemu: f.qemu.clone(),
+        kernel: k,
+        append: String::new(),
+        accel: Accel::Tcg,
+        timeout: LIMIT,
+        verbose: false,
+        source_root: Some(f.dir.clone()),
+    };
+    let boot = session::Booter::boot(&mut booter, 0).unwrap();
+    assert_eq!(boot.outcome, Outcome::Exited(1));
+    let at = |l: &str| boot.lines.iter().position(|x| x == l).unwrap();
+    let first = at("    #0 0x0000000000100003");
+    assert_eq!(
+        boot.lines[first + 1],
+        "        _start at bt.S:13",
+        "{:#?}",
+        boot.lines
+    );
+    assert_eq!(boot.lines[first + 2], "    #1 0x00000000dead0000");
+    assert_eq!(boot.lines[first + 3], "end");
 }
