@@ -16,6 +16,7 @@
 //! information, or does not contain the address.
 
 use std::borrow::Cow;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// The start of the backtrace header the native kernel prints
@@ -96,7 +97,14 @@ impl Symbolizer {
         let Some(loader) = loader else {
             return Vec::new();
         };
-        frames(loader, probe)
+        // Malformed debug information must not take the console relay
+        // down with it: a lookup that panics ends symbolization for the run.
+        let found = panic::catch_unwind(AssertUnwindSafe(|| frames(loader, probe)));
+        let Ok(found) = found else {
+            self.loader = Some(None);
+            return Vec::new();
+        };
+        found
             .into_iter()
             .map(|f| f.render(self.strip.as_deref()))
             .collect()
