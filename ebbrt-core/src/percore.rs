@@ -104,8 +104,21 @@ mod imp {
     #[cfg(any(not(target_arch = "x86_64"), miri))]
     #[inline(always)]
     pub(super) fn table_entry(index: usize) -> *const () {
-        // SAFETY: the caller keeps `index` below `TABLE_SIZE`.
-        unsafe { local().table.get_unchecked(index) }.get()
+        // Projected through a raw pointer to the one entry: a `&CoreLocal`
+        // would make Miri retag all 4096 entries' cells on every Ebb call.
+        let table = (&raw const CORE.table).cast::<core::cell::Cell<*const ()>>();
+        // SAFETY: the caller keeps `index` below `TABLE_SIZE`; the entry is
+        // this thread's, alive as long as the thread.
+        unsafe { (*table.add(index)).get() }
+    }
+
+    /// This thread's core id word, read without a `&CoreLocal` (see
+    /// `table_entry`).
+    #[cfg(miri)]
+    #[inline(always)]
+    pub(super) fn id() -> u32 {
+        // SAFETY: this thread's block, alive as long as the thread.
+        unsafe { (*&raw const CORE.id).get() }
     }
 }
 
@@ -166,7 +179,11 @@ pub(crate) fn table_set(id: EbbId, rep: *const ()) {
 }
 
 pub(crate) fn core_id() -> Option<CoreId> {
-    match local().id.get() {
+    #[cfg(all(miri, not(target_os = "none")))]
+    let id = imp::id();
+    #[cfg(not(all(miri, not(target_os = "none"))))]
+    let id = local().id.get();
+    match id {
         NOT_A_CORE => None,
         id => Some(CoreId(id)),
     }

@@ -21,9 +21,10 @@ fn filled(p: NonNull<u8>, len: usize, v: u8) -> bool {
 /// Sizes cut down under Miri, which interprets every step and whose
 /// hosted arena is the smallest (16 MiB): fewer cases, fewer and smaller
 /// blocks, the same properties.
-const CASES: u32 = if cfg!(miri) { 3 } else { 128 };
-const MAX_REQS: usize = if cfg!(miri) { 10 } else { 40 };
-const LARGE: usize = if cfg!(miri) { 200_000 } else { 3_000_000 };
+const CASES: u32 = if cfg!(miri) { 2 } else { 128 };
+const MAX_REQS: usize = if cfg!(miri) { 6 } else { 40 };
+const LARGE: usize = if cfg!(miri) { 40_000 } else { 3_000_000 };
+const REALLOC: usize = if cfg!(miri) { 20_000 } else { 50_000 };
 
 fn layouts() -> impl Strategy<Value = Layout> {
     (
@@ -39,7 +40,7 @@ proptest! {
     /// Any layout: aligned, disjoint, contents survive reallocation, and
     /// every block can be freed.
     #[test]
-    fn any_layout(reqs in prop::collection::vec((layouts(), 0usize..50_000), 1..MAX_REQS)) {
+    fn any_layout(reqs in prop::collection::vec((layouts(), 0usize..REALLOC), 1..MAX_REQS)) {
         let gp = GpAllocator::get();
         let mut live = Vec::new();
         for (i, (layout, new_size)) in reqs.into_iter().enumerate() {

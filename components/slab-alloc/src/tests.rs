@@ -87,8 +87,8 @@ enum Op {
 
 /// Sizes cut down under Miri, which interprets every step (the same
 /// properties, on fewer and smaller cases).
-const CASES: u32 = if cfg!(miri) { 2 } else { 32 };
-const MAX_OPS: usize = if cfg!(miri) { 40 } else { 400 };
+const CASES: u32 = if cfg!(miri) { 1 } else { 32 };
+const MAX_OPS: usize = if cfg!(miri) { 16 } else { 400 };
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
