@@ -199,10 +199,7 @@ impl<T: Ebb> EbbRef<T> {
     /// This core's representative.
     #[inline(always)]
     pub fn rep(&self) -> &T {
-        match self.cached_rep() {
-            Some(r) => r,
-            None => miss::<T>(self.id),
-        }
+        self.get()
     }
 
     /// This core's representative, as `'static` (a representative lives as
@@ -210,13 +207,9 @@ impl<T: Ebb> EbbRef<T> {
     /// reference, so it stays on this core).
     #[inline(always)]
     pub fn get(self) -> &'static T {
-        let p = crate::percore::table_get(self.id);
-        if p.is_null() {
-            miss::<T>(self.id)
-        } else {
-            // SAFETY: as in `cached_rep`: only `miss` fills this entry, with
-            // a `&'static T` built by `T::miss` for this id.
-            unsafe { &*(p as *const T) }
+        match self.cached_rep() {
+            Some(r) => r,
+            None => miss::<T>(self.id),
         }
     }
 
@@ -225,7 +218,7 @@ impl<T: Ebb> EbbRef<T> {
     /// on a thread that is not an EbbRT core. For fast paths that must stay
     /// small and call-free (the allocators); they fall back to [`Self::rep`].
     #[inline(always)]
-    pub fn cached_rep(&self) -> Option<&T> {
+    pub fn cached_rep(&self) -> Option<&'static T> {
         let p = crate::percore::table_get(self.id);
         // SAFETY: only `miss` fills this entry, with a `&'static T` built by
         // `T::miss` for this very id; ids are bound to one type (see
