@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::Write;
 
 use ebbrt_core::console::Console;
@@ -46,10 +46,18 @@ impl Console for StdoutConsole {
     }
 
     fn emergency(&self, report: &mut dyn FnMut(&mut dyn fmt::Write)) {
-        let mut text = String::new();
-        report(&mut text);
-        let _ = write!(text, "");
-        let _ = std::io::stderr().write_all(text.as_bytes());
+        // Straight to stderr (unbuffered), without allocating.
+        report(&mut Stderr);
+    }
+}
+
+/// `fmt::Write` over the process's stderr, each piece written as it comes.
+struct Stderr;
+
+impl fmt::Write for Stderr {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let _ = std::io::stderr().write_all(s.as_bytes());
+        Ok(())
     }
 }
 
