@@ -16,6 +16,9 @@
 //! - The per-core reactor: socket readiness becomes task wake-ups.
 //! - [`net`]: the async TCP/UDP API that the native network stack also
 //!   implements, over Linux sockets.
+//! - [`catalog`]: with `EBBRT_CATALOG` set, [`start_main`] prints the
+//!   program's component records instead of starting (`cargo ebbrt docs`
+//!   renders an application's catalog from them).
 //! - [`boot_arg`] and a `log` logger (to stderr). The console is a
 //!   component (`ebbrt-console-stdout`), reached through
 //!   `ebbrt_core::console`.
@@ -39,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod affinity;
+pub mod catalog;
 mod config;
 mod io_error;
 mod logger;

@@ -100,6 +100,8 @@ where
     F: Future<Output = R> + 'static,
     R: AppResult + 'static,
 {
+    // `cargo ebbrt docs`: print the component records, do not start.
+    crate::catalog::dump_if_asked();
     let cfg = match config::from_process() {
         Ok(c) => c,
         Err(e) => {

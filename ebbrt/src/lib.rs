@@ -45,18 +45,18 @@ pub use ebbrt_core::native as runtime;
 /// (`TcpListener`, `TcpStream`, `UdpSocket`) with the same signatures on
 /// both runtimes. Hosted, they are Linux sockets (`ebbrt_std::net`); a
 /// listener sets `SO_REUSEPORT`, so every core may bind the same port.
-#[cfg(not(target_os = "none"))]
+#[cfg(all(not(target_os = "none"), feature = "net"))]
 pub use runtime::net;
 
 /// The network API of the runtime being built: natively, the smoltcp
 /// stacks of `ebbrt-net` (one per NIC queue pair) over the virtio-net
 /// driver, with the same socket types and signatures as hosted.
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "net"))]
 pub use ebbrt_net as net;
 
 // Linked for its NIC Ebb (at NET_DEVICE, bound to the network manager at
 // link time) and its component record, not for names.
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "net"))]
 use ebbrt_virtio_net as _;
 
 // The console: the alternative wins over the default; hosted, either

@@ -124,6 +124,24 @@ async fn the_selected_idle_policy_is_live() -> Result<(), String> {
     Ok(())
 }
 
+/// Natively the network stack and the NIC driver are linked with the `net`
+/// feature and only with it (hosted, `net` only gates `ebbrt::net`).
+#[ebbrt::test]
+fn the_network_is_linked_only_when_asked_for() -> Result<(), String> {
+    let want = cfg!(target_os = "none") && selected() == Some("net");
+    for name in ["NetworkManager", "VirtioNet"] {
+        let linked = registry::find(name).is_some();
+        if linked != want {
+            return Err(format!(
+                "{name} is {}linked with feature {:?}",
+                if linked { "" } else { "not " },
+                selected()
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[ebbrt::test]
 fn the_selected_feature_is_linked() -> Result<(), String> {
     match selected() {

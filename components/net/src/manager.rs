@@ -109,7 +109,7 @@ pub(crate) enum Home {
 /// [`NetDeviceEbb`](crate::device::NetDeviceEbb) at `NET_DEVICE` hands out
 /// (`virtio-net`'s `VirtioNet` natively); without one, socket calls fail
 /// with `NotFound`.
-#[ebb(per_core, id = ids::NETWORK_MANAGER, root = NetRoot, new = NetworkManager::build, root_new = default_root)]
+#[ebb(per_core, id = ids::NETWORK_MANAGER, root = NetRoot, new = NetworkManager::build, root_new = default_root, feature = "net")]
 pub struct NetworkManager {
     home: Home,
 }

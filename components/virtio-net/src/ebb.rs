@@ -59,7 +59,7 @@ use crate::queue::{Live, PendingPair, QueuePair};
 /// - **Hosted**: the type compiles (so the hosted catalog lists it), but a
 ///   Linux process has no PCI bus: its root finds no device. The `ebbrt`
 ///   facade links the driver only into native images.
-#[ebb(per_core, id = ids::NET_DEVICE, interface = ebbrt_net::device::NetDeviceEbb, root = VirtioNetRoot, new = VirtioNet::new, root_new = VirtioNetRoot::probe)]
+#[ebb(per_core, id = ids::NET_DEVICE, interface = ebbrt_net::device::NetDeviceEbb, root = VirtioNetRoot, new = VirtioNet::new, root_new = VirtioNetRoot::probe, feature = "net")]
 pub struct VirtioNet {
     root: &'static PerCoreRoot<VirtioNet>,
     core: CoreId,

@@ -1,19 +1,25 @@
 //! `cargo ebbrt`: the host-side tool of EbbRT.
 //!
-//! - `cargo ebbrt run <example>` builds an application for the native target
+//! - `cargo ebbrt new <dir>` writes a ready application in a new directory.
+//! - `cargo ebbrt run [app]` builds an application for the native target
 //!   and boots it under QEMU (or, with `--hosted`, runs it as a Linux
 //!   process), and exits with the application's status.
 //! - `cargo ebbrt test` runs the host tests of the workspace and then every
 //!   in-QEMU test kernel, and ends with `N passed, N failed`.
 //! - `cargo ebbrt docs` writes `docs/components.md`, the component catalog
-//!   (`--check`: fails when it is stale).
+//!   (`--check`: fails when it is stale): the framework's, or in an
+//!   application's workspace the application's.
 //!
-//! It is reached through the cargo alias in `.cargo/config.toml`. It owns
+//! They work in the framework's workspace and in any application's. It is
+//! installed with `cargo install --path cargo-ebbrt` (cargo then runs it as
+//! the external subcommand `cargo ebbrt`); inside the framework's checkout
+//! the alias in `.cargo/config.toml` builds and runs it. It owns
 //! the command line, the QEMU command construction, the exit-status mapping
 //! and the test-kernel protocol reader; it must not know anything about what
 //! runs inside the guest beyond CONTRACTS.md. docs/tooling.md is its manual.
 
 mod accel;
+mod app_docs;
 mod cargo;
 mod cli;
 mod docs_cmd;
@@ -22,6 +28,7 @@ mod e2e;
 mod exit;
 mod net;
 mod netcheck;
+mod new_cmd;
 mod process;
 mod protocol;
 mod qemu;
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
         Ok(cli::Command::Run(a)) => run_cmd::run(a),
         Ok(cli::Command::Test(a)) => test_cmd::test(a),
         Ok(cli::Command::Docs(a)) => docs_cmd::docs(a),
+        Ok(cli::Command::New(a)) => new_cmd::new(a),
         Err(e) => {
             eprintln!("{e}");
             return code(exit::EXIT_USAGE);

@@ -2,9 +2,13 @@
 //! (`-Zbuild-std` for `x86_64-ebbrt.json`, executables read from
 //! `--message-format=json`), and the commands of hosted runs and host tests.
 //!
-//! Every cargo command runs in the workspace root, where `.cargo/config.toml`
-//! enables JSON target specs. The target directory is cargo's own choice
-//! (the workspace's `target/`, or `CARGO_TARGET_DIR`).
+//! The workspace is the framework's own or an application's (one made by
+//! `cargo ebbrt new`, anywhere): `--manifest-path`, else cargo's search
+//! from the current directory, finds it. Every cargo command runs in its
+//! root (so its `.cargo/config.toml` applies); native builds enable JSON
+//! target specs themselves (`-Zjson-target-spec`), so an application
+//! without that config still builds. The target directory is cargo's own
+//! choice (the workspace's `target/`, or `CARGO_TARGET_DIR`).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -14,6 +18,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::Error;
+use crate::cli::BuildArgs;
 
 /// File name of the native target specification, in the workspace root.
 pub const TARGET_SPEC: &str = "x86_64-ebbrt.json";
@@ -30,6 +35,9 @@ pub fn cargo_program() -> OsString {
 pub struct Workspace {
     /// Its root directory.
     pub root: PathBuf,
+    /// Whether it is the framework's own workspace (it has the facade and
+    /// `ebbrt-core` as members), not an application's.
+    pub framework: bool,
     /// Its member packages.
     pub packages: Vec<Package>,
     /// Applications under `examples/` that are workspaces of their own (an
@@ -90,11 +98,33 @@ pub const FACADE: &str = "ebbrt";
 pub const COMPONENTS_KERNEL: &str = "qemu_components";
 
 impl Workspace {
-    /// Runs `cargo metadata` from the current directory, and for each
-    /// application under `examples/` that is a workspace of its own.
-    pub fn load() -> Result<Workspace, Error> {
-        let mut ws = Workspace::from_metadata(&metadata(None)?)
+    /// Runs `cargo metadata` for `--manifest-path` (or from the current
+    /// directory), and in the framework's workspace for each application
+    /// under `examples/` that is a workspace of its own.
+    pub fn load(build: &BuildArgs) -> Result<Workspace, Error> {
+        if let Some(m) = &build.manifest_path
+            && !m.is_file()
+        {
+            return Err(Error::Usage(format!(
+                "--manifest-path {}: no such file",
+                m.display()
+            )));
+        }
+        let mut ws = Workspace::from_metadata(&metadata(build.manifest_path.as_deref())?)
             .ok_or_else(|| Error::Tool("unexpected `cargo metadata` output".into()))?;
+        if let Some(p) = &build.package
+            && ws.package(p).is_none()
+        {
+            let names: Vec<&str> = ws.packages.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "there is no package `{p}` in the workspace at {}; its packages are: {}",
+                ws.root.display(),
+                names.join(", ")
+            )));
+        }
+        if !ws.framework {
+            return Ok(ws);
+        }
         let mut external = Vec::new();
         let dirs = std::fs::read_dir(ws.root.join("examples"))
             .into_iter()
@@ -202,46 +232,105 @@ impl Workspace {
             });
         }
         packages.sort_by(|a, b| a.name.cmp(&b.name));
+        let framework = [FACADE, "ebbrt-core"]
+            .iter()
+            .all(|n| packages.iter().any(|p| p.name == *n));
         Some(Workspace {
             root,
+            framework,
             packages,
             external: Vec::new(),
         })
     }
 
-    /// The applications: members under `examples/` with a binary.
+    /// The applications: members with a binary (in the framework's own
+    /// workspace, only those under `examples/`: the rest are tools).
     pub fn examples(&self) -> Vec<&Package> {
         let dir = self.root.join("examples");
         self.packages
             .iter()
             .filter(|p| {
-                p.dir.starts_with(&dir)
+                (!self.framework || p.dir.starts_with(&dir))
                     && p.targets.iter().any(|(_, k)| k.iter().any(|k| k == "bin"))
             })
             .collect()
     }
 
-    /// The example called `name`, or a usage error listing them all.
+    /// The application called `name`, or a usage error listing them all.
     pub fn example(&self, name: &str) -> Result<&Package, Error> {
         let examples = self.examples();
         if let Some(p) = examples.iter().find(|p| p.name == name) {
             return Ok(p);
         }
-        let list: Vec<&str> = examples.iter().map(|p| p.name.as_str()).collect();
+        let what = if self.framework {
+            "example"
+        } else {
+            "application (a package with a binary)"
+        };
+        Err(Error::Usage(format!(
+            "there is no {what} called `{name}`; {}",
+            self.list_applications()
+        )))
+    }
+
+    /// "the examples are: a, b" (or "the applications are: ...").
+    fn list_applications(&self) -> String {
+        let list: Vec<&str> = self.examples().iter().map(|p| p.name.as_str()).collect();
         let list = if list.is_empty() {
             "none".to_string()
         } else {
             list.join(", ")
         };
+        if self.framework {
+            format!("the examples are: {list}")
+        } else {
+            format!("the applications are: {list}")
+        }
+    }
+
+    /// The application to run: `name`, else the one whose directory holds
+    /// `cwd`, else the workspace's only one.
+    pub fn application(&self, name: Option<&str>, cwd: &Path) -> Result<&Package, Error> {
+        if let Some(name) = name {
+            return self.example(name);
+        }
+        let apps = self.examples();
+        if let Some(p) = apps
+            .iter()
+            .filter(|p| cwd.starts_with(&p.dir))
+            .max_by_key(|p| p.dir.components().count())
+        {
+            return Ok(p);
+        }
+        match apps.as_slice() {
+            [one] => Ok(one),
+            _ => Err(Error::Usage(format!(
+                "which application? Name one (`cargo ebbrt run NAME` or -p NAME), or run \
+                 from its directory; {}",
+                self.list_applications()
+            ))),
+        }
+    }
+
+    /// The native target specification, in the workspace root.
+    pub fn target_spec(&self) -> Result<PathBuf, Error> {
+        let spec = self.root.join(TARGET_SPEC);
+        if spec.is_file() {
+            return Ok(spec);
+        }
         Err(Error::Usage(format!(
-            "there is no example called `{name}`; the examples are: {list}"
+            "no native target specification at {}: copy {TARGET_SPEC} from the framework's \
+             checkout into the workspace root (`cargo ebbrt new` writes one)",
+            spec.display()
         )))
     }
 
-    /// Every test kernel of the workspace, in package then name order.
-    pub fn test_kernels(&self) -> Vec<TestKernel> {
+    /// Every test kernel of the workspace (of `only` if given), in package
+    /// then name order.
+    pub fn test_kernels(&self, only: Option<&str>) -> Vec<TestKernel> {
         let mut out = Vec::new();
-        for p in self.packages.iter().chain(&self.external) {
+        let packages = self.packages.iter().chain(&self.external);
+        for p in packages.filter(|p| only.is_none_or(|o| o == p.name)) {
             for (name, kinds) in &p.targets {
                 if name.starts_with(TEST_KERNEL_PREFIX) && kinds.iter().any(|k| k == "test") {
                     out.push(TestKernel {
@@ -283,6 +372,7 @@ impl Workspace {
         c.arg("--target")
             .arg(self.root.join(TARGET_SPEC))
             .args([
+                "-Zjson-target-spec",
                 "-Zbuild-std=core,alloc,compiler_builtins",
                 "-Zbuild-std-features=compiler-builtins-mem",
             ])
@@ -290,30 +380,21 @@ impl Workspace {
         c
     }
 
-    /// Builds an example for the native target; returns its ELF image.
-    pub fn build_native_example(
-        &self,
-        pkg: &Package,
-        release: bool,
-        features: &[String],
-    ) -> Result<PathBuf, Error> {
+    /// Builds an application for the native target; returns its ELF image.
+    pub fn build_native_example(&self, pkg: &Package, b: &BuildArgs) -> Result<Built, Error> {
+        self.target_spec()?;
         let bin = example_bin(pkg)?;
-        let mut c = self.native_command(&["build", "-p", &pkg.name, "--bin", bin], release);
-        with_features(&mut c, features);
+        let mut c = self.native_command(&["build", "-p", &pkg.name, "--bin", bin], b.release);
+        with_features(&mut c, b);
         let what = format!("native build of `{}`", pkg.name);
         run_for_executable(&mut c, &what, |m| is_bin_of(m, pkg, bin))
     }
 
-    /// Builds an example for the host; returns its executable.
-    pub fn build_hosted_example(
-        &self,
-        pkg: &Package,
-        release: bool,
-        features: &[String],
-    ) -> Result<PathBuf, Error> {
+    /// Builds an application for the host; returns its executable.
+    pub fn build_hosted_example(&self, pkg: &Package, b: &BuildArgs) -> Result<Built, Error> {
         let bin = example_bin(pkg)?;
-        let mut c = self.hosted_build_command(pkg, bin, release);
-        with_features(&mut c, features);
+        let mut c = self.hosted_build_command(pkg, bin, b.release);
+        with_features(&mut c, b);
         let what = format!("hosted build of `{}`", pkg.name);
         run_for_executable(&mut c, &what, |m| is_bin_of(m, pkg, bin))
     }
@@ -332,15 +413,23 @@ impl Workspace {
     }
 
     /// Builds a test kernel for the native target; returns its ELF image.
-    pub fn build_native_test_kernel(&self, k: &TestKernel) -> Result<PathBuf, Error> {
+    pub fn build_native_test_kernel(&self, k: &TestKernel, b: &BuildArgs) -> Result<Built, Error> {
+        self.target_spec()?;
         let pkg = self.any_package(&k.package).ok_or_else(|| {
             Error::Tool(format!("package `{}` is not in the workspace", k.package))
         })?;
-        let mut verb = vec!["test", "--no-run", "-p", &k.package, "--test", &k.name];
-        if let Some(f) = &k.feature {
-            verb.extend(["--features", f]);
-        }
-        let mut c = self.native_command(&verb, false);
+        let verb = ["test", "--no-run", "-p", &k.package, "--test", &k.name];
+        let mut c = self.native_command(&verb, b.release);
+        let mut features = b.features.clone();
+        features.extend(k.feature.clone());
+        with_features(
+            &mut c,
+            &BuildArgs {
+                features,
+                no_default_features: b.no_default_features,
+                ..BuildArgs::default()
+            },
+        );
         if self.external_package(&k.package).is_some() {
             c.arg("--manifest-path")
                 .arg(pkg.dir.join("Cargo.toml"))
@@ -354,7 +443,7 @@ impl Workspace {
 
     /// Builds an example target of a member package for the host (as
     /// `cargo build -p <package> --example <name>`); returns its executable.
-    pub fn build_host_example(&self, package: &str, example: &str) -> Result<PathBuf, Error> {
+    pub fn build_host_example(&self, package: &str, example: &str) -> Result<Built, Error> {
         let pkg = self
             .package(package)
             .ok_or_else(|| Error::Tool(format!("package `{package}` is not in the workspace")))?;
@@ -400,11 +489,20 @@ impl Workspace {
         c
     }
 
-    /// `cargo test --workspace --no-fail-fast`.
-    pub fn host_test_command(&self) -> Command {
+    /// `cargo test --workspace --no-fail-fast` (or `-p <package>`), with
+    /// the build options.
+    pub fn host_test_command(&self, b: &BuildArgs) -> Command {
         let mut c = Command::new(cargo_program());
-        c.current_dir(&self.root)
-            .args(["test", "--workspace", "--no-fail-fast"]);
+        c.current_dir(&self.root).arg("test");
+        match &b.package {
+            Some(p) => c.args(["-p", p]),
+            None => c.arg("--workspace"),
+        };
+        c.arg("--no-fail-fast");
+        if b.release {
+            c.arg("--release");
+        }
+        with_features(&mut c, b);
         c
     }
 }
@@ -426,10 +524,14 @@ impl Package {
     }
 }
 
-/// Adds `--features a,b` to a cargo command (nothing for none).
-fn with_features(c: &mut Command, features: &[String]) {
-    if !features.is_empty() {
-        c.arg("--features").arg(features.join(","));
+/// Adds `--features a,b` and `--no-default-features` to a cargo command,
+/// as asked.
+fn with_features(c: &mut Command, b: &BuildArgs) {
+    if !b.features.is_empty() {
+        c.arg("--features").arg(b.features.join(","));
+    }
+    if b.no_default_features {
+        c.arg("--no-default-features");
     }
 }
 
@@ -447,9 +549,9 @@ fn metadata(manifest: Option<&Path>) -> Result<Value, Error> {
         .map_err(|e| Error::Tool(format!("cannot run `cargo metadata`: {e}")))?;
     if !out.status.success() {
         return Err(Error::Tool(match manifest {
-            None => {
-                "`cargo metadata` failed (see above); is this inside the EbbRT workspace?".into()
-            }
+            None => "`cargo metadata` failed (see above): run the tool inside an application's \
+                     workspace (or the framework's), or name one with --manifest-path"
+                .into(),
             Some(m) => format!("`cargo metadata` failed for {} (see above)", m.display()),
         }));
     }
@@ -482,6 +584,53 @@ fn is_bin_of(m: &Artifact, pkg: &Package, bin: &str) -> bool {
     m.package_id == pkg.id && m.target_name == bin && m.kinds.iter().any(|k| k == "bin") && !m.test
 }
 
+/// What a build produced: the executable asked for, and the packages
+/// built into it (every `compiler-artifact` of the build).
+#[derive(Debug)]
+pub struct Built {
+    /// The executable.
+    pub exe: PathBuf,
+    /// The ids of the packages built (fresh or not).
+    pub packages: Vec<String>,
+    /// The features each package was built with: (package id, features).
+    pub features: Vec<(String, Vec<String>)>,
+}
+
+impl Built {
+    /// Whether the package `name` was part of the build (its id names it:
+    /// `...#name@version`, or `.../name#version` for a path package whose
+    /// directory has its name).
+    pub fn has_package(&self, name: &str) -> bool {
+        self.packages.iter().any(|id| package_id_names(id, name))
+    }
+
+    /// The features the package `name` was built with (sorted; empty when
+    /// it was not built).
+    pub fn features_of(&self, name: &str) -> Vec<String> {
+        let mut f: Vec<String> = self
+            .features
+            .iter()
+            .filter(|(id, _)| package_id_names(id, name))
+            .flat_map(|(_, f)| f.iter().cloned())
+            .collect();
+        f.sort();
+        f.dedup();
+        f
+    }
+}
+
+/// Whether a cargo package id names the package `name`.
+pub(crate) fn package_id_names(id: &str, name: &str) -> bool {
+    let Some((path, tail)) = id.rsplit_once('#') else {
+        return false;
+    };
+    match tail.split_once('@') {
+        Some((n, _)) => n == name,
+        // `path+file:///x/name#0.1.0`: the directory names it.
+        None => path.rsplit('/').next() == Some(name),
+    }
+}
+
 /// The parts of a `compiler-artifact` message the tool looks at.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Artifact {
@@ -493,12 +642,14 @@ pub struct Artifact {
     pub kinds: Vec<String>,
     /// `profile.test`: built with the test harness configuration.
     pub test: bool,
-    /// `executable`.
-    pub executable: PathBuf,
+    /// `executable` (none for a library).
+    pub executable: Option<PathBuf>,
+    /// `features`: the package's features in this build.
+    pub features: Vec<String>,
 }
 
 /// Reads one line of `--message-format=json` output; `Some` for a
-/// `compiler-artifact` message that has an executable.
+/// `compiler-artifact` message.
 pub fn parse_artifact(line: &str) -> Option<Artifact> {
     let v: Value = serde_json::from_str(line).ok()?;
     if v.get("reason")?.as_str()? != "compiler-artifact" {
@@ -516,7 +667,20 @@ pub fn parse_artifact(line: &str) -> Option<Artifact> {
             .map(String::from)
             .collect(),
         test: v.get("profile")?.get("test")?.as_bool()?,
-        executable: PathBuf::from(v.get("executable")?.as_str()?),
+        executable: v
+            .get("executable")
+            .and_then(Value::as_str)
+            .map(PathBuf::from),
+        features: v
+            .get("features")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -526,18 +690,29 @@ fn run_for_executable(
     c: &mut Command,
     what: &str,
     wanted: impl Fn(&Artifact) -> bool,
-) -> Result<PathBuf, Error> {
+) -> Result<Built, Error> {
     let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| Error::Tool(format!("{what}: cannot run cargo: {e}")))?;
     let mut found = None;
+    let mut packages = Vec::new();
+    let mut features = Vec::new();
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        if let Some(a) = parse_artifact(&line).filter(|a| wanted(a)) {
-            found = Some(a.executable);
+        let Some(a) = parse_artifact(&line) else {
+            continue;
+        };
+        if a.executable.is_some() && wanted(&a) {
+            found = a.executable.clone();
+        }
+        if !a.features.is_empty() {
+            features.push((a.package_id.clone(), a.features));
+        }
+        if !packages.contains(&a.package_id) {
+            packages.push(a.package_id);
         }
     }
     let status = child
@@ -548,7 +723,12 @@ fn run_for_executable(
             "{what} failed (cargo's messages are above)"
         )));
     }
-    found.ok_or_else(|| Error::Tool(format!("{what}: cargo reported no executable")))
+    let exe = found.ok_or_else(|| Error::Tool(format!("{what}: cargo reported no executable")))?;
+    Ok(Built {
+        exe,
+        packages,
+        features,
+    })
 }
 
 #[cfg(test)]
@@ -603,7 +783,11 @@ mod tests {
 
     #[test]
     fn test_kernels_are_tests_named_qemu() {
-        let labels: Vec<String> = ws().test_kernels().iter().map(TestKernel::label).collect();
+        let labels: Vec<String> = ws()
+            .test_kernels(None)
+            .iter()
+            .map(TestKernel::label)
+            .collect();
         assert_eq!(
             labels,
             [
@@ -614,7 +798,7 @@ mod tests {
                 "echo/qemu_echo"
             ]
         );
-        let facade = ws().test_kernels().into_iter().nth(2).unwrap();
+        let facade = ws().test_kernels(None).into_iter().nth(2).unwrap();
         assert_eq!(facade.append(), "expect.feature=d");
         let w = ws();
         let p = w.packages.iter().find(|p| p.name == "ebbrt").unwrap();
@@ -625,6 +809,78 @@ mod tests {
                 vec!["a".to_string(), "c".to_string()]
             )
         );
+    }
+
+    #[test]
+    fn applications_outside_the_framework() {
+        // An application's workspace: every member with a binary runs.
+        let v: Value = serde_json::from_str(
+            r#"{"packages": [
+                {"name": "app", "id": "p:app", "manifest_path": "/a/Cargo.toml",
+                 "targets": [{"name": "app", "kind": ["bin"]}, {"name": "qemu_app", "kind": ["test"]}]},
+                {"name": "tool", "id": "p:tool", "manifest_path": "/a/tool/Cargo.toml",
+                 "targets": [{"name": "tool", "kind": ["bin"]}]}
+              ],
+              "workspace_members": ["p:app", "p:tool"], "workspace_root": "/a"}"#,
+        )
+        .unwrap();
+        let w = Workspace::from_metadata(&v).unwrap();
+        assert!(!w.framework);
+        assert!(ws().framework);
+        let names: Vec<&str> = w.examples().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["app", "tool"]);
+        // From a package's directory, that package; else it must be named.
+        assert_eq!(
+            w.application(None, Path::new("/a/tool/src")).unwrap().name,
+            "tool"
+        );
+        assert_eq!(
+            w.application(None, Path::new("/a/src")).unwrap().name,
+            "app"
+        );
+        let Err(Error::Usage(m)) = w.application(None, Path::new("/elsewhere")) else {
+            panic!()
+        };
+        assert!(m.contains("the applications are: app, tool"), "{m}");
+        assert_eq!(
+            w.application(Some("tool"), Path::new("/")).unwrap().name,
+            "tool"
+        );
+        let labels: Vec<String> = w
+            .test_kernels(Some("app"))
+            .iter()
+            .map(TestKernel::label)
+            .collect();
+        assert_eq!(labels, ["app/qemu_app"]);
+        assert!(w.test_kernels(Some("tool")).is_empty());
+        // The framework's one example is not picked for a bare `run`.
+        assert!(ws().application(None, Path::new("/elsewhere")).is_err());
+    }
+
+    #[test]
+    fn package_ids_name_their_package() {
+        let b = Built {
+            exe: "/x".into(),
+            packages: vec![
+                "path+file:///w/components/virtio-net#ebbrt-virtio-net@0.1.0".into(),
+                "path+file:///w/ebbrt#0.1.0".into(),
+                "registry+https://github.com/rust-lang/crates.io-index#spin@0.12.0".into(),
+            ],
+            features: vec![
+                (
+                    "path+file:///w/ebbrt#0.1.0".into(),
+                    vec!["net".into(), "default".into()],
+                ),
+                ("path+file:///w/ebbrt#0.1.0".into(), vec!["net".into()]),
+            ],
+        };
+        assert_eq!(b.features_of("ebbrt"), ["default", "net"]);
+        assert!(b.features_of("spin").is_empty());
+        assert!(b.has_package("ebbrt-virtio-net"));
+        assert!(b.has_package("ebbrt"));
+        assert!(b.has_package("spin"));
+        assert!(!b.has_package("virtio-net"));
+        assert!(!b.has_package("ebbrt-net"));
     }
 
     #[test]
@@ -641,14 +897,15 @@ mod tests {
                 target_name: "hello".into(),
                 kinds: vec!["bin".into()],
                 test: false,
-                executable: "/w/target/x86_64-ebbrt/debug/hello".into(),
+                executable: Some("/w/target/x86_64-ebbrt/debug/hello".into()),
+                features: vec![],
             })
         );
         let lib = concat!(
             r#"{"reason":"compiler-artifact","package_id":"p","#,
             r#""target":{"kind":["lib"],"name":"l"},"profile":{"test":false},"executable":null}"#
         );
-        assert_eq!(parse_artifact(lib), None);
+        assert_eq!(parse_artifact(lib).unwrap().executable, None);
         assert_eq!(
             parse_artifact(r#"{"reason":"build-finished","success":true}"#),
             None
@@ -708,6 +965,7 @@ mod tests {
                 "hello",
                 "--target",
                 "/w/x86_64-ebbrt.json",
+                "-Zjson-target-spec",
                 "-Zbuild-std=core,alloc,compiler_builtins",
                 "-Zbuild-std-features=compiler-builtins-mem",
                 "--message-format=json-render-diagnostics"

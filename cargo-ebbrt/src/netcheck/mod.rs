@@ -42,13 +42,14 @@ use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
 use crate::cargo::Workspace;
+use crate::cli::BuildArgs;
 use crate::net::{Forward, NetMode, NetOpts, TAP_GUEST, TAP_HOST, TAP_NAME};
 use guest::{Guest, GuestSpec};
 
 /// How the checks are named in `--filter` and the report.
 pub const LABEL: &str = "echo/netcheck";
 /// The example the checks run against.
-const EXAMPLE: &str = "echo";
+pub(crate) const EXAMPLE: &str = "echo";
 /// The echo's port in the guest.
 const GUEST_PORT: u16 = 7777;
 /// How long a guest may take to print its `listening on` line.
@@ -380,11 +381,19 @@ pub fn run(s: &Setup<'_>) -> NetReport {
     let all: Vec<&'static str> = USER_CHECKS.iter().chain(&TAP_CHECKS).copied().collect();
     let debug_kernel =
         s.ws.example(EXAMPLE)
-            .and_then(|pkg| s.ws.build_native_example(pkg, false, &[]));
+            .and_then(|pkg| s.ws.build_native_example(pkg, &BuildArgs::default()))
+            .map(|b| b.exe);
     let kernel = match s
         .ws
         .example(EXAMPLE)
-        .and_then(|pkg| s.ws.build_native_example(pkg, true, &[]))
+        .and_then(|pkg| {
+            let release = BuildArgs {
+                release: true,
+                ..BuildArgs::default()
+            };
+            s.ws.build_native_example(pkg, &release)
+        })
+        .map(|b| b.exe)
     {
         Ok(k) => k,
         Err(e) => {

@@ -21,8 +21,11 @@ const PROGRAM: (&str, &str) = ("ebbrt", "catalog");
 
 /// Runs the command; returns the status the tool exits with.
 pub fn docs(a: DocsArgs) -> Result<i32, Error> {
-    let ws = Workspace::load()?;
-    let exe = ws.build_host_example(PROGRAM.0, PROGRAM.1)?;
+    let ws = Workspace::load(&a.build)?;
+    if !ws.framework {
+        return crate::app_docs::docs(&ws, &a);
+    }
+    let exe = ws.build_host_example(PROGRAM.0, PROGRAM.1)?.exe;
     if a.check {
         check(&ws.root, &exe)
     } else {
@@ -85,7 +88,7 @@ fn write(root: &Path, exe: &Path) -> Result<i32, Error> {
 
 /// Writes `text` to `path` unless it already holds it; returns whether it
 /// wrote.
-fn update(path: &Path, text: &str) -> Result<bool, Error> {
+pub(crate) fn update(path: &Path, text: &str) -> Result<bool, Error> {
     if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
         return Ok(false);
     }

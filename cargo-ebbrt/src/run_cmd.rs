@@ -13,10 +13,15 @@ use crate::qemu::{self, Boot, MemSize};
 use crate::symbolize::Symbolizer;
 use crate::{Error, accel, note, setup};
 
+/// The package of the virtio-net driver: an image built with it gets a NIC.
+const NIC_DRIVER: &str = "ebbrt-virtio-net";
+
 /// Runs the command; returns the status the tool exits with.
 pub fn run(a: RunArgs) -> Result<i32, Error> {
-    let ws = Workspace::load()?;
-    let pkg = ws.example(&a.example)?;
+    let ws = Workspace::load(&a.build)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::Tool(format!("cannot read the current directory: {e}")))?;
+    let pkg = ws.application(a.build.package.as_deref(), &cwd)?;
     let outcome = if a.hosted {
         run_hosted(&ws, pkg, &a)?
     } else {
@@ -37,12 +42,27 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
     check_mem_fits(mem, host_mem_total_mib())?;
     let qemu_bin = setup::ensure_qemu()?;
     setup::ensure_rust_src(&ws.root)?;
-    let kernel = ws.build_native_example(pkg, a.release, &a.features)?;
+    note(&format!(
+        "building `{}` for the native target ({}; the first build also compiles \
+         core and alloc from rust-src)",
+        pkg.name,
+        crate::cargo::TARGET_SPEC
+    ));
+    let built = ws.build_native_example(pkg, &a.build)?;
+    let kernel = built.exe.clone();
     let choice = accel::detect(a.accel);
     note(&format!("accelerator: {}", choice.reason));
+    // A NIC only for an application that links the network stack, unless a
+    // flag asks for one.
+    let mut net_opts = a.net.clone();
+    if !a.net_asked && !built.has_package(NIC_DRIVER) {
+        net_opts.mode = crate::net::NetMode::None;
+    }
     // Lives until QEMU exits: a tap's namespace is deleted when it drops.
-    let net = crate::net::attach(&a.net).map_err(Error::Tool)?;
-    note(&format!("network: {}", net.summary));
+    let net = crate::net::attach(&net_opts).map_err(Error::Tool)?;
+    if net_opts.mode != crate::net::NetMode::None || a.net_asked {
+        note(&format!("network: {}", net.summary));
+    }
     for how in &net.reach {
         note(how);
     }
@@ -171,7 +191,11 @@ fn native_command_line(append: &str, app_args: &[String]) -> Result<String, Erro
 
 fn run_hosted(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Error> {
     // Build first, so that a --timeout covers the run and not the build.
-    let exe = ws.build_hosted_example(pkg, a.release, &a.features)?;
+    note(&format!(
+        "building `{}` for this machine (hosted)",
+        pkg.name
+    ));
+    let exe = ws.build_hosted_example(pkg, &a.build)?.exe;
     let cmd = ws.hosted_run_command(
         &exe,
         a.cores,

@@ -6,11 +6,16 @@
 //! text of the subcommand and exits with status 2.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accel::Accel;
 use crate::qemu::MemSize;
 
+/// The most cores an instance has (`ebbrt_core::cpu::MAX_CORES`; a test
+/// checks they agree: the tool does not depend on the framework's crates,
+/// so that it builds on any toolchain).
+pub const MAX_CORES: usize = 256;
 /// Default number of cores of a run (native `-smp`, hosted `--cores`).
 pub const DEFAULT_CORES: u32 = 2;
 /// Default time limit of the host tests (build included).
@@ -27,15 +32,90 @@ pub enum Command {
     Test(TestArgs),
     /// `cargo ebbrt docs ...`
     Docs(DocsArgs),
+    /// `cargo ebbrt new ...`
+    New(NewArgs),
     /// `--help` somewhere: print this text and exit 0.
     Help(&'static str),
+}
+
+/// What `run`, `test` and `docs` pass on to cargo: which workspace and
+/// package, features and profile.
+#[derive(Debug, Default, PartialEq)]
+pub struct BuildArgs {
+    /// `--manifest-path`: the Cargo.toml of the workspace (or of a package
+    /// in it); default: cargo's search from the current directory.
+    pub manifest_path: Option<PathBuf>,
+    /// `-p`/`--package`: the package (application) to run or test.
+    pub package: Option<String>,
+    /// Build with `--release`.
+    pub release: bool,
+    /// `--features` for cargo (comma- or space-separated, may repeat),
+    /// e.g. `ebbrt/idle-poll` to select a facade component.
+    pub features: Vec<String>,
+    /// `--no-default-features` for cargo.
+    pub no_default_features: bool,
+}
+
+impl BuildArgs {
+    /// Takes the flag `name` if it is one of these; `Ok(false)` when it is
+    /// not (the caller's own flag, or an unknown one).
+    fn take<I: Iterator<Item = String>>(
+        &mut self,
+        flags: &mut Flags<I>,
+        name: &str,
+        inline: Option<String>,
+    ) -> Result<bool, UsageError> {
+        match name {
+            "--release" => {
+                flags.no_value(name, inline)?;
+                self.release = true;
+            }
+            "--no-default-features" => {
+                flags.no_value(name, inline)?;
+                self.no_default_features = true;
+            }
+            "--features" | "-F" => {
+                let v = flags.value(name, inline)?;
+                self.features.extend(
+                    v.split([',', ' '])
+                        .filter(|f| !f.is_empty())
+                        .map(String::from),
+                );
+            }
+            "--manifest-path" => {
+                let v = flags.value(name, inline)?;
+                if !v.ends_with("Cargo.toml") {
+                    return Err(usage_error(
+                        format!("--manifest-path must name a Cargo.toml, not `{v}`"),
+                        flags.usage,
+                    ));
+                }
+                self.manifest_path = Some(PathBuf::from(v));
+            }
+            "-p" | "--package" => {
+                let v = flags.value(name, inline)?;
+                if self.package.as_ref().is_some_and(|p| *p != v) {
+                    return Err(usage_error(
+                        format!(
+                            "two packages given (`{}` and `{v}`); give one",
+                            self.package.as_deref().unwrap_or_default()
+                        ),
+                        flags.usage,
+                    ));
+                }
+                self.package = Some(v);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 /// Arguments of `cargo ebbrt run`.
 #[derive(Debug, PartialEq)]
 pub struct RunArgs {
-    /// The example (a package under `examples/`).
-    pub example: String,
+    /// Workspace, package, features and profile.
+    pub build: BuildArgs,
     /// Run as a Linux process instead of booting under QEMU.
     pub hosted: bool,
     /// Number of cores.
@@ -46,17 +126,15 @@ pub struct RunArgs {
     pub append: Option<String>,
     /// Accelerator override (native only).
     pub accel: Option<Accel>,
-    /// Build with `--release`.
-    pub release: bool,
-    /// `--features` for cargo (comma- or space-separated, may repeat),
-    /// e.g. `ebbrt/idle-poll` to select a facade component.
-    pub features: Vec<String>,
     /// Stop the run after this long (exit status 124).
     pub timeout: Option<Duration>,
     /// Everything after `--`.
     pub app_args: Vec<String>,
     /// The guest's network (native only; see `net.rs`).
     pub net: crate::net::NetOpts,
+    /// Whether a networking flag was given: without one, the guest gets a
+    /// NIC only when the application links the network stack.
+    pub net_asked: bool,
     /// Start QEMU stopped, waiting for a debugger (native only).
     pub gdb: bool,
 }
@@ -64,6 +142,8 @@ pub struct RunArgs {
 /// Arguments of `cargo ebbrt test`.
 #[derive(Debug, PartialEq)]
 pub struct TestArgs {
+    /// Workspace, package, features and profile.
+    pub build: BuildArgs,
     /// Run only the test kernels whose name contains this.
     pub filter: Option<String>,
     /// Skip `cargo test --workspace`.
@@ -81,8 +161,20 @@ pub struct TestArgs {
 /// Arguments of `cargo ebbrt docs`.
 #[derive(Debug, PartialEq)]
 pub struct DocsArgs {
-    /// Compare docs/components.md with the catalog instead of writing it.
+    /// Workspace, package, features and profile.
+    pub build: BuildArgs,
+    /// Compare the catalog file with the catalog instead of writing it.
     pub check: bool,
+}
+
+/// Arguments of `cargo ebbrt new`.
+#[derive(Debug, PartialEq)]
+pub struct NewArgs {
+    /// The directory to create; its last component names the package.
+    pub dir: PathBuf,
+    /// The framework checkout the application depends on (by path);
+    /// default: the one this tool was built from.
+    pub framework: Option<PathBuf>,
 }
 
 /// A command line that cannot be obeyed; `usage` is the text to show with it.
@@ -111,18 +203,24 @@ pub const USAGE: &str = "\
 Usage: cargo ebbrt <COMMAND> [OPTIONS]
 
 Commands:
-  run <EXAMPLE>   build an application and boot it under QEMU (or --hosted: run it on Linux)
+  new <DIR>       write a new application in DIR (outside the framework's repository)
+  run [APP]       build an application and boot it under QEMU (or --hosted: run it on Linux)
   test            run every test: host tests, then every in-QEMU test kernel
   docs            write docs/components.md, the component catalog (--check: fail if stale)
+
+Run them anywhere inside an application's workspace (or the framework's).
 
 Run `cargo ebbrt <COMMAND> --help` for the options of a command.";
 
 /// Usage of `cargo ebbrt run`.
 pub const RUN_USAGE: &str = "\
-Usage: cargo ebbrt run <EXAMPLE> [OPTIONS] [-- <APP ARGS>...]
+Usage: cargo ebbrt run [APP] [OPTIONS] [-- <APP ARGS>...]
 
-Builds the example for the native target and boots it under QEMU, the serial
-console on this terminal. The exit status is the application's.
+Builds the application for the native target and boots it under QEMU, the
+serial console on this terminal. The exit status is the application's.
+APP (or -p APP) is a package of the workspace with a binary (in the
+framework's own workspace: an example under examples/); without it, the
+package of the current directory, or the workspace's only application.
 
 Options:
   --hosted            build and run it as a Linux process instead
@@ -130,15 +228,21 @@ Options:
   --mem <SIZE>        guest memory, e.g. 512M or 1G (default 256M; native only)
   --append <\"k=v ..\"> boot arguments: the kernel command line (native) or EBBRT_ARGS (hosted)
   --accel <kvm|tcg>   override the accelerator choice (native only)
-  --release           build with the release profile
-  -F, --features <F>  cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
-                      select a facade component (docs/components.md)
   --timeout <SECS>    stop the run after SECS seconds (exit status 124)
   --gdb               start the guest stopped, waiting for gdb on a port of
                       127.0.0.1, and print the command that attaches with
                       symbols (native only)
   -h, --help          print this help
-Networking (native):
+Build options (passed to cargo):
+  --manifest-path <PATH>  the Cargo.toml of the workspace (default: the one
+                          around the current directory)
+  -p, --package <NAME>    the package
+  -F, --features <F>      cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
+                          select a facade component (docs/components.md)
+  --no-default-features   turn the package's default features off
+  --release               build with the release profile
+Networking (native): a guest gets a virtio-net NIC when the application links
+the network stack (the facade's `net` feature) or a flag below asks for one.
   --net <user|tap|none>  user: QEMU user networking, guest 10.0.2.15 (default);
                          tap: a tap in a network namespace made for the run,
                          guest 10.79.0.2 (clients: ip netns exec <NAME> ...)
@@ -156,10 +260,11 @@ Usage: cargo ebbrt test [OPTIONS]
 
 Runs `cargo test --workspace` (host tests, including every test kernel run
 hosted), then builds every test kernel (a test target whose name starts with
-`qemu`) for the native target and boots it under QEMU, then runs the network
-checks (echo/netcheck: the echo example on a virtio-net NIC, over QEMU user
-networking and, as root, a tap in a network namespace). Ends with the line
-`N passed, N failed` (in-QEMU totals); exit status 0 iff everything passed.
+`qemu`) for the native target and boots it under QEMU. In the framework's own
+workspace it then runs the network checks (echo/netcheck: the echo example on
+a virtio-net NIC, over QEMU user networking and, as root, a tap in a network
+namespace). Ends with the line `N passed, N failed` (in-QEMU totals); exit
+status 0 iff everything passed. With -p, only that package's tests.
 
 Options:
   --filter <NAME>     run only the test kernels (and network checks,
@@ -170,19 +275,54 @@ Options:
   --host-timeout <SECS>
                       time limit of the host tests, build included (default 900)
   -v, --verbose       show everything the test kernels print
-  -h, --help          print this help";
+  -h, --help          print this help
+Build options (passed to cargo):
+  --manifest-path <PATH>  the Cargo.toml of the workspace (default: the one
+                          around the current directory)
+  -p, --package <NAME>    the package
+  -F, --features <F>      cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
+                          select a facade component (docs/components.md)
+  --no-default-features   turn the package's default features off
+  --release               build with the release profile";
 
 /// Usage of `cargo ebbrt docs`.
 pub const DOCS_USAGE: &str = "\
-Usage: cargo ebbrt docs [--check]
+Usage: cargo ebbrt docs [--check] [OPTIONS]
 
-Writes docs/components.md, the catalog of every component: the registry
-records of a hosted program that links every component crate (the example
-`catalog` of the `ebbrt` facade), rendered in a fixed order.
+Writes docs/components.md, the component catalog. In the framework's own
+workspace: every component (the example `catalog` of the `ebbrt` facade
+links every component crate). In an application's workspace: the
+application's catalog, its own Ebbs and the framework components it links,
+with the facade features that selected them (read from the registry of its
+hosted build).
 
 Options:
   --check             write nothing; exit with status 1 and a diff when
                       docs/components.md is stale
+  -h, --help          print this help
+Build options (passed to cargo):
+  --manifest-path <PATH>  the Cargo.toml of the workspace (default: the one
+                          around the current directory)
+  -p, --package <NAME>    the package
+  -F, --features <F>      cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
+                          select a facade component (docs/components.md)
+  --no-default-features   turn the package's default features off
+  --release               build with the release profile";
+
+/// Usage of `cargo ebbrt new`.
+pub const NEW_USAGE: &str = "\
+Usage: cargo ebbrt new <DIR> [--path <FRAMEWORK>]
+
+Writes a ready application in the new directory DIR (its last component names
+the package): Cargo.toml (the framework by path), rust-toolchain.toml, the
+native target specification, .cargo/config.toml, src/main.rs with a per-core
+Ebb, tests/qemu_app.rs with one #[ebbrt::test], and a README. Then, in DIR:
+`cargo ebbrt run`, `cargo ebbrt run --hosted`, `cargo ebbrt test`,
+`cargo ebbrt docs`; plain `cargo run` runs it hosted.
+
+Options:
+  --path <FRAMEWORK>  the framework's checkout to depend on (default: the one
+                      this tool was built from)
   -h, --help          print this help";
 
 /// Parses the arguments after the program name.
@@ -205,6 +345,7 @@ where
         Some("run") => parse_run(args),
         Some("test") => parse_test(args),
         Some("docs") => parse_docs(args),
+        Some("new") => parse_new(args),
         Some(other) if other.starts_with('-') => {
             Err(usage_error(format!("unknown flag `{other}`"), USAGE))
         }
@@ -275,14 +416,13 @@ impl<I: Iterator<Item = String>> Flags<I> {
 fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
     let usage = RUN_USAGE;
     let mut flags = Flags { args, usage };
+    let mut build = BuildArgs::default();
     let mut example = None;
     let mut hosted = false;
     let mut cores = None;
     let mut mem = None;
     let mut append = None;
     let mut accel = None;
-    let mut release = false;
-    let mut features = Vec::new();
     let mut timeout = None;
     let mut app_args = Vec::new();
     let mut net = crate::net::NetOpts::default();
@@ -305,21 +445,9 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                     flags.no_value(&name, inline)?;
                     hosted = true;
                 }
-                "--release" => {
-                    flags.no_value(&name, inline)?;
-                    release = true;
-                }
                 "--gdb" => {
                     flags.no_value(&name, inline)?;
                     gdb = true;
-                }
-                "--features" | "-F" => {
-                    let v = flags.value(&name, inline)?;
-                    features.extend(
-                        v.split([',', ' '])
-                            .filter(|f| !f.is_empty())
-                            .map(String::from),
-                    );
                 }
                 "--cores" => cores = Some(parse_cores(&flags.value(&name, inline)?, usage)?),
                 "--mem" => {
@@ -352,17 +480,26 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
                     net.apply(&name, v).map_err(|e| usage_error(e, usage))?;
                 }
                 _ => {
-                    return Err(usage_error(
-                        format!("unknown flag `{name}` for `cargo ebbrt run`"),
-                        usage,
-                    ));
+                    if !build.take(&mut flags, &name, inline)? {
+                        return Err(usage_error(
+                            format!("unknown flag `{name}` for `cargo ebbrt run`"),
+                            usage,
+                        ));
+                    }
                 }
             },
         }
     }
-    let Some(example) = example else {
-        return Err(usage_error("missing the name of the example to run", usage));
-    };
+    match (&example, &build.package) {
+        (Some(a), Some(p)) if a != p => {
+            return Err(usage_error(
+                format!("two applications given (`{a}` and -p `{p}`); give one"),
+                usage,
+            ));
+        }
+        (Some(a), None) => build.package = Some(a.clone()),
+        _ => {}
+    }
     if hosted {
         if mem.is_some() {
             return Err(usage_error(
@@ -397,17 +534,16 @@ fn parse_run(args: impl Iterator<Item = String>) -> Result<Command, UsageError> 
         net.check().map_err(|e| usage_error(e, usage))?;
     }
     Ok(Command::Run(RunArgs {
-        example,
+        build,
         hosted,
         cores: cores.unwrap_or(DEFAULT_CORES),
         mem,
         append,
         accel,
-        release,
-        features,
         timeout,
         app_args,
         net,
+        net_asked: net_flag.is_some(),
         gdb,
     }))
 }
@@ -416,6 +552,7 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
     let usage = TEST_USAGE;
     let mut flags = Flags { args, usage };
     let mut out = TestArgs {
+        build: BuildArgs::default(),
         filter: None,
         no_host: false,
         no_qemu: false,
@@ -465,10 +602,12 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
                     out.verbose = true;
                 }
                 _ => {
-                    return Err(usage_error(
-                        format!("unknown flag `{name}` for `cargo ebbrt test`"),
-                        usage,
-                    ));
+                    if !out.build.take(&mut flags, &name, inline)? {
+                        return Err(usage_error(
+                            format!("unknown flag `{name}` for `cargo ebbrt test`"),
+                            usage,
+                        ));
+                    }
                 }
             },
         }
@@ -486,6 +625,7 @@ fn parse_docs(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
     let usage = DOCS_USAGE;
     let mut flags = Flags { args, usage };
     let mut check = false;
+    let mut build = BuildArgs::default();
     while let Some(item) = flags.next() {
         match item {
             Item::Flag(name, inline) => match name.as_str() {
@@ -495,10 +635,12 @@ fn parse_docs(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
                     check = true;
                 }
                 _ => {
-                    return Err(usage_error(
-                        format!("unknown flag `{name}` for `cargo ebbrt docs`"),
-                        usage,
-                    ));
+                    if !build.take(&mut flags, &name, inline)? {
+                        return Err(usage_error(
+                            format!("unknown flag `{name}` for `cargo ebbrt docs`"),
+                            usage,
+                        ));
+                    }
                 }
             },
             Item::Positional(p) => {
@@ -512,11 +654,49 @@ fn parse_docs(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
             }
         }
     }
-    Ok(Command::Docs(DocsArgs { check }))
+    Ok(Command::Docs(DocsArgs { build, check }))
+}
+
+fn parse_new(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+    let usage = NEW_USAGE;
+    let mut flags = Flags { args, usage };
+    let mut dir = None;
+    let mut framework = None;
+    while let Some(item) = flags.next() {
+        match item {
+            Item::Flag(name, inline) => match name.as_str() {
+                "-h" | "--help" => return Ok(Command::Help(usage)),
+                "--path" => framework = Some(PathBuf::from(flags.value(&name, inline)?)),
+                _ => {
+                    return Err(usage_error(
+                        format!("unknown flag `{name}` for `cargo ebbrt new`"),
+                        usage,
+                    ));
+                }
+            },
+            Item::Positional(p) if dir.is_none() => dir = Some(PathBuf::from(p)),
+            Item::Positional(p) => {
+                return Err(usage_error(format!("unexpected argument `{p}`"), usage));
+            }
+            Item::Rest(_) => {
+                return Err(usage_error(
+                    "`cargo ebbrt new` takes no arguments after `--`",
+                    usage,
+                ));
+            }
+        }
+    }
+    let Some(dir) = dir else {
+        return Err(usage_error(
+            "missing the directory of the new application",
+            usage,
+        ));
+    };
+    Ok(Command::New(NewArgs { dir, framework }))
 }
 
 fn parse_cores(v: &str, usage: &'static str) -> Result<u32, UsageError> {
-    let max = ebbrt_core::cpu::MAX_CORES;
+    let max = MAX_CORES;
     match v.parse::<u32>() {
         Ok(n) if n >= 1 && n as usize <= max => Ok(n),
         _ => Err(usage_error(
@@ -573,8 +753,8 @@ mod tests {
             "-F",
             "y z",
         ]);
-        assert_eq!(r.features, ["ebbrt/idle-poll", "x", "y", "z"]);
-        assert!(run(&["run", "echo"]).features.is_empty());
+        assert_eq!(r.build.features, ["ebbrt/idle-poll", "x", "y", "z"]);
+        assert!(run(&["run", "echo"]).build.features.is_empty());
     }
 
     fn test(args: &[&str]) -> TestArgs {
@@ -594,8 +774,8 @@ mod tests {
     #[test]
     fn run_defaults() {
         let r = run(&["run", "hello"]);
-        assert_eq!(r.example, "hello");
-        assert!(!r.hosted && !r.release);
+        assert_eq!(r.build.package.as_deref(), Some("hello"));
+        assert!(!r.hosted && !r.build.release && !r.net_asked);
         assert_eq!(r.cores, DEFAULT_CORES);
         assert_eq!(
             (r.mem, r.append, r.accel, r.timeout),
@@ -667,12 +847,12 @@ mod tests {
             "--port",
             "7",
         ]);
-        assert_eq!(r.example, "echo");
+        assert_eq!(r.build.package.as_deref(), Some("echo"));
         assert_eq!(r.cores, 4);
         assert_eq!(r.mem.map(|m| m.to_string()), Some("1G".to_string()));
         assert_eq!(r.append.as_deref(), Some("a=1 b=2"));
         assert_eq!(r.accel, Some(Accel::Tcg));
-        assert!(r.release);
+        assert!(r.build.release);
         assert_eq!(r.timeout, Some(Duration::from_secs(30)));
         assert_eq!(r.app_args, vec!["--port", "7"]);
     }
@@ -684,7 +864,6 @@ mod tests {
 
     #[test]
     fn run_errors() {
-        assert!(err(&["run"]).contains("missing the name of the example"));
         assert!(err(&["run", "hello", "--bogus"]).contains("unknown flag `--bogus`"));
         assert!(err(&["run", "hello", "world"]).contains("unexpected argument `world`"));
         assert!(err(&["run", "hello", "--cores"]).contains("`--cores` needs a value"));
@@ -734,14 +913,76 @@ mod tests {
     }
 
     #[test]
+    fn build_flags_for_every_command() {
+        let r = run(&[
+            "run",
+            "--manifest-path",
+            "/a/Cargo.toml",
+            "-p",
+            "app",
+            "--no-default-features",
+            "--release",
+        ]);
+        assert_eq!(
+            r.build,
+            BuildArgs {
+                manifest_path: Some("/a/Cargo.toml".into()),
+                package: Some("app".into()),
+                release: true,
+                features: vec![],
+                no_default_features: true,
+            }
+        );
+        // No application named: the tool picks one from the workspace.
+        assert_eq!(run(&["run", "--hosted"]).build.package, None);
+        assert!(err(&["run", "a", "-p", "b"]).contains("two applications given"));
+        assert!(err(&["run", "--manifest-path", "/a"]).contains("must name a Cargo.toml"));
+        let t = test(&["test", "-p", "app", "-F", "x", "--release"]);
+        assert_eq!(t.build.package.as_deref(), Some("app"));
+        assert_eq!(t.build.features, ["x"]);
+        assert!(t.build.release);
+        let Ok(Command::Docs(d)) = parse(["docs", "--check", "--no-default-features"]) else {
+            panic!()
+        };
+        assert!(d.check && d.build.no_default_features);
+        // A networking flag is remembered: it asks for a NIC.
+        assert!(run(&["run", "x", "--net", "user"]).net_asked);
+    }
+
+    #[test]
+    fn the_core_limit_is_the_framework_s() {
+        assert_eq!(MAX_CORES, ebbrt_core::cpu::MAX_CORES);
+    }
+
+    #[test]
+    fn new_flags() {
+        assert_eq!(
+            parse(["new", "../my-app", "--path", "/f"]),
+            Ok(Command::New(NewArgs {
+                dir: "../my-app".into(),
+                framework: Some("/f".into())
+            }))
+        );
+        assert!(err(&["new"]).contains("missing the directory"));
+        assert!(err(&["new", "a", "b"]).contains("unexpected argument `b`"));
+        assert!(err(&["new", "a", "--hosted"]).contains("unknown flag `--hosted`"));
+    }
+
+    #[test]
     fn docs_flags() {
         assert_eq!(
             parse(["docs"]),
-            Ok(Command::Docs(DocsArgs { check: false }))
+            Ok(Command::Docs(DocsArgs {
+                build: BuildArgs::default(),
+                check: false
+            }))
         );
         assert_eq!(
             parse(["ebbrt", "docs", "--check"]),
-            Ok(Command::Docs(DocsArgs { check: true }))
+            Ok(Command::Docs(DocsArgs {
+                build: BuildArgs::default(),
+                check: true
+            }))
         );
         assert_eq!(parse(["docs", "--help"]), Ok(Command::Help(DOCS_USAGE)));
         assert!(err(&["docs", "--check=yes"]).contains("takes no value"));
@@ -758,6 +999,7 @@ mod tests {
         assert_eq!(
             t,
             TestArgs {
+                build: BuildArgs::default(),
                 filter: None,
                 no_host: false,
                 no_qemu: false,
@@ -785,7 +1027,7 @@ mod tests {
         assert!(err(&["test", "--filter"]).contains("needs a value"));
         assert!(err(&["test", "--filter="]).contains("non-empty"));
         assert!(
-            err(&["test", "--release"]).contains("unknown flag `--release` for `cargo ebbrt test`")
+            err(&["test", "--hosted"]).contains("unknown flag `--hosted` for `cargo ebbrt test`")
         );
     }
 }

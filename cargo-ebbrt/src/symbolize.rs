@@ -297,7 +297,7 @@ mod tests {
         assert!(
             last.starts_with(&format!(
                 "{INDENT}cargo_ebbrt::symbolize::tests::a_known_function at \
-                 src/bin/cargo-ebbrt/symbolize.rs:"
+                 src/symbolize.rs:"
             )),
             "{out:?}"
         );

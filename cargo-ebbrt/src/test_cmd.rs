@@ -28,14 +28,23 @@ const ABOVE_BACKTRACE: usize = 12;
 
 /// Runs the command; returns the status the tool exits with.
 pub fn test(a: TestArgs) -> Result<i32, Error> {
-    let ws = Workspace::load()?;
-    // The network checks run after the kernels, unless a filter leaves
-    // them out.
+    let ws = Workspace::load(&a.build)?;
+    // The network checks (of the framework's echo example) run after the
+    // kernels, unless a filter or a package leaves them out.
     let net_selected = !a.no_qemu
+        && ws.framework
+        && a.build
+            .package
+            .as_deref()
+            .is_none_or(|p| p == netcheck::EXAMPLE)
         && a.filter
             .as_deref()
             .is_none_or(|f| netcheck::LABEL.contains(f));
-    let kernels = select(ws.test_kernels(), a.filter.as_deref(), net_selected)?;
+    let kernels = select(
+        ws.test_kernels(a.build.package.as_deref()),
+        a.filter.as_deref(),
+        net_selected,
+    )?;
     // Set the machine up first: a missing QEMU should not wait for the host tests.
     let mut machine = None;
     if !a.no_qemu && (!kernels.is_empty() || net_selected) {
@@ -46,7 +55,11 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
 
     let mut host_ok = true;
     if !a.no_host {
-        heading("host tests: cargo test --workspace --no-fail-fast");
+        let what = match &a.build.package {
+            Some(p) => format!("cargo test -p {p} --no-fail-fast"),
+            None => "cargo test --workspace --no-fail-fast".to_string(),
+        };
+        heading(&format!("host tests: {what}"));
         // A hung test must not hang the whole run: past the limit, cargo
         // and the test binaries below it are killed.
         let opts = Options {
@@ -55,10 +68,15 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
             capture_stderr: false,
             kill_tree: true,
         };
-        let done = process::run(ws.host_test_command(), opts, Stdout::Inherit)
+        let done = process::run(ws.host_test_command(&a.build), opts, Stdout::Inherit)
             .map_err(|e| Error::Tool(format!("cannot run cargo: {e}")))?;
         host_ok = done.status == RawStatus::Code(0) && !done.timed_out;
-        for (app, cmd) in ws.external_host_test_commands() {
+        let external = if a.build.package.is_none() {
+            ws.external_host_test_commands()
+        } else {
+            Vec::new()
+        };
+        for (app, cmd) in external {
             heading(&format!(
                 "host tests of the application `{app}` (a workspace of its own)"
             ));
@@ -184,8 +202,8 @@ fn run_test_kernel(
 ) -> KernelReport {
     println!("\n-- {}", k.label());
     let _ = std::io::stdout().flush();
-    let kernel = match ws.build_native_test_kernel(k) {
-        Ok(p) => p,
+    let kernel = match ws.build_native_test_kernel(k, &a.build) {
+        Ok(b) => b.exe,
         Err(e) => {
             return KernelReport {
                 errors: vec![e.to_string()],
