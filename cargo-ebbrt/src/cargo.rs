@@ -160,6 +160,38 @@ impl Workspace {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from)
     }
 
+    /// Whether a native build has compiled `core` for this profile yet
+    /// (`-Zbuild-std` puts `libcore-*.rlib` among the target's deps): if
+    /// not, the next native build compiles `core` and `alloc` first.
+    pub fn native_core_built(&self, release: bool) -> bool {
+        let profile = if release { "release" } else { "debug" };
+        let deps = self
+            .target_dir()
+            .join("x86_64-ebbrt")
+            .join(profile)
+            .join("deps");
+        std::fs::read_dir(deps)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("libcore-") && n.ends_with(".rlib"))
+            })
+    }
+
+    /// What the tool says before a native build of `what`.
+    pub fn native_build_note(&self, what: &str, release: bool) -> String {
+        let first = if self.native_core_built(release) {
+            ""
+        } else {
+            "; the first native build compiles `core` and `alloc` from rust-src too, \
+             a minute or two"
+        };
+        format!("building {what} for the native target ({TARGET_SPEC}{first})")
+    }
+
     /// `cargo test --manifest-path <app>/Cargo.toml --no-fail-fast` for each
     /// external application (with the shared target directory).
     pub fn external_host_test_commands(&self) -> Vec<(String, Command)> {

@@ -42,12 +42,7 @@ fn run_native(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
     check_mem_fits(mem, host_mem_total_mib())?;
     let qemu_bin = setup::ensure_qemu()?;
     setup::ensure_rust_src(&ws.root)?;
-    note(&format!(
-        "building `{}` for the native target ({}; the first build also compiles \
-         core and alloc from rust-src)",
-        pkg.name,
-        crate::cargo::TARGET_SPEC
-    ));
+    note(&ws.native_build_note(&format!("`{}`", pkg.name), a.build.release));
     let built = ws.build_native_example(pkg, &a.build)?;
     let kernel = built.exe.clone();
     let choice = accel::detect(a.accel);

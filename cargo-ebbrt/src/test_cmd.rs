@@ -108,6 +108,7 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
         if let Some((qemu, choice)) = machine {
             if !kernels.is_empty() {
                 heading(&format!("in-QEMU test kernels ({})", kernels.len()));
+                note(&ws.native_build_note("each test kernel", a.build.release));
                 note(&format!("accelerator: {}", choice.reason));
             }
             for k in &kernels {

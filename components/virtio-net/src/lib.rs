@@ -67,7 +67,7 @@ mod tests {
         assert_eq!(r.id, Some(ids::NET_DEVICE));
         assert_eq!(r.kind, EbbKind::PerCore);
         assert_eq!(r.crate_name, "ebbrt-virtio-net");
-        assert_eq!((r.feature, r.default), (None, true));
+        assert_eq!((r.feature, r.default), (Some("net"), false));
         assert!(
             r.docs.starts_with("The virtio-net NIC driver"),
             "{}",
