@@ -30,6 +30,41 @@ pub fn cargo_program() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
+/// A cargo command for the workspace at `root`, run there.
+///
+/// Under rustup, the toolchain that runs the tool was chosen for the
+/// directory it was started in: run from `/` with `--manifest-path`, that is
+/// the default (stable) toolchain, not the nightly the application's
+/// `rust-toolchain.toml` asks for. So when the workspace has a toolchain
+/// file and nobody chose the toolchain explicitly (`cargo +nightly ...`,
+/// `RUSTUP_TOOLCHAIN` set by the user), the command goes through rustup's
+/// `cargo` proxy again, in `root`, to pick the workspace's toolchain.
+pub fn cargo_command(root: &Path) -> Command {
+    let has_file = ["rust-toolchain.toml", "rust-toolchain"]
+        .iter()
+        .any(|f| root.join(f).is_file());
+    let source = std::env::var("RUSTUP_TOOLCHAIN_SOURCE").ok();
+    let under_rustup = std::env::var_os("RUSTUP_HOME").is_some();
+    let mut c = if has_file && under_rustup && reresolve_toolchain(source.as_deref()) {
+        let mut c = Command::new("cargo");
+        c.env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTUP_TOOLCHAIN_SOURCE")
+            .env_remove("CARGO");
+        c
+    } else {
+        Command::new(cargo_program())
+    };
+    c.current_dir(root);
+    c
+}
+
+/// Whether a toolchain rustup chose from `source` (its
+/// `RUSTUP_TOOLCHAIN_SOURCE`) may be chosen again from the workspace's
+/// directory: not when the user named it (`env`, `cli`).
+fn reresolve_toolchain(source: Option<&str>) -> bool {
+    !matches!(source, Some("env" | "cli"))
+}
+
 /// The workspace, as `cargo metadata --no-deps` describes it.
 #[derive(Debug)]
 pub struct Workspace {
@@ -198,9 +233,8 @@ impl Workspace {
         self.external
             .iter()
             .map(|p| {
-                let mut c = Command::new(cargo_program());
-                c.current_dir(&self.root)
-                    .env("CARGO_TARGET_DIR", self.target_dir())
+                let mut c = cargo_command(&self.root);
+                c.env("CARGO_TARGET_DIR", self.target_dir())
                     .arg("test")
                     .arg("--manifest-path")
                     .arg(p.dir.join("Cargo.toml"))
@@ -396,8 +430,8 @@ impl Workspace {
 
     /// `cargo <verb> ... --target <root>/x86_64-ebbrt.json -Zbuild-std ...`
     fn native_command(&self, verb: &[&str], release: bool) -> Command {
-        let mut c = Command::new(cargo_program());
-        c.current_dir(&self.root).args(verb);
+        let mut c = cargo_command(&self.root);
+        c.args(verb);
         if release {
             c.arg("--release");
         }
@@ -434,9 +468,8 @@ impl Workspace {
     /// `cargo build -p <example> --bin <bin> [--release]
     /// --message-format=json-render-diagnostics`.
     fn hosted_build_command(&self, pkg: &Package, bin: &str, release: bool) -> Command {
-        let mut c = Command::new(cargo_program());
-        c.current_dir(&self.root)
-            .args(["build", "-p", &pkg.name, "--bin", bin]);
+        let mut c = cargo_command(&self.root);
+        c.args(["build", "-p", &pkg.name, "--bin", bin]);
         if release {
             c.arg("--release");
         }
@@ -479,8 +512,8 @@ impl Workspace {
         let pkg = self
             .package(package)
             .ok_or_else(|| Error::Tool(format!("package `{package}` is not in the workspace")))?;
-        let mut c = Command::new(cargo_program());
-        c.current_dir(&self.root).args([
+        let mut c = cargo_command(&self.root);
+        c.args([
             "build",
             "-p",
             package,
@@ -524,8 +557,8 @@ impl Workspace {
     /// `cargo test --workspace --no-fail-fast` (or `-p <package>`), with
     /// the build options.
     pub fn host_test_command(&self, b: &BuildArgs) -> Command {
-        let mut c = Command::new(cargo_program());
-        c.current_dir(&self.root).arg("test");
+        let mut c = cargo_command(&self.root);
+        c.arg("test");
         match &b.package {
             Some(p) => c.args(["-p", p]),
             None => c.arg("--workspace"),
@@ -887,6 +920,20 @@ mod tests {
         assert!(w.test_kernels(Some("tool")).is_empty());
         // The framework's one example is not picked for a bare `run`.
         assert!(ws().application(None, Path::new("/elsewhere")).is_err());
+    }
+
+    #[test]
+    fn a_toolchain_is_chosen_again_unless_the_user_named_it() {
+        for (source, again) in [
+            (None, true),
+            (Some("default"), true),
+            (Some("toolchain-file"), true),
+            (Some("override"), true),
+            (Some("env"), false),
+            (Some("cli"), false),
+        ] {
+            assert_eq!(reresolve_toolchain(source), again, "{source:?}");
+        }
     }
 
     #[test]
