@@ -136,10 +136,6 @@ pub const CACHE_BYTES_PER_CLASS: usize = 32 << 10;
 const CACHE_MIN_OBJECTS: usize = 4;
 const CACHE_MAX_OBJECTS: usize = 256;
 
-/// Slots of the array in front of each class's free list (see
-/// `ClassCache::slots`).
-const SLOTS: usize = 32;
-
 const CACHE_LIMIT: [u32; NUM_CLASSES] = {
     let mut t = [0u32; NUM_CLASSES];
     let mut i = 0;
@@ -158,22 +154,8 @@ const CACHE_LIMIT: [u32; NUM_CLASSES] = {
     t
 };
 
-/// Of a class's [`cache_limit`], the objects its array holds: half the
-/// limit, at most [`SLOTS`]; the list takes the rest, so the bound on the
-/// two together is the limit.
-const ARRAY_CAP: [u32; NUM_CLASSES] = {
-    let mut t = [0u32; NUM_CLASSES];
-    let mut i = 0;
-    while i < NUM_CLASSES {
-        let n = CACHE_LIMIT[i] / 2;
-        t[i] = if n as usize > SLOTS { SLOTS as u32 } else { n };
-        i += 1;
-    }
-    t
-};
-
-/// How many freed objects of `class` a cache keeps (in its array and on its
-/// free list together) before frees go to their slab (or, for another owner's object, home to that
+/// How many freed objects of `class` a cache's free list takes before
+/// frees go to their slab (or, for another owner's object, home to that
 /// owner): [`CACHE_BYTES_PER_CLASS`] worth, at least 4 and at most 256
 /// objects. This is also the most objects of `class` that a core can hold
 /// away from their owner; its idle hook and [`crate::SlabAllocator::trim`]
@@ -182,20 +164,6 @@ const ARRAY_CAP: [u32; NUM_CLASSES] = {
 pub fn cache_limit(class: SizeClass) -> usize {
     // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
     (unsafe { *CACHE_LIMIT.get_unchecked(class.index()) }) as usize
-}
-
-/// How many of [`cache_limit`] the class's array holds.
-#[inline(always)]
-fn array_cap(class: SizeClass) -> u32 {
-    // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
-    unsafe { *ARRAY_CAP.get_unchecked(class.index()) }
-}
-
-/// How many of [`cache_limit`] the class's free list takes from frees.
-#[inline(always)]
-fn list_limit(class: SizeClass) -> u32 {
-    // SAFETY: as above.
-    unsafe { *CACHE_LIMIT.get_unchecked(class.index()) - *ARRAY_CAP.get_unchecked(class.index()) }
 }
 
 #[inline(always)]
@@ -300,9 +268,6 @@ fn mark_allocated(_: *mut FreeObj, _: SizeClass) {}
 
 #[repr(C, align(64))]
 struct ClassCache {
-    /// Objects in `slots` (low half), and how many at the bottom of the
-    /// array are known to be the owner's (high half), as in `counts`.
-    slot_counts: Cell<u64>,
     /// Objects ready to hand out, the last freed first: objects taken
     /// from `current`, and objects this cache's user freed, whichever
     /// slab and owner they come from (see [`cache_limit`]).
@@ -323,13 +288,6 @@ struct ClassCache {
     /// The oldest slab on the partial list: the one that has had the most
     /// time to collect frees, so the one a refill takes.
     partial_tail: Cell<*mut SlabHeader>,
-    /// The objects freed here most recently, in front of `free`: frees
-    /// fill it up to the class's `array_cap` before they push onto the
-    /// list, allocations empty it before they pop the list. Popping it
-    /// depends on nothing but the count (the list's pop depends on the
-    /// object's link, loaded from the object the previous pop returned),
-    /// and the list still takes a whole slab's free objects in one step.
-    slots: [Cell<*mut FreeObj>; SLOTS],
 }
 
 impl ClassCache {
@@ -359,29 +317,8 @@ impl ClassCache {
         self.set_counts(len + 1, len);
     }
 
-    /// As `lower_clean`, for the array.
-    #[cold]
-    #[inline(never)]
-    fn lower_slots_clean(&self, len: u32) {
-        self.slot_counts
-            .set(((len as u64) << 32) | (len + 1) as u64);
-    }
-
-    /// Objects in the array.
-    #[inline(always)]
-    fn slots_len(&self) -> u32 {
-        self.slot_counts.get() as u32
-    }
-
-    /// Objects in the array and on the list.
-    fn cached(&self) -> u32 {
-        self.slots_len() + self.len()
-    }
-
     const fn new() -> Self {
         ClassCache {
-            slot_counts: Cell::new(0),
-            slots: [const { Cell::new(ptr::null_mut()) }; SLOTS],
             free: Cell::new(ptr::null_mut()),
             counts: Cell::new(0),
             current: Cell::new(ptr::null_mut()),
@@ -481,24 +418,11 @@ impl Cache {
         }
     }
 
-    /// Pops an object of `class` from the cache's array, or else its free
-    /// list, if it has one.
+    /// Pops an object of `class` from the cache's free list, if it has one.
     #[inline(always)]
     pub(crate) fn alloc_fast(&self, class: SizeClass) -> Option<NonNull<u8>> {
         // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
-        let sc = cc.slot_counts.get();
-        let n = sc as u32 as usize;
-        if n != 0 {
-            // SAFETY: `n <= array_cap(class) <= SLOTS`, and slots below `n`
-            // hold free objects of this class.
-            let obj = unsafe { cc.slots.get_unchecked(n - 1).get() };
-            // The low half is `n >= 1`: this takes one from it alone.
-            cc.slot_counts.set(sc - 1);
-            mark_allocated(obj, class);
-            // SAFETY: as above, not null.
-            return Some(unsafe { NonNull::new_unchecked(obj.cast()) });
-        }
         let obj = NonNull::new(cc.free.get())?;
         // SAFETY: objects on the cache's free list are free objects of this
         // class; their first word is the link.
@@ -520,7 +444,7 @@ impl Cache {
     /// partial slab or a new slab, in that order.
     fn refill(&self, class: SizeClass) -> Result<(), AllocError> {
         let cc = &self.classes[class.index()];
-        debug_assert!(cc.free.get().is_null() && cc.len() == 0 && cc.slots_len() == 0);
+        debug_assert!(cc.free.get().is_null() && cc.len() == 0);
         if self.take_from_current(cc, class) {
             return Ok(());
         }
@@ -629,22 +553,9 @@ impl Cache {
     pub(crate) unsafe fn free_cached(&self, obj: NonNull<u8>, class: SizeClass) -> bool {
         // SAFETY: a `SizeClass` index is always below `NUM_CLASSES`.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
-        let sc = cc.slot_counts.get();
-        let n = sc as u32;
-        if n < array_cap(class) {
-            // SAFETY: `n < array_cap(class) <= SLOTS`.
-            unsafe { cc.slots.get_unchecked(n as usize) }.set(obj.as_ptr().cast());
-            if (sc >> 32) as u32 > n {
-                // As for the list below.
-                cc.lower_slots_clean(n);
-            } else {
-                cc.slot_counts.set(sc + 1);
-            }
-            return true;
-        }
         let counts = cc.counts.get();
         let len = counts as u32;
-        if len >= list_limit(class) {
+        if len as usize >= cache_limit(class) {
             return false;
         }
         let o = obj.as_ptr() as *mut FreeObj;
@@ -865,30 +776,6 @@ impl Cache {
     fn send_foreign_home(&self) {
         let me = self.owner();
         for (i, cc) in self.classes.iter().enumerate() {
-            let sc = cc.slot_counts.get();
-            let (slen, sclean) = (sc as u32, ((sc >> 32) as u32).min(sc as u32));
-            if sclean < slen {
-                let class = SizeClass::from_index(i).expect("class index");
-                let mut kept = sclean;
-                for j in sclean..slen {
-                    let o = cc.slots[j as usize].get();
-                    // SAFETY: slots below `slen` hold free objects of
-                    // `class`, each counted in use by its (live) slab.
-                    unsafe {
-                        let o = NonNull::new_unchecked(o.cast());
-                        let owner = owner_of(o, class);
-                        if owner != me {
-                            self.free_remote(owner, o, class);
-                            continue;
-                        }
-                    }
-                    cc.slots[kept as usize].set(o);
-                    kept += 1;
-                }
-                cc.slot_counts.set(((kept as u64) << 32) | kept as u64);
-            } else if (sc >> 32) as u32 != slen {
-                cc.slot_counts.set(((slen as u64) << 32) | slen as u64);
-            }
             let len = cc.len();
             let clean = cc.clean().min(len);
             if clean == len {
@@ -940,22 +827,10 @@ impl Cache {
     fn empty_free_lists(&self) {
         let me = self.owner();
         for (i, cc) in self.classes.iter().enumerate() {
-            if cc.cached() == 0 {
+            if cc.len() == 0 {
                 continue;
             }
             let class = SizeClass::from_index(i).expect("class index");
-            let n = cc.slots_len();
-            cc.slot_counts.set(0);
-            for slot in &cc.slots[..n as usize] {
-                // SAFETY: as below.
-                unsafe {
-                    let o = NonNull::new_unchecked(slot.get().cast::<u8>());
-                    match owner_of(o, class) {
-                        owner if owner == me => self.free_local(o, class),
-                        owner => self.free_remote(owner, o, class),
-                    }
-                }
-            }
             let mut p = cc.free.replace(ptr::null_mut());
             cc.set_counts(0, 0);
             // SAFETY: as in `send_foreign_home`; our own objects go back to
@@ -1093,7 +968,7 @@ impl Cache {
 
     /// Objects of `class` on the free list.
     pub(crate) fn cached_objects(&self, class: SizeClass) -> usize {
-        self.classes[class.index()].cached() as usize
+        self.classes[class.index()].len() as usize
     }
 
     /// This cache's figures.
@@ -1101,7 +976,7 @@ impl Cache {
         CacheStats {
             slabs: self.slabs.get(),
             stashed_bytes: self.stash_bytes.get(),
-            cached_objects: self.classes.iter().map(|c| c.cached() as usize).sum(),
+            cached_objects: self.classes.iter().map(|c| c.len() as usize).sum(),
         }
     }
 }
