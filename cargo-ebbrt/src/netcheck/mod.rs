@@ -893,7 +893,8 @@ fn flood_check(echo: SocketAddr) -> Result<String, String> {
     let no_memory =
         get(&after, "refused_no_memory").saturating_sub(get(&before, "refused_no_memory"));
     Ok(format!(
-        "{admitted} of {TAP_FLOOD} admitted, {} refused (the guest counted {no_memory} for memory),          {} KiB of socket buffers held, the first still echoes; {:.1} s",
+        "{admitted} of {TAP_FLOOD} admitted, {} refused (the guest counted {no_memory} for memory), \
+         {} KiB of socket buffers held, the first still echoes; {:.1} s",
         f.refused,
         get(&after, "tcp_buffer_bytes") / 1024,
         took.as_secs_f64()
