@@ -17,7 +17,9 @@ pub(crate) fn kind_of_errno(errno: i32) -> ErrorKind {
             ErrorKind::InvalidInput
         }
         libc::ETIMEDOUT => ErrorKind::TimedOut,
-        libc::ENOMEM | libc::ENOBUFS => ErrorKind::OutOfMemory,
+        // Descriptors are a pool like memory: running out of them is not
+        // the caller's mistake, and waiting (or closing some) helps.
+        libc::ENOMEM | libc::ENOBUFS | libc::EMFILE | libc::ENFILE => ErrorKind::OutOfMemory,
         libc::EOPNOTSUPP | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::ENOSYS => {
             ErrorKind::Unsupported
         }
@@ -27,6 +29,15 @@ pub(crate) fn kind_of_errno(errno: i32) -> ErrorKind {
         }
         _ => ErrorKind::Other,
     }
+}
+
+/// Whether `e` says the process or the system ran out of descriptors or
+/// socket memory: worth waiting for, not the caller's mistake.
+pub(crate) fn exhausts(e: &Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Converts a `std::io::Error`. OS errors keep their number; the few
@@ -69,11 +80,15 @@ mod tests {
             (libc::EACCES, ErrorKind::PermissionDenied),
             (libc::ENETUNREACH, ErrorKind::NotFound),
             (libc::EAFNOSUPPORT, ErrorKind::Unsupported),
+            (libc::EMFILE, ErrorKind::OutOfMemory),
+            (libc::ENFILE, ErrorKind::OutOfMemory),
+            (libc::ENOBUFS, ErrorKind::OutOfMemory),
             (libc::EBADF, ErrorKind::Other),
         ];
         for (errno, kind) in cases {
             let e = from_std(std::io::Error::from_raw_os_error(errno));
             assert_eq!((e.kind(), e.raw_os_error()), (kind, Some(errno)));
+            assert_eq!(exhausts(&e), kind == ErrorKind::OutOfMemory, "{errno}");
         }
     }
 

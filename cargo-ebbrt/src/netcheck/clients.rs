@@ -1,7 +1,8 @@
 //! The TCP and UDP clients of the checks, over ordinary sockets (in the
 //! caller's network namespace): a bulk echo compared byte for byte and by
-//! CRC-32, many short connections in a row, many at once, UDP round trips,
-//! and the echo example's counters query.
+//! CRC-32, many short connections in a row, many at once, more connections
+//! than the guest admits, UDP round trips, and the echo example's counters
+//! query.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -357,6 +358,59 @@ fn datagram(i: u32, len: usize) -> Vec<u8> {
         m[..4].copy_from_slice(&i.to_be_bytes());
     }
     m
+}
+
+/// What a flood of connections found: the connections the server
+/// admitted (each has echoed a byte, all still open) and how many it
+/// refused (reset at the handshake, or right after it).
+pub struct Flood {
+    /// The admitted connections, in the order they were opened.
+    pub open: Vec<TcpStream>,
+    /// Connections refused.
+    pub refused: usize,
+}
+
+/// Opens `n` connections to the echo at `addr` one after another, keeping
+/// every one the server admits open; a connection that is neither echoed
+/// nor refused (a time-out, another error) fails the flood.
+pub fn flood(addr: SocketAddr, n: usize) -> Result<Flood, String> {
+    use std::io::ErrorKind::{ConnectionRefused, ConnectionReset, UnexpectedEof};
+    let mut f = Flood {
+        open: Vec::new(),
+        refused: 0,
+    };
+    for i in 0..n {
+        let s = match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+            Ok(s) => s,
+            Err(e) if e.kind() == ConnectionRefused => {
+                f.refused += 1;
+                continue;
+            }
+            Err(e) => return Err(format!("connection {i} ({} open): {e}", f.open.len())),
+        };
+        s.set_read_timeout(Some(IO_TIMEOUT))
+            .and_then(|_| s.set_write_timeout(Some(IO_TIMEOUT)))
+            .map_err(|e| format!("cannot set socket timeouts: {e}"))?;
+        let mut one = [i as u8];
+        match (&s).write_all(&one).and_then(|_| (&s).read_exact(&mut one)) {
+            Ok(()) if one == [i as u8] => f.open.push(s),
+            Ok(()) => return Err(format!("connection {i}: the byte came back wrong")),
+            Err(e) if matches!(e.kind(), ConnectionReset | UnexpectedEof) => f.refused += 1,
+            Err(e) => return Err(format!("connection {i} ({} open): {e}", f.open.len())),
+        }
+    }
+    Ok(f)
+}
+
+/// Sends `msg` on `s` and checks it comes back.
+pub fn echo_on(s: &mut TcpStream, msg: &[u8]) -> Result<(), String> {
+    s.write_all(msg).map_err(|e| format!("write: {e}"))?;
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).map_err(|e| format!("read: {e}"))?;
+    if back != msg {
+        return Err("the echo came back wrong".into());
+    }
+    Ok(())
 }
 
 /// `n` UDP round trips of sizes from 0 to 1472 bytes (the largest that

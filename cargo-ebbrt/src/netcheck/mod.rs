@@ -13,7 +13,10 @@
 //!    socket), then malformed frames (truncated headers, bad checksums,
 //!    oversized frames, random bytes) sent at the guest, which must count
 //!    each under its drop reason (read back through the echo's counters
-//!    query) and still answer ping, TCP and UDP afterwards. Needs root,
+//!    query) and still answer ping, TCP and UDP afterwards; then a flood of
+//!    more connections than its TCP buffer budget admits (booted with
+//!    `net.tcp_memory=24M`): the excess is refused and counted, and the
+//!    first connection still echoes. Needs root,
 //!    `/dev/net/tun` and `ip` (iproute2); without them these checks are
 //!    reported as SKIPPED, with the reason, never as passed.
 //! 3. **A bare NIC**, QEMU user networking again: a legacy-only device
@@ -65,6 +68,11 @@ const TAP_QUEUES: u32 = 2;
 const MALFORMED_REPEAT: usize = 20;
 /// Frames of random bytes sent at the guest.
 const RANDOM_FRAMES: usize = 200;
+/// The tap guest's TCP buffer budget: 12 MiB per stack, 96 sockets of
+/// 64 KiB each way, so that a modest flood meets it.
+const TAP_TCP_MEMORY: &str = "net.tcp_memory=24M";
+/// Connections the flood opens: about twice what the budget admits.
+const TAP_FLOOD: usize = 400;
 
 /// The result of one check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -344,11 +352,12 @@ const USER_CHECKS: [&str; 5] = [
     "user_guest_survived",
 ];
 
-const TAP_CHECKS: [&str; 5] = [
+const TAP_CHECKS: [&str; 6] = [
     "tap_arp",
     "tap_ping",
     "tap_malformed_frames_counted_and_dropped",
     "tap_answers_after_malformed_frames",
+    "tap_flood_refused_and_counted",
     "tap_guest_survived",
 ];
 
@@ -593,7 +602,7 @@ fn tap_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetRep
             tap_mtu: Some(TAP_MTU),
             ..NetOpts::default()
         },
-        append: "",
+        append: TAP_TCP_MEMORY,
         limit,
         verbose: s.verbose,
     };
@@ -653,8 +662,12 @@ fn tap_checks(s: &Setup<'_>, kernel: &Path, limit: Duration, report: &mut NetRep
                 rawnet::in_netns(ns, move || alive_check(mac, echo))?
             }),
         ),
+        (
+            TAP_CHECKS[4],
+            Box::new(move |_| rawnet::in_netns(ns, move || flood_check(echo))?),
+        ),
     ];
-    conclude(report, guest, checks, TAP_CHECKS[4]);
+    conclude(report, guest, checks, TAP_CHECKS[5]);
 }
 
 fn format_mac(m: frames::Mac) -> String {
@@ -844,6 +857,47 @@ fn alive_check(guest: frames::Mac, echo: SocketAddr) -> Result<String, String> {
     Ok(format!(
         "ping: {ping}; TCP: {tcp}; {conns}; UDP: {udp}; {} stacks",
         get(&stats, "stacks")
+    ))
+}
+
+/// More connections than the guest's buffer budget admits, all kept open:
+/// the excess must be refused (not time out), counted by the guest, and
+/// the first connection must still echo.
+fn flood_check(echo: SocketAddr) -> Result<String, String> {
+    let refusals =
+        |m: &BTreeMap<String, u64>| get(m, "refused_no_memory") + get(m, "refused_limit");
+    let before = clients::stats(echo)?;
+    let start = Instant::now();
+    let mut f = clients::flood(echo, TAP_FLOOD)?;
+    let took = start.elapsed();
+    if f.refused == 0 {
+        return Err(format!(
+            "all {TAP_FLOOD} connections were admitted: the budget ({TAP_TCP_MEMORY}) bound none"
+        ));
+    }
+    let admitted = f.open.len();
+    let first = f
+        .open
+        .first_mut()
+        .ok_or("the guest admitted no connection")?;
+    clients::echo_on(first, b"still served after the flood")
+        .map_err(|e| format!("the first connection, after the flood: {e}"))?;
+    let after = clients::stats(echo)?;
+    let counted = refusals(&after).saturating_sub(refusals(&before));
+    if counted < f.refused as u64 {
+        return Err(format!(
+            "{} connections were refused but the guest counted {counted}",
+            f.refused
+        ));
+    }
+    let no_memory =
+        get(&after, "refused_no_memory").saturating_sub(get(&before, "refused_no_memory"));
+    Ok(format!(
+        "{admitted} of {TAP_FLOOD} admitted, {} refused (the guest counted {no_memory} for memory), \
+         {} KiB of socket buffers held, the first still echoes; {:.1} s",
+        f.refused,
+        get(&after, "tcp_buffer_bytes") / 1024,
+        took.as_secs_f64()
     ))
 }
 

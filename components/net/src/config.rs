@@ -5,7 +5,12 @@
 //!   the stack asks DHCP);
 //! - `net.gw=A.B.C.D`: the default gateway (static configuration only);
 //! - `net.queues=N`: use at most N queue pairs (one stack per queue pair,
-//!   on cores `0..N`); `net.queues=1` forces the single-stack mode.
+//!   on cores `0..N`); `net.queues=1` forces the single-stack mode;
+//! - `net.tcp_max=N`: the most TCP sockets one stack holds (its socket
+//!   table, reserved at start; see [`NetConfig::max_tcp_sockets`]);
+//! - `net.tcp_memory=BYTES` (a `K`, `M` or `G` suffix allowed): the bytes
+//!   of TCP socket buffers all stacks together may hold (see
+//!   [`NetConfig::tcp_memory`]).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -46,7 +51,25 @@ pub struct NetConfig {
     pub tcp_rx_buffer: usize,
     /// Bytes of send buffer per TCP connection.
     pub tcp_tx_buffer: usize,
+    /// The most TCP sockets one stack holds at once: connections (also
+    /// those closing), listening sockets and handshakes in progress. The
+    /// stack reserves its socket table for this many when it starts
+    /// (about 464 bytes each), so that it never grows it (an allocation
+    /// that could fail) under load; connections beyond it are refused.
+    pub max_tcp_sockets: usize,
+    /// The bytes of TCP socket buffers that all stacks together may hold
+    /// (the manager gives each stack an equal share; a stack built on its
+    /// own takes it whole). A connection whose buffers do not fit is
+    /// refused, and so is one whose buffers the allocator cannot give, so
+    /// that the memory left serves the connections already open. `None`:
+    /// only what the allocator gives bounds them. Natively, without
+    /// `net.tcp_memory`, the manager takes 5/8 of RAM.
+    pub tcp_memory: Option<usize>,
 }
+
+/// The default of [`NetConfig::max_tcp_sockets`]: about 3.8 MiB of socket
+/// table per stack.
+pub const DEFAULT_MAX_TCP_SOCKETS: usize = 8192;
 
 impl Default for NetConfig {
     fn default() -> Self {
@@ -55,6 +78,8 @@ impl Default for NetConfig {
             max_queues: None,
             tcp_rx_buffer: 64 * 1024,
             tcp_tx_buffer: 64 * 1024,
+            max_tcp_sockets: DEFAULT_MAX_TCP_SOCKETS,
+            tcp_memory: None,
         }
     }
 }
@@ -89,7 +114,7 @@ impl NetConfig {
     /// bad argument falls back on its own (a bad `net.queues` keeps a good
     /// static address): a bad `net.ip` means DHCP, a bad `net.gw` a static
     /// address without a gateway, a bad `net.queues` one queue pair per
-    /// core.
+    /// core, a bad `net.tcp_max` or `net.tcp_memory` the default.
     pub fn from_args<'a>(arg: impl Fn(&str) -> Option<&'a str>) -> (NetConfig, Vec<ConfigError>) {
         let mut c = NetConfig::default();
         let mut errors = Vec::new();
@@ -126,8 +151,40 @@ impl NetConfig {
                 }),
             }
         }
+        if let Some(n) = arg("net.tcp_max") {
+            match n.trim().parse::<usize>().ok().filter(|n| *n > 0) {
+                Some(n) => c.max_tcp_sockets = n,
+                None => errors.push(ConfigError {
+                    key: "net.tcp_max",
+                    expected: "a number of TCP sockets per stack, at least 1",
+                    instead: "the default, 8192",
+                }),
+            }
+        }
+        if let Some(m) = arg("net.tcp_memory") {
+            match parse_bytes(m) {
+                Some(b) => c.tcp_memory = Some(b),
+                None => errors.push(ConfigError {
+                    key: "net.tcp_memory",
+                    expected: "a number of bytes, with an optional K, M or G suffix",
+                    instead: "the default",
+                }),
+            }
+        }
         (c, errors)
     }
+}
+
+/// `N`, `NK`, `NM` or `NG` (binary multiples).
+fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    digits.parse::<usize>().ok()?.checked_mul(1 << shift)
 }
 
 fn parse_net(s: &str) -> Option<Ipv4Net> {
@@ -191,6 +248,24 @@ mod tests {
         );
         let (c, bad) = keys(&[("net.queues", "2")]);
         assert_eq!((c.max_queues, bad), (Some(2), vec![]));
+        let (c, bad) = keys(&[("net.tcp_max", "20000"), ("net.tcp_memory", "96M")]);
+        assert_eq!(
+            (c.max_tcp_sockets, c.tcp_memory, bad),
+            (20000, Some(96 << 20), vec![])
+        );
+        let (c, bad) = keys(&[("net.tcp_max", "0"), ("net.tcp_memory", "lots")]);
+        assert_eq!(
+            (c.max_tcp_sockets, c.tcp_memory, bad),
+            (
+                DEFAULT_MAX_TCP_SOCKETS,
+                None,
+                vec!["net.tcp_max", "net.tcp_memory"]
+            )
+        );
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("2k"), Some(2048));
+        assert_eq!(parse_bytes("1G"), Some(1 << 30));
+        assert_eq!(parse_bytes("M"), None);
         let (_, e) = NetConfig::from_args(args(&[("net.queues", "many")]));
         assert_eq!(
             e[0].to_string(),

@@ -72,7 +72,7 @@ pub use config::{AddrConfig, Ipv4Net, NetConfig};
 pub use core::net::SocketAddr;
 pub use manager::{NetRoot, NetworkManager};
 pub use stack::{AddrHook, Stack, StackOptions, StackStats};
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{ListenOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use crate::config::{AddrConfig, Ipv4Net, NetConfig};
 use crate::device::NetQueue;
 use crate::error::{self, NOT_CONNECTED};
 use crate::frame::DropReason;
+use crate::tcp::ListenOptions;
 
 /// Listening sockets kept per port: SYNs beyond these within one burst are
 /// refused, but the table refills after every packet that used one.
@@ -41,6 +42,11 @@ const LISTEN_BACKLOG: usize = 4;
 /// Connections accepted by the stack but not yet by the application, per
 /// port; beyond this, new SYNs are refused.
 const MAX_PENDING: usize = 256;
+/// Socket-table slots beyond `max_tcp_sockets`: UDP and DHCP sockets, and
+/// the buffer-less sockets that refuse connections (see `Refuser`).
+const SPARE_SLOTS: usize = 64;
+/// The smallest socket table a stack settles for when memory is short.
+const MIN_SLOTS: usize = 16;
 /// How long a connect waits for the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Datagrams (and bytes) a UDP socket buffers each way.
@@ -76,6 +82,17 @@ pub struct StackStats {
     pub polls: u64,
     /// Open TCP connections (including ones closing).
     pub tcp_sockets: usize,
+    /// Bytes of TCP socket buffers held (connections and listening
+    /// sockets).
+    pub tcp_buffer_bytes: usize,
+    /// Connections refused (reset at their SYN) because their buffers
+    /// did not fit the stack's budget or the allocator could not give
+    /// them.
+    pub refused_no_memory: u64,
+    /// Connections refused (reset at their SYN) because a listener's
+    /// connection limit, the stack's socket table or the queue of
+    /// connections not yet accepted was full.
+    pub refused_limit: u64,
 }
 
 impl StackStats {
@@ -100,11 +117,15 @@ impl StackStats {
         self.injected += other.injected;
         self.polls += other.polls;
         self.tcp_sockets += other.tcp_sockets;
+        self.tcp_buffer_bytes += other.tcp_buffer_bytes;
+        self.refused_no_memory += other.refused_no_memory;
+        self.refused_limit += other.refused_limit;
     }
 }
 
 /// `rx_frames=N tx_frames=N dropped=N truncated=N ... tx_dropped=N
-/// forwarded=N injected=N tcp_sockets=N`: `key=value` words, the drop
+/// forwarded=N injected=N tcp_sockets=N tcp_buffer_bytes=N
+/// refused_no_memory=N refused_limit=N`: `key=value` words, the drop
 /// reasons by [`DropReason::name`].
 impl core::fmt::Display for StackStats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -120,8 +141,15 @@ impl core::fmt::Display for StackStats {
         }
         write!(
             f,
-            " tx_dropped={} forwarded={} injected={} tcp_sockets={}",
-            self.tx_dropped, self.forwarded, self.injected, self.tcp_sockets
+            " tx_dropped={} forwarded={} injected={} tcp_sockets={} tcp_buffer_bytes={} \
+             refused_no_memory={} refused_limit={}",
+            self.tx_dropped,
+            self.forwarded,
+            self.injected,
+            self.tcp_sockets,
+            self.tcp_buffer_bytes,
+            self.refused_no_memory,
+            self.refused_limit
         )
     }
 }
@@ -146,10 +174,54 @@ pub struct StackOptions {
 
 struct PortListen {
     endpoint: IpListenEndpoint,
+    /// Buffer sizes and connection limit, from the port's first listener.
+    opts: PortOptions,
     backlog: Vec<SocketHandle>,
     embryonic: Vec<SocketHandle>,
     listeners: Vec<ListenerSlot>,
     rr: usize,
+    /// Connections handed to the application and not yet dropped by it.
+    live: usize,
+    /// While nothing else may listen: the socket that resets the next SYN.
+    refuser: Option<Refuser>,
+}
+
+/// What a port's connections get, fixed by its first listener.
+#[derive(Copy, Clone, PartialEq, Eq)]
+struct PortOptions {
+    rx_buffer: usize,
+    tx_buffer: usize,
+    max_connections: usize,
+}
+
+/// Why a connection does not fit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Refusal {
+    NoMemory,
+    Limit,
+}
+
+impl Refusal {
+    fn error(self) -> Error {
+        match self {
+            Refusal::NoMemory => Error::new(
+                ErrorKind::OutOfMemory,
+                "no memory for the connection's buffers",
+            ),
+            Refusal::Limit => Error::new(
+                ErrorKind::OutOfMemory,
+                "the stack's table of TCP sockets is full",
+            ),
+        }
+    }
+}
+
+/// A listening socket without buffers (it costs a table slot and no
+/// allocation), kept on a port that cannot take another connection: the
+/// SYN it catches is answered with a reset and counted as `why`.
+struct Refuser {
+    handle: SocketHandle,
+    why: Refusal,
 }
 
 struct ListenerSlot {
@@ -162,17 +234,139 @@ impl PortListen {
     fn pending(&self) -> usize {
         self.embryonic.len() + self.listeners.iter().map(|l| l.ready.len()).sum::<usize>()
     }
+
+    /// Connections this port holds or has promised a socket to.
+    fn admitted(&self) -> usize {
+        self.live + self.pending() + self.backlog.len()
+    }
+}
+
+/// The stack's socket table and what its TCP sockets hold. Every socket
+/// goes in and out through it, so that the table never grows past the
+/// capacity reserved at start and the buffer budget stays exact.
+struct Table {
+    sockets: SocketSet<'static>,
+    /// Sockets in the set.
+    len: usize,
+    /// Slots reserved: the set's vector never reallocates below this.
+    slots: usize,
+    /// TCP sockets with buffers (not refusers).
+    tcp: usize,
+    max_tcp: usize,
+    buffer_bytes: usize,
+    budget: Option<usize>,
+    refused_no_memory: u64,
+    refused_limit: u64,
+}
+
+impl Table {
+    /// A table for `max_tcp` TCP sockets and the spares, reserved now
+    /// (fewer when memory is short).
+    fn new(max_tcp: usize, budget: Option<usize>) -> Table {
+        let mut max_tcp = max_tcp.max(1);
+        let mut v = Vec::new();
+        while v.try_reserve_exact(max_tcp + SPARE_SLOTS).is_err() && max_tcp > MIN_SLOTS {
+            max_tcp /= 2;
+        }
+        if v.capacity() < max_tcp + SPARE_SLOTS {
+            // Even the smallest table did not fit: take what the vector
+            // has (nothing); every socket will be refused.
+            max_tcp = 0;
+        }
+        Table {
+            slots: if max_tcp == 0 {
+                0
+            } else {
+                max_tcp + SPARE_SLOTS
+            },
+            sockets: SocketSet::new(v),
+            len: 0,
+            tcp: 0,
+            max_tcp,
+            buffer_bytes: 0,
+            budget,
+            refused_no_memory: 0,
+            refused_limit: 0,
+        }
+    }
+
+    /// Adds `s` if the table has a slot left.
+    fn add<T: smoltcp::socket::AnySocket<'static>>(&mut self, s: T) -> Option<SocketHandle> {
+        if self.len >= self.slots {
+            return None;
+        }
+        self.len += 1;
+        Some(self.sockets.add(s))
+    }
+
+    /// Adds a TCP socket made by [`Self::new_tcp`].
+    fn add_tcp(&mut self, s: tcp::Socket<'static>) -> Option<SocketHandle> {
+        let bytes = s.recv_capacity() + s.send_capacity();
+        let h = self.add(s)?;
+        self.tcp += 1;
+        self.buffer_bytes += bytes;
+        Some(h)
+    }
+
+    /// Removes a socket, releasing what it held.
+    fn remove(&mut self, h: SocketHandle) {
+        let s = self.sockets.remove(h);
+        self.len -= 1;
+        if let smoltcp::socket::Socket::Tcp(t) = &s {
+            let bytes = t.recv_capacity() + t.send_capacity();
+            if bytes > 0 {
+                self.tcp -= 1;
+                self.buffer_bytes -= bytes;
+            }
+        }
+    }
+
+    /// A TCP socket with `rx` and `tx` bytes of buffers, if the limit, the
+    /// budget and the allocator allow it.
+    fn new_tcp(&self, rx: usize, tx: usize) -> Result<tcp::Socket<'static>, Refusal> {
+        if self.tcp >= self.max_tcp || self.len + 1 > self.slots {
+            return Err(Refusal::Limit);
+        }
+        let bytes = rx.saturating_add(tx);
+        if self
+            .budget
+            .is_some_and(|b| self.buffer_bytes.saturating_add(bytes) > b)
+        {
+            return Err(Refusal::NoMemory);
+        }
+        new_tcp_socket(rx, tx).ok_or(Refusal::NoMemory)
+    }
+
+    fn get<T: smoltcp::socket::AnySocket<'static>>(&self, h: SocketHandle) -> &T {
+        self.sockets.get(h)
+    }
+
+    fn get_mut<T: smoltcp::socket::AnySocket<'static>>(&mut self, h: SocketHandle) -> &mut T {
+        self.sockets.get_mut(h)
+    }
+
+    fn count(&mut self, why: Refusal) {
+        match why {
+            Refusal::NoMemory => self.refused_no_memory += 1,
+            Refusal::Limit => self.refused_limit += 1,
+        }
+    }
 }
 
 struct Inner {
     iface: Interface,
-    sockets: SocketSet<'static>,
+    sockets: Table,
     tcp: BTreeMap<u64, SocketHandle>,
+    /// The port of each stream accepted from a listener (counted in the
+    /// port's `live` until the application drops it).
+    stream_port: BTreeMap<u64, u16>,
     udp: BTreeMap<u64, SocketHandle>,
     ports: BTreeMap<u16, PortListen>,
     listener_port: BTreeMap<u64, u16>,
     local_ports: BTreeMap<SocketHandle, u16>,
     orphans: Vec<SocketHandle>,
+    /// Refusers that caught a SYN: removed once their reset is sent.
+    refused: Vec<SocketHandle>,
     dhcp: Option<SocketHandle>,
     next_port: u16,
     last_reap: u64,
@@ -214,9 +408,23 @@ impl Stack {
         let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         cfg.random_seed = seed;
         let iface = Interface::new(cfg, &mut Dev(&adapter), smol_now());
-        let mut sockets = SocketSet::new(Vec::new());
-        let dhcp = (opts.run_dhcp && opts.config.addr == AddrConfig::Dhcp)
-            .then(|| sockets.add(dhcpv4::Socket::new()));
+        let mut sockets = Table::new(opts.config.max_tcp_sockets, opts.config.tcp_memory);
+        if sockets.max_tcp < opts.config.max_tcp_sockets {
+            log::warn!(
+                "net: no memory for a table of {} TCP sockets; this stack holds {}",
+                opts.config.max_tcp_sockets,
+                sockets.max_tcp
+            );
+        }
+        let dhcp = if opts.run_dhcp && opts.config.addr == AddrConfig::Dhcp {
+            let h = sockets.add(dhcpv4::Socket::new());
+            if h.is_none() {
+                log::error!("net: no memory for the DHCP socket");
+            }
+            h
+        } else {
+            None
+        };
         let n = opts.queue_count.max(1) as u16;
         let first = 49152 + (seed % 8192) as u16;
         let next_port = first - first % n + opts.queue_index as u16 % n;
@@ -225,11 +433,13 @@ impl Stack {
                 iface,
                 sockets,
                 tcp: BTreeMap::new(),
+                stream_port: BTreeMap::new(),
                 udp: BTreeMap::new(),
                 ports: BTreeMap::new(),
                 listener_port: BTreeMap::new(),
                 local_ports: BTreeMap::new(),
                 orphans: Vec::new(),
+                refused: Vec::new(),
                 dhcp,
                 next_port,
                 last_reap: 0,
@@ -323,11 +533,11 @@ impl Stack {
             s.rx_dropped[i] = d.get();
         }
         let inner = self.inner.borrow();
-        s.tcp_sockets = inner
-            .sockets
-            .iter()
-            .filter(|(_, so)| matches!(so, smoltcp::socket::Socket::Tcp(_)))
-            .count();
+        let t = &inner.sockets;
+        s.tcp_sockets = t.tcp;
+        s.tcp_buffer_bytes = t.buffer_bytes;
+        s.refused_no_memory = t.refused_no_memory;
+        s.refused_limit = t.refused_limit;
         s
     }
 
@@ -351,8 +561,8 @@ impl Stack {
     fn flush(&self, inner: &mut Inner) {
         let now = smol_now();
         let Inner { iface, sockets, .. } = inner;
-        iface.poll_egress(now, &mut Dev(&self.adapter), sockets);
-        if let Some(at) = iface.poll_at(now, sockets) {
+        iface.poll_egress(now, &mut Dev(&self.adapter), &mut sockets.sockets);
+        if let Some(at) = iface.poll_at(now, &sockets.sockets) {
             let at_ns = (at.total_micros().max(0) as u64).saturating_mul(1000);
             if self.armed.get().is_none_or(|armed| at_ns < armed) {
                 self.kick();
@@ -379,25 +589,29 @@ impl Stack {
         loop {
             match inner
                 .iface
-                .poll_ingress_single(now, &mut dev, &mut inner.sockets)
+                .poll_ingress_single(now, &mut dev, &mut inner.sockets.sockets)
             {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged => {
-                    maintain_listeners(inner, &self.opts.config)
-                }
+                PollIngressSingleResult::SocketStateChanged => maintain_listeners(inner),
             }
         }
-        while inner.iface.poll_egress(now, &mut dev, &mut inner.sockets)
+        while inner
+            .iface
+            .poll_egress(now, &mut dev, &mut inner.sockets.sockets)
             == smoltcp::iface::PollResult::SocketStateChanged
         {}
-        maintain_listeners(inner, &self.opts.config);
+        maintain_listeners(inner);
+        drop_refused(inner);
         let t = now_ns();
         if !inner.orphans.is_empty()
             && t.saturating_sub(inner.last_reap) >= REAP_EVERY.as_nanos() as u64
         {
             inner.last_reap = t;
-            reap(inner);
+            if reap(inner) {
+                // Memory and slots came back: ports that refused may listen.
+                refill_all(inner);
+            }
         }
         let dhcp_event =
             inner.dhcp.and_then(
@@ -413,7 +627,7 @@ impl Stack {
                     None => None,
                 },
             );
-        let mut delay = inner.iface.poll_delay(now, &inner.sockets);
+        let mut delay = inner.iface.poll_delay(now, &inner.sockets.sockets);
         if !inner.orphans.is_empty() {
             delay = Some(delay.map_or(REAP_EVERY.into(), |d| d.min(REAP_EVERY.into())));
         }
@@ -515,19 +729,25 @@ impl Stack {
 
     // ---- TCP listeners ----
 
-    /// Starts listening on `addr`; returns the listener's id and address.
-    /// Several listeners may share a port (as with `SO_REUSEPORT`): new
-    /// connections go to them in turn.
-    pub(crate) fn tcp_listen(&self, addr: SocketAddr) -> io::Result<(u64, SocketAddr)> {
+    /// Starts listening on `addr` with `opts`; returns the listener's id
+    /// and address. Several listeners may share a port (as with
+    /// `SO_REUSEPORT`): new connections go to them in turn, and they share
+    /// the options of the port's first listener (a listener asking for
+    /// others is refused).
+    pub(crate) fn tcp_listen(
+        &self,
+        addr: SocketAddr,
+        opts: ListenOptions,
+    ) -> io::Result<(u64, SocketAddr)> {
         let id = self.fresh_id();
-        self.tcp_listen_as(id, addr)
+        self.tcp_listen_as(id, addr, opts)
     }
 
     /// Like [`Self::tcp_listen`] under an id the caller chose (a core
     /// without its own stack picks it, so that it need not wait for the
     /// answer); a failure is kept and reported by the first operation.
-    pub(crate) fn tcp_listen_remote(&self, id: u64, addr: SocketAddr) {
-        if let Err(e) = self.tcp_listen_as(id, addr) {
+    pub(crate) fn tcp_listen_remote(&self, id: u64, addr: SocketAddr, opts: ListenOptions) {
+        if let Err(e) = self.tcp_listen_as(id, addr, opts) {
             self.bind_errors.borrow_mut().insert(id, e);
         }
     }
@@ -539,7 +759,18 @@ impl Stack {
             .unwrap_or(Error::new(ErrorKind::InvalidInput, what))
     }
 
-    fn tcp_listen_as(&self, id: u64, addr: SocketAddr) -> io::Result<(u64, SocketAddr)> {
+    fn tcp_listen_as(
+        &self,
+        id: u64,
+        addr: SocketAddr,
+        opts: ListenOptions,
+    ) -> io::Result<(u64, SocketAddr)> {
+        let config = &self.opts.config;
+        let port_opts = PortOptions {
+            rx_buffer: opts.rx_buffer.unwrap_or(config.tcp_rx_buffer),
+            tx_buffer: opts.tx_buffer.unwrap_or(config.tcp_tx_buffer),
+            max_connections: opts.max_connections.unwrap_or(usize::MAX),
+        };
         let mut ep = error::listen_endpoint(addr)?;
         let mut inner = self.inner.borrow_mut();
         self.check_local(&inner, addr)?;
@@ -555,6 +786,12 @@ impl Stack {
                         "the port is bound to another address",
                     ));
                 }
+                if p.opts != port_opts {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "the port's listeners have other buffer sizes or connection limits",
+                    ));
+                }
                 p.listeners.push(ListenerSlot {
                     id,
                     ready: VecDeque::new(),
@@ -566,6 +803,7 @@ impl Stack {
                     ep.port,
                     PortListen {
                         endpoint: ep,
+                        opts: port_opts,
                         backlog: Vec::new(),
                         embryonic: Vec::new(),
                         listeners: vec![ListenerSlot {
@@ -574,13 +812,15 @@ impl Stack {
                             waker: None,
                         }],
                         rr: 0,
+                        live: 0,
+                        refuser: None,
                     },
                 );
             }
         }
         inner.listener_port.insert(id, ep.port);
         if let Some(p) = inner.ports.get_mut(&ep.port) {
-            refill(p, &mut inner.sockets, &self.opts.config, ep.port);
+            refill(p, &mut inner.sockets, ep.port);
         }
         Ok((id, error::listen_addr(ep)))
     }
@@ -611,9 +851,11 @@ impl Stack {
                 let peer = inner.sockets.get::<tcp::Socket>(h).remote_endpoint();
                 let sid = self.fresh_id();
                 inner.tcp.insert(sid, h);
-                // The stack may have refused SYNs while the queue was full.
+                inner.stream_port.insert(sid, port);
                 if let Some(p) = inner.ports.get_mut(&port) {
-                    refill(p, &mut inner.sockets, &self.opts.config, port);
+                    p.live += 1;
+                    // The stack may have refused SYNs while the queue was full.
+                    refill(p, &mut inner.sockets, port);
                 }
                 match peer {
                     Some(p) => Poll::Ready(Ok((sid, SocketAddr::from(p)))),
@@ -656,6 +898,12 @@ impl Stack {
             inner.sockets.get_mut::<tcp::Socket>(h).abort();
             inner.orphans.push(h);
         }
+        if let Some(r) = p.refuser {
+            inner.sockets.remove(r.handle);
+        }
+        // Its streams no longer count against a port (a new listener on
+        // it starts afresh).
+        inner.stream_port.retain(|_, p| *p != port);
         self.kick();
     }
 
@@ -674,12 +922,19 @@ impl Stack {
             let mut inner = self.inner.borrow_mut();
             let inner = &mut *inner;
             let port = self.ephemeral_port(inner);
-            let mut s = new_tcp_socket(&self.opts.config);
+            let config = &self.opts.config;
+            let mut s = inner
+                .sockets
+                .new_tcp(config.tcp_rx_buffer, config.tcp_tx_buffer)
+                .map_err(Refusal::error)?;
             s.connect(inner.iface.context(), remote, port)
                 .map_err(|_| {
                     Error::new(ErrorKind::InvalidInput, "cannot connect to that address")
                 })?;
-            let h = inner.sockets.add(s);
+            let h = inner
+                .sockets
+                .add_tcp(s)
+                .ok_or_else(|| Refusal::Limit.error())?;
             inner.local_ports.insert(h, port);
             let id = self.fresh_id();
             inner.tcp.insert(id, h);
@@ -812,7 +1067,13 @@ impl Stack {
                 inner.sockets.get::<tcp::Socket>(h).recv_queue()
             })
             .unwrap_or(0);
-        let mut v: Vec<u8> = Vec::with_capacity(queued.min(max));
+        let mut v: Vec<u8> = Vec::new();
+        if v.try_reserve_exact(queued.min(max)).is_err() {
+            return Poll::Ready(Err(Error::new(
+                ErrorKind::OutOfMemory,
+                "no memory for the received bytes",
+            )));
+        }
         let r = self.poll_read_with(id, cx, |data| {
             let n = data.len().min(max - v.len());
             v.extend_from_slice(&data[..n]);
@@ -883,6 +1144,12 @@ impl Stack {
                 s.close();
             }
             inner.orphans.push(h);
+            if let Some(port) = inner.stream_port.remove(&id)
+                && let Some(p) = inner.ports.get_mut(&port)
+            {
+                p.live -= 1;
+                refill(p, &mut inner.sockets, port);
+            }
             self.flush(inner);
         }
     }
@@ -939,19 +1206,21 @@ impl Stack {
         if taken {
             return Err(Error::new(ErrorKind::AddrInUse, "the UDP port is in use"));
         }
-        let mut s = udp::Socket::new(
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
-                vec![0u8; UDP_BYTES],
-            ),
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
-                vec![0u8; UDP_BYTES],
-            ),
-        );
+        const NO_MEMORY: Error =
+            Error::new(ErrorKind::OutOfMemory, "no memory for the socket's buffers");
+        let buffer = || {
+            Some(udp::PacketBuffer::new(
+                zeroed(UDP_PACKETS, udp::PacketMetadata::EMPTY)?,
+                zeroed(UDP_BYTES, 0u8)?,
+            ))
+        };
+        let (Some(rx), Some(tx)) = (buffer(), buffer()) else {
+            return Err(NO_MEMORY);
+        };
+        let mut s = udp::Socket::new(rx, tx);
         s.bind(ep)
             .map_err(|_| Error::new(ErrorKind::InvalidInput, "cannot bind to that address"))?;
-        let h = inner.sockets.add(s);
+        let h = inner.sockets.add(s).ok_or(NO_MEMORY)?;
         inner.udp.insert(id, h);
         Ok((id, error::listen_addr(ep)))
     }
@@ -1069,36 +1338,133 @@ impl Stack {
     }
 }
 
-/// A TCP socket with the configured buffers, for a connection or a
-/// listening slot. Its ACK delay is smoltcp's default, 10 ms (Linux answers
-/// within 40 ms at most; an echo reply carries the ACK anyway).
-fn new_tcp_socket(config: &NetConfig) -> tcp::Socket<'static> {
-    tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]),
-        tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]),
-    )
+/// `n` copies of `value` in a vector allocated fallibly (`None` when the
+/// allocator cannot give it).
+fn zeroed<T: Clone>(n: usize, value: T) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, value);
+    Some(v)
 }
 
-/// Keeps `LISTEN_BACKLOG` listening sockets on `port` (whose state is `p`),
-/// unless too many connections are pending.
-fn refill(p: &mut PortListen, sockets: &mut SocketSet<'static>, config: &NetConfig, port: u16) {
-    while p.backlog.len() < LISTEN_BACKLOG && p.pending() < MAX_PENDING {
-        let mut s = new_tcp_socket(config);
+/// A TCP socket with `rx` and `tx` bytes of buffers, for a connection or a
+/// listening slot, or `None` when the allocator cannot give them. Its ACK
+/// delay is smoltcp's default, 10 ms (Linux answers within 40 ms at most;
+/// an echo reply carries the ACK anyway).
+fn new_tcp_socket(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
+    let rx = zeroed(rx, 0u8)?;
+    let tx = zeroed(tx, 0u8)?;
+    Some(tcp::Socket::new(
+        tcp::SocketBuffer::new(rx),
+        tcp::SocketBuffer::new(tx),
+    ))
+}
+
+/// Keeps `LISTEN_BACKLOG` listening sockets on `port` (whose state is `p`)
+/// while the port's limit, the stack's table and its buffer budget allow;
+/// when none is left, a [`Refuser`] takes the next SYN.
+fn refill(p: &mut PortListen, sockets: &mut Table, port: u16) {
+    let mut why = None;
+    while p.backlog.len() < LISTEN_BACKLOG {
+        if p.admitted() >= p.opts.max_connections || p.pending() >= MAX_PENDING {
+            why = Some(Refusal::Limit);
+            break;
+        }
+        let mut s = match sockets.new_tcp(p.opts.rx_buffer, p.opts.tx_buffer) {
+            Ok(s) => s,
+            Err(r) => {
+                why = Some(r);
+                break;
+            }
+        };
         if s.listen(p.endpoint).is_err() {
             log::warn!("net: cannot listen on port {port}");
             return;
         }
-        p.backlog.push(sockets.add(s));
+        match sockets.add_tcp(s) {
+            Some(h) => p.backlog.push(h),
+            None => {
+                why = Some(Refusal::Limit);
+                break;
+            }
+        }
+    }
+    match (p.backlog.is_empty(), why) {
+        (true, Some(why)) => {
+            if let Some(r) = &mut p.refuser {
+                r.why = why;
+                return;
+            }
+            // Buffer-less: smoltcp never needs its buffers to answer a SYN
+            // with a reset.
+            let mut s = tcp::Socket::new(
+                tcp::SocketBuffer::new(Vec::new()),
+                tcp::SocketBuffer::new(Vec::new()),
+            );
+            if s.listen(p.endpoint).is_ok() {
+                // Without a slot, smoltcp resets the SYN itself, uncounted.
+                p.refuser = sockets.add(s).map(|handle| Refuser { handle, why });
+            }
+        }
+        _ => {
+            // A real listening socket must get the next SYN, not a refuser.
+            if let Some(r) = p.refuser.take() {
+                sockets.remove(r.handle);
+            }
+        }
     }
 }
 
-/// Moves listening sockets that got a SYN to the embryonic list, hands
-/// established connections to the port's listeners (in turn), and drops
-/// handshakes that failed.
-fn maintain_listeners(inner: &mut Inner, config: &NetConfig) {
+/// [`refill`] for every port: after connections closed or were reclaimed.
+fn refill_all(inner: &mut Inner) {
     let Inner { ports, sockets, .. } = inner;
     for (&port, p) in ports.iter_mut() {
+        if p.backlog.len() < LISTEN_BACKLOG {
+            refill(p, sockets, port);
+        }
+    }
+}
+
+/// Removes refusers whose reset has gone out (smoltcp forgets the peer
+/// once it sent it).
+fn drop_refused(inner: &mut Inner) {
+    let Inner {
+        refused, sockets, ..
+    } = inner;
+    refused.retain(|&h| {
+        let s = sockets.get::<tcp::Socket>(h);
+        if s.state() == tcp::State::Closed && s.remote_endpoint().is_none() {
+            sockets.remove(h);
+            false
+        } else {
+            true
+        }
+    });
+}
+
+/// Moves listening sockets that got a SYN to the embryonic list, hands
+/// established connections to the port's listeners (in turn), drops
+/// handshakes that failed, and resets SYNs that a refuser caught.
+fn maintain_listeners(inner: &mut Inner) {
+    let Inner {
+        ports,
+        sockets,
+        refused,
+        ..
+    } = inner;
+    for (&port, p) in ports.iter_mut() {
         let mut changed = false;
+        if let Some(r) = &p.refuser
+            && sockets.get::<tcp::Socket>(r.handle).state() != tcp::State::Listen
+        {
+            // Aborted before the poll sends its SYN-ACK: the reset goes
+            // out instead.
+            sockets.get_mut::<tcp::Socket>(r.handle).abort();
+            sockets.count(r.why);
+            refused.push(r.handle);
+            p.refuser = None;
+            changed = true;
+        }
         let mut i = 0;
         while i < p.backlog.len() {
             let h = p.backlog[i];
@@ -1118,6 +1484,7 @@ fn maintain_listeners(inner: &mut Inner, config: &NetConfig) {
                 tcp::State::Closed | tcp::State::Listen | tcp::State::TimeWait => {
                     p.embryonic.swap_remove(i);
                     sockets.remove(h);
+                    changed = true;
                 }
                 _ if p.listeners.is_empty() => i += 1,
                 _ => {
@@ -1133,13 +1500,15 @@ fn maintain_listeners(inner: &mut Inner, config: &NetConfig) {
             }
         }
         if changed {
-            refill(p, sockets, config, port);
+            refill(p, sockets, port);
         }
     }
 }
 
-/// Removes closed connections that no stream owns any more.
-fn reap(inner: &mut Inner) {
+/// Removes closed connections that no stream owns any more; returns
+/// whether it removed any.
+fn reap(inner: &mut Inner) -> bool {
+    let before = inner.orphans.len();
     let mut i = 0;
     while i < inner.orphans.len() {
         let h = inner.orphans[i];
@@ -1151,6 +1520,7 @@ fn reap(inner: &mut Inner) {
             i += 1;
         }
     }
+    inner.orphans.len() < before
 }
 
 #[cfg(test)]
@@ -1158,13 +1528,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tcp_sockets_get_the_configured_buffers_and_a_10_ms_ack_delay() {
-        let config = NetConfig {
-            tcp_rx_buffer: 3000,
-            tcp_tx_buffer: 5000,
-            ..NetConfig::default()
-        };
-        let s = new_tcp_socket(&config);
+    fn tcp_sockets_get_the_asked_buffers_and_a_10_ms_ack_delay() {
+        let s = new_tcp_socket(3000, 5000).unwrap();
         assert_eq!(s.recv_capacity(), 3000);
         assert_eq!(s.send_capacity(), 5000);
         // smoltcp's default, which connections used to set explicitly.

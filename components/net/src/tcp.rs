@@ -17,6 +17,117 @@ use crate::stack::Stack;
 /// The most bytes one remote read or write moves between cores.
 const REMOTE_CHUNK: usize = 64 * 1024;
 
+/// How a listener's connections are made: the sizes of their buffers and
+/// how many may be open at once (the same builder as hosted).
+///
+/// ```no_run
+/// # async fn f() -> ebbrt_core::io::Result<()> {
+/// use ebbrt_net::ListenOptions;
+/// // Many mostly idle connections: small buffers, and a bound on them.
+/// let listener = ListenOptions::new()
+///     .rx_buffer(4096)
+///     .tx_buffer(4096)
+///     .max_connections(20_000)
+///     .bind("0.0.0.0:11211".parse().unwrap())?;
+/// # Ok(()) }
+/// ```
+///
+/// Natively the buffers are the connection's smoltcp rings (the receive
+/// buffer is also its largest window); unset, they are the stack's
+/// configuration ([`NetConfig::tcp_rx_buffer`](crate::NetConfig::tcp_rx_buffer),
+/// 64 KiB each way). The listeners of one port in one stack share the
+/// options of the first (one that asks for others is refused with
+/// [`ErrorKind::InvalidInput`]), and the limit counts their connections
+/// together: the connections handed out and not yet dropped, and those
+/// the stack has promised a socket to (handshakes, the accept queue,
+/// listening sockets). A SYN beyond the limit, or whose buffers do not
+/// fit the stack's memory budget or its socket table, is answered with a
+/// reset and counted ([`StackStats::refused_limit`](crate::StackStats::refused_limit),
+/// [`StackStats::refused_no_memory`](crate::StackStats::refused_no_memory)):
+/// connections already open keep being served.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    pub(crate) rx_buffer: Option<usize>,
+    pub(crate) tx_buffer: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+}
+
+impl ListenOptions {
+    /// The defaults: the runtime's buffer sizes, no limit of the
+    /// listener's own.
+    pub const fn new() -> ListenOptions {
+        ListenOptions {
+            rx_buffer: None,
+            tx_buffer: None,
+            max_connections: None,
+        }
+    }
+
+    /// Bytes of receive buffer per connection.
+    pub const fn rx_buffer(mut self, bytes: usize) -> ListenOptions {
+        self.rx_buffer = Some(bytes);
+        self
+    }
+
+    /// Bytes of send buffer per connection.
+    pub const fn tx_buffer(mut self, bytes: usize) -> ListenOptions {
+        self.tx_buffer = Some(bytes);
+        self
+    }
+
+    /// The most connections open at once; more are refused.
+    pub const fn max_connections(mut self, n: usize) -> ListenOptions {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// Binds a listener with these options to `addr` on the current core
+    /// (as [`TcpListener::bind`]).
+    pub fn bind(self, addr: SocketAddr) -> io::Result<TcpListener> {
+        self.bind_with(NetworkManager::get(), addr)
+    }
+
+    /// Binds through the network manager `mgr`.
+    pub fn bind_with(
+        self,
+        mgr: EbbRef<NetworkManager>,
+        addr: SocketAddr,
+    ) -> io::Result<TcpListener> {
+        match mgr.home() {
+            Home::Local(stack) => self.bind_on(&stack, addr),
+            Home::Remote { mgr, owner } => {
+                crate::error::listen_endpoint(addr)?;
+                if addr.port() == 0 {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "a core without its own stack must bind a listener to a given port",
+                    ));
+                }
+                let remote = RemoteStack::new(mgr, owner);
+                let id = crate::remote::remote_id();
+                remote.run_detached(move |s| s.tcp_listen_remote(id, addr, self));
+                Ok(TcpListener {
+                    imp: ListenerImp::Remote { remote, id },
+                    local: addr,
+                })
+            }
+            Home::None => Err(NO_DEVICE),
+        }
+    }
+
+    /// Binds on `stack` (which must live on this core).
+    pub fn bind_on(self, stack: &Rc<Stack>, addr: SocketAddr) -> io::Result<TcpListener> {
+        let (id, local) = stack.tcp_listen(addr, self)?;
+        Ok(TcpListener {
+            imp: ListenerImp::Local {
+                stack: stack.clone(),
+                id,
+            },
+            local,
+        })
+    }
+}
+
 /// A TCP socket listening for connections, owned by the core that bound it.
 ///
 /// Several listeners may bind one port (as with `SO_REUSEPORT` hosted): the
@@ -44,38 +155,12 @@ impl TcpListener {
 
     /// Binds through the network manager `mgr`.
     pub fn bind_with(mgr: EbbRef<NetworkManager>, addr: SocketAddr) -> io::Result<TcpListener> {
-        match mgr.home() {
-            Home::Local(stack) => Self::bind_on(&stack, addr),
-            Home::Remote { mgr, owner } => {
-                crate::error::listen_endpoint(addr)?;
-                if addr.port() == 0 {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        "a core without its own stack must bind a listener to a given port",
-                    ));
-                }
-                let remote = RemoteStack::new(mgr, owner);
-                let id = crate::remote::remote_id();
-                remote.run_detached(move |s| s.tcp_listen_remote(id, addr));
-                Ok(TcpListener {
-                    imp: ListenerImp::Remote { remote, id },
-                    local: addr,
-                })
-            }
-            Home::None => Err(NO_DEVICE),
-        }
+        ListenOptions::new().bind_with(mgr, addr)
     }
 
     /// Binds on `stack` (which must live on this core).
     pub fn bind_on(stack: &Rc<Stack>, addr: SocketAddr) -> io::Result<TcpListener> {
-        let (id, local) = stack.tcp_listen(addr)?;
-        Ok(TcpListener {
-            imp: ListenerImp::Local {
-                stack: stack.clone(),
-                id,
-            },
-            local,
-        })
+        ListenOptions::new().bind_on(stack, addr)
     }
 
     /// Waits for a connection; returns it and the peer's address.

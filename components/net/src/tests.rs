@@ -20,7 +20,9 @@ use crate::device::{NetDevice, NetDeviceEbb, NetQueue, QueueCaps};
 use crate::frame::DropReason;
 use crate::sim::{Impairments, SimDevice, SimLink, SimQueue};
 use crate::testing::{SIM_CORE, run_on};
-use crate::{NetRoot, NetworkManager, Stack, StackOptions, TcpListener, TcpStream, UdpSocket};
+use crate::{
+    ListenOptions, NetRoot, NetworkManager, Stack, StackOptions, TcpListener, TcpStream, UdpSocket,
+};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
@@ -43,11 +45,15 @@ fn mac(n: u8) -> [u8; 6] {
 }
 
 fn stack(q: SimQueue, n: u8, ip: Ipv4Addr) -> Rc<Stack> {
+    stack_with(q, n, cfg(ip))
+}
+
+fn stack_with(q: SimQueue, n: u8, config: NetConfig) -> Rc<Stack> {
     let s = Stack::new(
         Box::new(q),
         mac(n),
         StackOptions {
-            config: cfg(ip),
+            config,
             queue_index: 0,
             queue_count: 1,
             run_dhcp: false,
@@ -76,7 +82,14 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 
 /// An echo server on `stack`: every connection is echoed until EOF.
 fn echo_server(stack: &Rc<Stack>, port: u16) {
-    let l = TcpListener::bind_on(stack, sa(Ipv4Addr::UNSPECIFIED, port)).unwrap();
+    echo_server_with(stack, port, ListenOptions::new());
+}
+
+/// [`echo_server`] with a listener bound with `opts`.
+fn echo_server_with(stack: &Rc<Stack>, port: u16, opts: ListenOptions) {
+    let l = opts
+        .bind_on(stack, sa(Ipv4Addr::UNSPECIFIED, port))
+        .unwrap();
     spawn_local(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
@@ -800,6 +813,9 @@ fn stats_add_up_and_print_as_key_value_words() {
     let mut b = a.clone();
     b.rx_dropped[DropReason::BadChecksum.index()] = 5;
     b.tcp_sockets = 3;
+    b.tcp_buffer_bytes = 4096;
+    b.refused_no_memory = 2;
+    b.refused_limit = 1;
     a.add(&b);
     assert_eq!(a.rx_frames, 20);
     assert_eq!(a.dropped(DropReason::Oversized), 4);
@@ -807,7 +823,8 @@ fn stats_add_up_and_print_as_key_value_words() {
     assert_eq!(
         std::format!("{a}"),
         "rx_frames=20 tx_frames=8 dropped=9 truncated=0 oversized=4 bad_ip_header=0 \
-         bad_ip_checksum=0 bad_checksum=5 tx_dropped=0 forwarded=0 injected=0 tcp_sockets=3"
+         bad_ip_checksum=0 bad_checksum=5 tx_dropped=0 forwarded=0 injected=0 tcp_sockets=3 \
+         tcp_buffer_bytes=4096 refused_no_memory=2 refused_limit=1"
     );
 }
 
@@ -928,4 +945,140 @@ fn rx_frame_from_vec_takes_the_buffer_and_from_bytes_copies() {
     assert_eq!((g.start, g.len, g.checksum_ok), (0, 5, false));
     assert_eq!(g.token, RxFrame::DETACHED);
     assert_eq!(g.data(), f.data());
+}
+
+/// Opens connections from `client` to `server` one after the other until
+/// `tries` were made; returns those established (each has echoed a byte)
+/// and how many were refused. Any other outcome fails the test.
+async fn flood(client: &Rc<Stack>, server: SocketAddr, tries: usize) -> (Vec<TcpStream>, usize) {
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for i in 0..tries {
+        match TcpStream::connect_on(client, server).await {
+            Ok(s) => {
+                s.write_all(&[i as u8]).await.unwrap();
+                let mut b = [0u8; 1];
+                assert_eq!(s.read(&mut b).await.unwrap(), 1);
+                assert_eq!(b[0], i as u8);
+                open.push(s);
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => refused += 1,
+            Err(e) => panic!("connection {i}: {e}"),
+        }
+    }
+    (open, refused)
+}
+
+/// The first connection of a flood still carries a stream both ways.
+async fn still_echoes(s: TcpStream, seed: u32) -> bool {
+    let data = pattern(20_000, seed);
+    echo_through(Rc::new(s), data.clone()).await == data
+}
+
+#[test]
+fn a_listener_limit_refuses_the_excess_and_serves_the_rest() {
+    let (open, refused, stats, first_ok, again) = run_on(SIM_CORE, || async {
+        let (qa, qb) = SimLink::pair(Impairments::default());
+        let (a, b) = (stack(qa, 1, A), stack(qb, 2, B));
+        let opts = ListenOptions::new()
+            .rx_buffer(2048)
+            .tx_buffer(2048)
+            .max_connections(5);
+        echo_server_with(&a, 7, opts);
+        let (mut open, refused) = flood(&b, sa(A, 7), 12).await;
+        let stats = a.stats();
+        let n = open.len();
+        // Room again once a connection is dropped (and reclaimed).
+        open.truncate(n - 1);
+        exec::sleep(Duration::from_secs(30)).await;
+        let (more, _) = flood(&b, sa(A, 7), 1).await;
+        let first_ok = still_echoes(open.swap_remove(0), 3).await;
+        (n, refused, stats, first_ok, more.len())
+    });
+    assert_eq!((open, refused), (5, 7));
+    assert_eq!((stats.refused_limit, stats.refused_no_memory), (7, 0));
+    // The listener's buffers, not the stack's 64 KiB.
+    assert_eq!(stats.tcp_buffer_bytes, 5 * 4096);
+    assert!(first_ok, "the first connection no longer echoes");
+    assert_eq!(again, 1, "a dropped connection's place was not freed");
+}
+
+#[test]
+fn connections_beyond_the_memory_budget_are_refused_and_counted() {
+    let (open, refused, stats, first_ok) = run_on(SIM_CORE, || async {
+        let (qa, qb) = SimLink::pair(Impairments::default());
+        // Room for eight sockets of 64 KiB each way: four listening, so
+        // four connections and a listening socket per freed place.
+        let config = NetConfig {
+            tcp_memory: Some(8 * 128 * 1024),
+            ..cfg(A)
+        };
+        let (a, b) = (stack_with(qa, 1, config), stack(qb, 2, B));
+        echo_server(&a, 7);
+        let (mut open, refused) = flood(&b, sa(A, 7), 20).await;
+        let stats = a.stats();
+        let first_ok = still_echoes(open.swap_remove(0), 5).await;
+        (open.len() + 1, refused, stats, first_ok)
+    });
+    assert_eq!((open, refused), (8, 12));
+    assert_eq!((stats.refused_no_memory, stats.refused_limit), (12, 0));
+    assert!(stats.tcp_buffer_bytes <= 8 * 128 * 1024, "{stats:?}");
+    assert!(first_ok, "the first connection no longer echoes");
+}
+
+#[test]
+fn buffers_the_allocator_cannot_give_refuse_the_connection_instead_of_panicking() {
+    let (refused, stats, other_ok) = run_on(SIM_CORE, || async {
+        let (qa, qb) = SimLink::pair(Impairments::default());
+        let (a, b) = (stack(qa, 1, A), stack(qb, 2, B));
+        echo_server(&a, 8);
+        // No budget: the allocator itself says no.
+        echo_server_with(&a, 7, ListenOptions::new().rx_buffer(usize::MAX / 4));
+        let (open, refused) = flood(&b, sa(A, 7), 3).await;
+        assert!(open.is_empty());
+        let (mut other, _) = flood(&b, sa(A, 8), 1).await;
+        let other_ok = still_echoes(other.remove(0), 7).await;
+        (refused, a.stats(), other_ok)
+    });
+    assert_eq!(refused, 3);
+    assert_eq!(stats.refused_no_memory, 3);
+    assert!(other_ok, "another port stopped serving");
+}
+
+#[test]
+fn a_full_socket_table_refuses_connections_and_connects() {
+    let (open, refused, stats, connect_err, first_ok) = run_on(SIM_CORE, || async {
+        let (qa, qb) = SimLink::pair(Impairments::default());
+        let config = NetConfig {
+            max_tcp_sockets: 6,
+            ..cfg(A)
+        };
+        let (a, b) = (stack_with(qa, 1, config), stack(qb, 2, B));
+        echo_server(&a, 7);
+        // Four listening sockets and two connections fill the table; each
+        // accepted connection then takes a listening socket's place.
+        let (mut open, refused) = flood(&b, sa(A, 7), 10).await;
+        let stats = a.stats();
+        let connect_err = TcpStream::connect_on(&a, sa(B, 9)).await.unwrap_err();
+        let first_ok = still_echoes(open.swap_remove(0), 9).await;
+        (open.len() + 1, refused, stats, connect_err, first_ok)
+    });
+    assert_eq!((open, refused), (6, 4));
+    assert_eq!((stats.refused_limit, stats.tcp_sockets), (4, 6));
+    assert_eq!(connect_err.kind(), ErrorKind::OutOfMemory);
+    assert!(first_ok, "the first connection no longer echoes");
+}
+
+#[test]
+fn listeners_of_one_port_must_agree_on_their_options() {
+    let kinds = run_on(SIM_CORE, || async {
+        let (qa, _qb) = SimLink::pair(Impairments::default());
+        let a = stack(qa, 1, A);
+        let opts = ListenOptions::new().max_connections(3);
+        let _l = opts.bind_on(&a, sa(A, 7)).unwrap();
+        let same = opts.bind_on(&a, sa(A, 7)).map(|_| ());
+        let other = ListenOptions::new().bind_on(&a, sa(A, 7)).map(|_| ());
+        (same.is_ok(), other.unwrap_err().kind())
+    });
+    assert_eq!(kinds, (true, ErrorKind::InvalidInput));
 }

@@ -41,7 +41,7 @@ mod tcp;
 mod udp;
 
 pub use core::net::SocketAddr;
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{ListenOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 #[cfg(test)]

@@ -1,17 +1,19 @@
 //! TCP: listeners and streams.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::net::SocketAddr;
+use core::time::Duration;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 
 use ebbrt_core::io;
 use ebbrt_core::iobuf::IoBuf;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::io_error::from_std;
+use crate::io_error::{exhausts, from_std};
 use crate::reactor::Async;
 
 /// Pending connections a listener queues before Linux refuses more.
@@ -21,6 +23,11 @@ const BACKLOG: i32 = 1024;
 const READ_BUF_MIN: usize = 4096;
 /// The largest `read_buf` buffer.
 const READ_BUF_MAX: usize = 256 * 1024;
+/// The first pause of a listener after an accept failed for want of
+/// descriptors or memory; it doubles with every failure in a row.
+const BACKOFF_FIRST: Duration = Duration::from_millis(1);
+/// The longest pause between accepts while they keep failing.
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// Bytes queued for reading on a socket (`FIONREAD`); 0 if unknown.
 pub(super) fn readable_bytes(fd: std::os::fd::RawFd) -> usize {
@@ -29,6 +36,179 @@ pub(super) fn readable_bytes(fd: std::os::fd::RawFd) -> usize {
     // at a live local; a bad descriptor makes ioctl fail, not write.
     let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
     if r < 0 { 0 } else { n.max(0) as usize }
+}
+
+/// How a listener's connections are made: the sizes of their buffers and
+/// how many may be open at once (the same builder as natively).
+///
+/// ```no_run
+/// # async fn f() -> ebbrt_core::io::Result<()> {
+/// use ebbrt_std::net::ListenOptions;
+/// // Many mostly idle connections: small buffers, and a bound on them.
+/// let listener = ListenOptions::new()
+///     .rx_buffer(4096)
+///     .tx_buffer(4096)
+///     .max_connections(20_000)
+///     .bind("127.0.0.1:11211".parse().unwrap())?;
+/// # Ok(()) }
+/// ```
+///
+/// Hosted, the buffer sizes become the listening socket's `SO_RCVBUF` and
+/// `SO_SNDBUF`, which its connections inherit (Linux doubles the value
+/// for its bookkeeping, clamps it to `net.core.rmem_max`/`wmem_max`, and
+/// stops tuning it automatically); unset, Linux sizes them. The limit is
+/// the listener's own: a connection accepted while that many of its
+/// streams are alive is closed at once with a reset, counted in the
+/// listener's log line. A server binding one listener per core holds up
+/// to that many per core.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    rx_buffer: Option<usize>,
+    tx_buffer: Option<usize>,
+    max_connections: Option<usize>,
+}
+
+impl ListenOptions {
+    /// The defaults: the runtime's buffer sizes, no limit of the
+    /// listener's own.
+    pub const fn new() -> ListenOptions {
+        ListenOptions {
+            rx_buffer: None,
+            tx_buffer: None,
+            max_connections: None,
+        }
+    }
+
+    /// Bytes of receive buffer per connection.
+    pub const fn rx_buffer(mut self, bytes: usize) -> ListenOptions {
+        self.rx_buffer = Some(bytes);
+        self
+    }
+
+    /// Bytes of send buffer per connection.
+    pub const fn tx_buffer(mut self, bytes: usize) -> ListenOptions {
+        self.tx_buffer = Some(bytes);
+        self
+    }
+
+    /// The most connections open at once; more are refused.
+    pub const fn max_connections(mut self, n: usize) -> ListenOptions {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// Binds a listener with these options to `addr` on the current core
+    /// (as [`TcpListener::bind`]).
+    pub fn bind(self, addr: SocketAddr) -> io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(from_std)?;
+        socket.set_reuse_address(true).map_err(from_std)?;
+        socket.set_reuse_port(true).map_err(from_std)?;
+        socket.set_nonblocking(true).map_err(from_std)?;
+        if let Some(n) = self.rx_buffer {
+            socket.set_recv_buffer_size(n).map_err(from_std)?;
+        }
+        if let Some(n) = self.tx_buffer {
+            socket.set_send_buffer_size(n).map_err(from_std)?;
+        }
+        socket.bind(&addr.into()).map_err(from_std)?;
+        socket.listen(BACKLOG).map_err(from_std)?;
+        let listener = mio::net::TcpListener::from_std(socket.into());
+        Ok(TcpListener {
+            inner: Async::new(listener)?,
+            max_connections: self.max_connections,
+            live: Rc::new(Cell::new(0)),
+            episode: Episode::default(),
+        })
+    }
+}
+
+/// A listener's run of accepts that failed for want of descriptors or
+/// memory, or of connections refused at its limit: one log line when it
+/// starts, one with the count when it ends.
+#[derive(Default)]
+pub(super) struct Episode {
+    /// The pause before the next accept (while accepts fail).
+    pub(super) delay: Cell<Option<Duration>>,
+    pub(super) failures: Cell<u64>,
+    refused: Cell<u64>,
+}
+
+impl Episode {
+    /// An accept failed with `e`, for want of a resource: pause longer.
+    pub(super) fn failed(&self, local: Option<SocketAddr>, e: &io::Error) {
+        let next = self
+            .delay
+            .get()
+            .map_or(BACKOFF_FIRST, |d| (d * 2).min(BACKOFF_MAX));
+        self.delay.set(Some(next));
+        self.failures.set(self.failures.get() + 1);
+        if self.failures.get() == 1 {
+            log::warn!(
+                "net: accept on {}: {} ({e}); pausing accepts (up to {} ms) until it works",
+                show(local),
+                exhausted_what(e),
+                BACKOFF_MAX.as_millis()
+            );
+        }
+    }
+
+    /// An accept worked: a run of failures is over.
+    pub(super) fn worked(&self, local: Option<SocketAddr>) {
+        self.delay.set(None);
+        let n = self.failures.replace(0);
+        if n > 0 {
+            log::warn!(
+                "net: accept on {}: works again after {n} failed attempts",
+                show(local)
+            );
+        }
+    }
+
+    /// A connection was refused at the listener's limit of `max`.
+    fn refused(&self, local: Option<SocketAddr>, max: usize) {
+        self.refused.set(self.refused.get() + 1);
+        if self.refused.get() == 1 {
+            log::warn!(
+                "net: listener on {}: at its limit of {max} connections; refusing more",
+                show(local)
+            );
+        }
+    }
+
+    /// A connection was admitted: a run of refusals is over.
+    fn admitted(&self, local: Option<SocketAddr>) {
+        let n = self.refused.replace(0);
+        if n > 0 {
+            log::warn!(
+                "net: listener on {}: admitting again after refusing {n} connections",
+                show(local)
+            );
+        }
+    }
+}
+
+fn show(a: Option<SocketAddr>) -> String {
+    a.map_or_else(|| "?".into(), |a| a.to_string())
+}
+
+/// What ran out, in words, for the log.
+fn exhausted_what(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => "the process is out of file descriptors (EMFILE)",
+        Some(libc::ENFILE) => "the system is out of file descriptors (ENFILE)",
+        _ => "the kernel is out of memory for sockets",
+    }
+}
+
+/// A place among a listener's live connections, given back when the
+/// stream drops.
+struct Admitted(Rc<Cell<usize>>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// A TCP socket listening for connections, owned by the core that bound it.
@@ -42,29 +222,62 @@ pub(super) fn readable_bytes(fd: std::os::fd::RawFd) -> usize {
 /// socket without `SO_REUSEPORT` gives [`ErrorKind::AddrInUse`](io::ErrorKind::AddrInUse).
 pub struct TcpListener {
     inner: Async<mio::net::TcpListener>,
+    max_connections: Option<usize>,
+    /// Accepted streams still alive.
+    live: Rc<Cell<usize>>,
+    episode: Episode,
 }
 
 impl TcpListener {
     /// Binds a listener to `addr` (port 0: the system picks a port; see
     /// [`Self::local_addr`]) on the current core.
     pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(from_std)?;
-        socket.set_reuse_address(true).map_err(from_std)?;
-        socket.set_reuse_port(true).map_err(from_std)?;
-        socket.set_nonblocking(true).map_err(from_std)?;
-        socket.bind(&addr.into()).map_err(from_std)?;
-        socket.listen(BACKLOG).map_err(from_std)?;
-        let listener = mio::net::TcpListener::from_std(socket.into());
-        Ok(TcpListener {
-            inner: Async::new(listener)?,
-        })
+        ListenOptions::new().bind(addr)
     }
 
     /// Waits for a connection; returns it and the peer's address.
+    ///
+    /// When the process or the system is out of descriptors (`EMFILE`,
+    /// `ENFILE`) or the kernel out of socket memory, the error is returned
+    /// (kind [`ErrorKind::OutOfMemory`](io::ErrorKind::OutOfMemory), with
+    /// its errno) and the listener pauses before its next accept, twice as
+    /// long after each failure in a row, up to 100 ms: a server that loops
+    /// on `accept` neither spins nor floods its log while the connections
+    /// it has are served (the ones waiting stay queued in the kernel). It
+    /// logs once when such a run starts and once, with the count, when it
+    /// ends.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = self.inner.read_with(|l| l.accept()).await?;
-        Ok((TcpStream::from_mio(stream)?, peer))
+        loop {
+            if let Some(d) = self.episode.delay.get() {
+                ebbrt_core::exec::sleep(d).await;
+            }
+            let (stream, peer) = match self.inner.read_with(|l| l.accept()).await {
+                Ok(got) => got,
+                Err(e) => {
+                    if exhausts(&e) {
+                        self.episode.failed(self.local_addr().ok(), &e);
+                    }
+                    return Err(e);
+                }
+            };
+            self.episode.worked(self.local_addr().ok());
+            if let Some(max) = self.max_connections
+                && self.live.get() >= max
+            {
+                // A reset, not a close that the peer would take for an
+                // empty answer.
+                let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                drop(stream);
+                self.episode.refused(self.local_addr().ok(), max);
+                continue;
+            }
+            self.episode.admitted(self.local_addr().ok());
+            self.live.set(self.live.get() + 1);
+            let admitted = Admitted(self.live.clone());
+            let mut s = TcpStream::from_mio(stream)?;
+            s.admitted = Some(admitted);
+            return Ok((s, peer));
+        }
     }
 
     /// The address the listener is bound to.
@@ -93,9 +306,11 @@ impl fmt::Debug for TcpListener {
 /// such a buffer and keeps what it leaves for the next read (no further
 /// copy). The native stack offers the same three.
 pub struct TcpStream {
-    inner: Async<mio::net::TcpStream>,
+    pub(super) inner: Async<mio::net::TcpStream>,
     /// Bytes received but not consumed yet (a `read_with` that took part).
     pending: RefCell<IoBuf>,
+    /// Its place among its listener's connections (accepted streams).
+    admitted: Option<Admitted>,
 }
 
 impl TcpStream {
@@ -103,6 +318,7 @@ impl TcpStream {
         Ok(TcpStream {
             inner: Async::new(stream)?,
             pending: RefCell::new(IoBuf::new()),
+            admitted: None,
         })
     }
 

@@ -439,3 +439,96 @@ fn udp_recv_buf_returns_whole_datagrams_of_any_size() {
     });
     assert_eq!(got, [0, 1, 1500, 60_000]);
 }
+
+/// Connects and checks one byte comes back through an echoing server;
+/// `false` if the server reset or closed the connection instead.
+async fn echoes_a_byte(addr: SocketAddr, byte: u8) -> (TcpStream, bool) {
+    let c = TcpStream::connect(addr).await.unwrap();
+    let ok = c.write_all(&[byte]).await.is_ok() && {
+        let mut b = [0u8; 1];
+        matches!(c.read(&mut b).await, Ok(1)) && b[0] == byte
+    };
+    (c, ok)
+}
+
+#[test]
+fn a_listener_limit_resets_the_excess_and_serves_the_rest() {
+    let (answers, first_again, after_drop, rcvbuf) = run_on(0, || async {
+        let l = ListenOptions::new()
+            .rx_buffer(8192)
+            .tx_buffer(8192)
+            .max_connections(2)
+            .bind(loopback())
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let rcvbuf = Rc::new(Cell::new(0));
+        let seen = rcvbuf.clone();
+        spawn_local(async move {
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                let sock = socket2::SockRef::from(s.inner.get_ref());
+                seen.set(sock.recv_buffer_size().unwrap());
+                spawn_local(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n @ 1..) = s.read(&mut buf).await {
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .detach();
+            }
+        })
+        .detach();
+        let mut held = Vec::new();
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let (c, ok) = echoes_a_byte(addr, i).await;
+            answers.push(ok);
+            held.push(c);
+        }
+        // The first connection is still served.
+        let first = &held[0];
+        first.write_all(b"again").await.unwrap();
+        let mut b = [0u8; 5];
+        let mut n = 0;
+        while n < 5 {
+            n += first.read(&mut b[n..]).await.unwrap();
+        }
+        // Dropping an admitted client lets the server's stream end and
+        // free its place (once the server has read the end: retried).
+        held.remove(1);
+        let mut after_drop = false;
+        for _ in 0..200 {
+            exec::sleep(Duration::from_millis(10)).await;
+            if echoes_a_byte(addr, 9).await.1 {
+                after_drop = true;
+                break;
+            }
+        }
+        (answers, &b == b"again", after_drop, rcvbuf.get())
+    });
+    assert_eq!(answers, [true, true, false, false, false]);
+    assert!(first_again, "the first connection no longer echoes");
+    assert!(
+        after_drop,
+        "a freed place was not given to a new connection"
+    );
+    // Linux doubles SO_RCVBUF for its bookkeeping.
+    assert_eq!(rcvbuf, 2 * 8192);
+}
+
+#[test]
+fn accept_failures_pause_longer_each_time_and_log_once_per_run() {
+    let e = ebbrt_core::io::Error::from_os(ErrorKind::OutOfMemory, libc::EMFILE);
+    let ep = tcp::Episode::default();
+    let mut delays = Vec::new();
+    for _ in 0..10 {
+        ep.failed(None, &e);
+        delays.push(ep.delay.get().unwrap().as_millis());
+    }
+    assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 100, 100, 100]);
+    assert_eq!(ep.failures.get(), 10);
+    ep.worked(None);
+    assert_eq!((ep.delay.get(), ep.failures.get()), (None, 0));
+}

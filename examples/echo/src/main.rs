@@ -23,6 +23,17 @@
 //! - hosted, also the command line: `--port P` and `--addr A`, which win.
 //!
 //! Port 0 lets the system pick a port; the `listening on` line tells which.
+//!
+//! How its connections are made (boot arguments; see `ListenOptions`):
+//! - `echo.buffers=BYTES`: each connection's receive and send buffers
+//!   (default: the runtime's, 64 KiB natively); small buffers let many
+//!   mostly idle connections fit (`echo.buffers=2048`);
+//! - `echo.max_conns=N`: each core's listener holds at most N connections
+//!   (natively, per stack); more are reset.
+//!
+//! Connections that do not fit (a limit, memory, descriptors) are refused
+//! and the connections open keep being served; an accept that fails is
+//! reported once per run of failures, with their count when it ends.
 //! The server runs until it is killed.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -37,7 +48,7 @@ use core::time::Duration;
 
 use ebbrt::cpu::{self, CoreId};
 use ebbrt::io::{self, ErrorKind};
-use ebbrt::net::{TcpListener, TcpStream, UdpSocket};
+use ebbrt::net::{ListenOptions, TcpListener, TcpStream, UdpSocket};
 
 const DEFAULT_PORT: u16 = 7777;
 const DEFAULT_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -89,6 +100,31 @@ fn parse_ip(value: &str, origin: &str) -> Result<IpAddr, EchoError> {
     })
 }
 
+/// The listener's options, from the boot arguments `echo.buffers` and
+/// `echo.max_conns`.
+fn listen_options() -> Result<ListenOptions, EchoError> {
+    use ebbrt::runtime::boot_arg;
+    let number = |key: &str| -> Result<Option<usize>, EchoError> {
+        boot_arg(key)
+            .map(|v| {
+                v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    EchoError::BadArgument(alloc::format!(
+                        "invalid {key} `{v}` (boot argument): expected a positive number"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let mut opts = ListenOptions::new();
+    if let Some(b) = number("echo.buffers")? {
+        opts = opts.rx_buffer(b).tx_buffer(b);
+    }
+    if let Some(n) = number("echo.max_conns")? {
+        opts = opts.max_connections(n);
+    }
+    Ok(opts)
+}
+
 /// The address to listen on, from the boot arguments and (hosted) the
 /// command line.
 fn listen_addr() -> Result<SocketAddr, EchoError> {
@@ -135,7 +171,7 @@ fn command_line(mut ip: IpAddr, mut port: u16) -> Result<(IpAddr, u16), EchoErro
 
 /// Binds this core's TCP listener and starts serving on it, in the
 /// background.
-fn listen_here(addr: SocketAddr) -> Result<SocketAddr, EchoError> {
+fn listen_here(addr: SocketAddr, opts: ListenOptions) -> Result<SocketAddr, EchoError> {
     let core = cpu::current();
     let bind_error = |error| EchoError::Bind {
         core,
@@ -143,7 +179,7 @@ fn listen_here(addr: SocketAddr) -> Result<SocketAddr, EchoError> {
         addr,
         error,
     };
-    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let listener = opts.bind(addr).map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     ebbrt::spawn_local(serve(listener)).detach();
     Ok(local)
@@ -169,17 +205,32 @@ fn udp_here(addr: SocketAddr) -> Result<(), EchoError> {
     }
 }
 
-/// Accepts connections forever, each served by a task of this core.
+/// Accepts connections forever, each served by a task of this core. A
+/// run of failed accepts (hosted, out of descriptors) prints one line when
+/// it starts and one with its count when it ends, and pauses between
+/// tries (the hosted listener pauses longer on its own) rather than spin.
 async fn serve(listener: TcpListener) {
+    let mut failures = 0u64;
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => ebbrt::spawn_local(echo(stream)).detach(),
+            Ok((stream, _peer)) => {
+                if failures > 0 {
+                    ebbrt::console::eprint(format_args!(
+                        "echo: {}: accepting again after {failures} failed accepts\n",
+                        cpu::current()
+                    ));
+                    failures = 0;
+                }
+                ebbrt::spawn_local(echo(stream)).detach()
+            }
             Err(e) => {
-                // Out of descriptors, say: back off rather than spin.
-                ebbrt::console::eprint(format_args!(
-                    "echo: {}: accept failed: {e}\n",
-                    cpu::current()
-                ));
+                failures += 1;
+                if failures == 1 {
+                    ebbrt::console::eprint(format_args!(
+                        "echo: {}: accept failed: {e}; retrying\n",
+                        cpu::current()
+                    ));
+                }
                 ebbrt::exec::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -259,15 +310,16 @@ async fn stats_line() -> String {
 #[ebbrt::main]
 async fn main() -> Result<(), EchoError> {
     let addr = listen_addr()?;
+    let opts = listen_options()?;
     // Core 0 binds first, so that with port 0 every core shares the port
     // the system picked; UDP takes the same port.
-    let local = listen_here(addr)?;
+    let local = listen_here(addr, opts)?;
     udp_here(local)?;
     let others: Vec<_> = cpu::all()
         .skip(1)
         .map(|core| {
             ebbrt::exec::spawn_on_with(core, move || async move {
-                listen_here(local)?;
+                listen_here(local, opts)?;
                 udp_here(local)
             })
         })
