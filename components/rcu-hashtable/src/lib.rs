@@ -62,12 +62,18 @@ const MIN_BUCKETS: usize = 16;
 /// A concurrent hash map with lock-free readers over RCU (see the crate
 /// doc). `R` is the RCU it runs under: [`CoreRcu`] on EbbRT cores.
 pub struct RcuHashMap<K, V, R: Reclaim = CoreRcu, S = DefaultHasher> {
+    /// Shared with the callback that re-enables resizing (weakly).
+    inner: Arc<Inner<K, V, R, S>>,
+}
+
+/// The map's state; callbacks reach it through a `Weak`.
+struct Inner<K, V, R, S> {
     table: AtomicPtr<Table<K, V>>,
     writer: spin::Mutex<()>,
     len: AtomicUsize,
     versions: AtomicU64,
     /// False from a resize until the old bucket array is freed (I3).
-    resizable: Arc<AtomicBool>,
+    resizable: AtomicBool,
     min_buckets: usize,
     hasher: S,
     rcu: R,
@@ -148,8 +154,8 @@ impl<K, V, R, S> RcuHashMap<K, V, R, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Send + Sync + 'static,
-    R: Reclaim,
-    S: BuildHasher,
+    R: Reclaim + 'static,
+    S: BuildHasher + 'static,
 {
     /// An empty map under `rcu`, hashing with `hasher`.
     pub fn with_rcu(rcu: R, hasher: S) -> Self {
@@ -161,21 +167,23 @@ where
     pub fn with_capacity_and_rcu(n: usize, rcu: R, hasher: S) -> Self {
         let buckets = n.max(MIN_BUCKETS).next_power_of_two();
         RcuHashMap {
-            table: AtomicPtr::new(Box::into_raw(Table::new(buckets, 0))),
-            writer: spin::Mutex::new(()),
-            len: AtomicUsize::new(0),
-            versions: AtomicU64::new(1),
-            resizable: Arc::new(AtomicBool::new(true)),
-            min_buckets: buckets,
-            hasher,
-            rcu,
-            _owns: PhantomData,
+            inner: Arc::new(Inner {
+                table: AtomicPtr::new(Box::into_raw(Table::new(buckets, 0))),
+                writer: spin::Mutex::new(()),
+                len: AtomicUsize::new(0),
+                versions: AtomicU64::new(1),
+                resizable: AtomicBool::new(true),
+                min_buckets: buckets,
+                hasher,
+                rcu,
+                _owns: PhantomData,
+            }),
         }
     }
 
     /// Entries in the map (a snapshot: writers may change it at once).
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.inner.len.load(Ordering::Relaxed)
     }
 
     /// Whether the map has no entry (a snapshot).
@@ -185,23 +193,8 @@ where
 
     /// Buckets of the current bucket array.
     pub fn buckets(&self) -> usize {
-        let _g = self.rcu.read_lock();
-        self.current().buckets()
-    }
-
-    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    /// The current table. Valid while the caller holds a read guard or the
-    /// writer lock.
-    #[allow(unsafe_code)]
-    fn current(&self) -> &Table<K, V> {
-        // SAFETY: `table` always points at the current table (I1); callers
-        // hold a read guard or the writer lock for as long as they use the
-        // borrow, which is tied to `&self`'s and goes no further than this
-        // module's methods.
-        unsafe { raw::table(self.table.load(Ordering::Acquire)) }
+        let _g = self.inner.rcu.read_lock();
+        self.inner.current().buckets()
     }
 
     /// Runs `f` on the entry for `key`, in place, inside a read-side
@@ -211,9 +204,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
-        let _g = self.rcu.read_lock();
-        let n = self.current().find(hash, key)?;
+        let hash = self.inner.hash(key);
+        let _g = self.inner.rcu.read_lock();
+        let n = self.inner.current().find(hash, key)?;
         Some(f(Entry {
             value: &n.value,
             version: n.version,
@@ -260,10 +253,10 @@ where
         key: K,
         f: impl FnOnce(Option<Entry<'_, V>>) -> (Action<V>, T),
     ) -> (T, Option<u64>) {
-        let hash = self.hash(&key);
+        let hash = self.inner.hash(&key);
         let out = {
-            let _w = self.writer.lock();
-            let table = self.current();
+            let _w = self.inner.writer.lock();
+            let table = self.inner.current();
             let slot = table.locate(hash, &key);
             let (action, out) = f(slot.node().map(|n| Entry {
                 value: &n.value,
@@ -273,23 +266,23 @@ where
             match action {
                 Action::Keep => (out, None),
                 Action::Set(value) => {
-                    let version = self.versions.fetch_add(1, Ordering::Relaxed);
+                    let version = self.inner.versions.fetch_add(1, Ordering::Relaxed);
                     let old = slot.publish(hash, version, key, value);
-                    raw::retire_node(old, |cb| self.rcu.defer(cb));
+                    raw::retire_node(old, |cb| self.inner.rcu.defer(cb));
                     if !found {
-                        self.len.fetch_add(1, Ordering::Relaxed);
+                        self.inner.len.fetch_add(1, Ordering::Relaxed);
                     }
                     (out, Some(version))
                 }
                 Action::Remove if found => {
-                    raw::retire_node(slot.unlink(), |cb| self.rcu.defer(cb));
-                    self.len.fetch_sub(1, Ordering::Relaxed);
+                    raw::retire_node(slot.unlink(), |cb| self.inner.rcu.defer(cb));
+                    self.inner.len.fetch_sub(1, Ordering::Relaxed);
                     (out, None)
                 }
                 Action::Remove => (out, None),
             }
         };
-        self.maybe_resize();
+        self.inner.maybe_resize();
         out
     }
 
@@ -363,10 +356,10 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        let hash = self.hash(key);
+        let hash = self.inner.hash(key);
         let out = {
-            let _w = self.writer.lock();
-            let slot = self.current().locate(hash, key);
+            let _w = self.inner.writer.lock();
+            let slot = self.inner.current().locate(hash, key);
             let n = slot.node()?;
             let entry = Entry {
                 value: &n.value,
@@ -376,11 +369,11 @@ where
                 return None;
             }
             let old = n.value.clone();
-            raw::retire_node(slot.unlink(), |cb| self.rcu.defer(cb));
-            self.len.fetch_sub(1, Ordering::Relaxed);
+            raw::retire_node(slot.unlink(), |cb| self.inner.rcu.defer(cb));
+            self.inner.len.fetch_sub(1, Ordering::Relaxed);
             old
         };
-        self.maybe_resize();
+        self.inner.maybe_resize();
         Some(out)
     }
 
@@ -388,20 +381,46 @@ where
     /// a grace period.
     pub fn clear(&self) {
         {
-            let _w = self.writer.lock();
-            for chain in self.current().take_chains() {
-                raw::retire_chain(chain, |cb| self.rcu.defer(cb));
+            let _w = self.inner.writer.lock();
+            for chain in self.inner.current().take_chains() {
+                raw::retire_chain(chain, |cb| self.inner.rcu.defer(cb));
             }
-            self.len.store(0, Ordering::Relaxed);
+            self.inner.len.store(0, Ordering::Relaxed);
         }
-        self.maybe_resize();
+        self.inner.maybe_resize();
+    }
+}
+
+impl<K, V, R, S> Inner<K, V, R, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    R: Reclaim + 'static,
+    S: BuildHasher + 'static,
+{
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The current table. Valid while the caller holds a read guard or the
+    /// writer lock.
+    #[allow(unsafe_code)]
+    fn current(&self) -> &Table<K, V> {
+        // SAFETY: `table` always points at the current table (I1); callers
+        // hold a read guard or the writer lock for as long as they use the
+        // borrow, which is tied to `&self`'s and goes no further than this
+        // module's methods.
+        unsafe { raw::table(self.table.load(Ordering::Acquire)) }
     }
 
     /// Grows above a load of 1, shrinks below 1/4 (not under the initial
     /// size), unless the previous resize's old array is still in use.
-    fn maybe_resize(&self) {
-        let len = self.len();
-        let buckets = self.buckets();
+    fn maybe_resize(self: &Arc<Self>) {
+        let len = self.len.load(Ordering::Relaxed);
+        let buckets = {
+            let _g = self.rcu.read_lock();
+            self.current().buckets()
+        };
         let want = if len > buckets {
             (len + 1).next_power_of_two()
         } else if len < buckets / 4 && buckets > self.min_buckets {
@@ -424,16 +443,25 @@ where
         let new = Box::into_raw(self.current().rehash(want));
         self.resizable.store(false, Ordering::Relaxed);
         self.table.store(new, Ordering::Release);
-        let resizable = self.resizable.clone();
+        // After the grace period: resizing is safe again, and a resize that
+        // writes asked for meanwhile happens then, not at the next write
+        // (a burst of inserts followed by reads only must not leave the
+        // table overloaded). Weak: the map may be gone by then.
+        let map = Arc::downgrade(self);
         raw::retire_table(
             old,
-            move || resizable.store(true, Ordering::Release),
+            move || {
+                if let Some(map) = map.upgrade() {
+                    map.resizable.store(true, Ordering::Release);
+                    map.maybe_resize();
+                }
+            },
             |cb| self.rcu.defer(cb),
         );
     }
 }
 
-impl<K, V, R: Reclaim, S> Drop for RcuHashMap<K, V, R, S> {
+impl<K, V, R, S> Drop for Inner<K, V, R, S> {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no reader or writer can use the map any more;
@@ -448,7 +476,7 @@ impl<K, V, R: Reclaim, S> Drop for RcuHashMap<K, V, R, S> {
 impl<K, V, R: Reclaim, S> fmt::Debug for RcuHashMap<K, V, R, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RcuHashMap")
-            .field("len", &self.len.load(Ordering::Relaxed))
+            .field("len", &self.inner.len.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
