@@ -114,6 +114,10 @@ impl Domain {
         let slot = &self.slots[me].seen;
         let seen = slot.load(Ordering::Relaxed);
         slot.store(0, Ordering::Release);
+        // Store-buffering again: a grace period started meanwhile either
+        // shows in the `gp` load below (and this participant scans) or its
+        // starter's scan sees this slot at 0.
+        fence(Ordering::SeqCst);
         // Only a participant behind the latest grace period may have been
         // the last one it waited for: only then is a scan worth it.
         if seen != 0 && seen != self.gp.0.load(Ordering::Acquire) {
@@ -138,6 +142,21 @@ impl Domain {
     /// The latest grace period known to be over.
     pub fn completed(&self) -> u64 {
         self.completed.0.load(Ordering::Acquire)
+    }
+
+    /// Participant `me` (online, at a quiescent state) checks whether grace
+    /// period `t` is over, scanning the others if no one has said so yet:
+    /// what a participant waiting for `t` does on each pass, so that its
+    /// wait never depends on whether another participant's scan saw it.
+    pub fn poll(&self, me: usize, t: u64, mut wake: impl FnMut(usize)) -> bool {
+        if self.is_complete(t) {
+            return true;
+        }
+        self.quiescent(me, &mut wake);
+        if !self.is_complete(t) {
+            self.scan(me, wake);
+        }
+        self.is_complete(t)
     }
 
     /// Participant `me` is about to go offline with work waiting for grace

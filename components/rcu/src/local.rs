@@ -74,10 +74,8 @@ impl Local {
     fn advance(&self, d: &Domain, me: usize, mut wake: impl FnMut(usize)) {
         for _ in 0..ROUNDS {
             let mut progress = false;
-            let due = {
-                let current = self.current.borrow();
-                !current.is_empty() && d.is_complete(self.target.get())
-            };
+            let waiting = !self.current.borrow().is_empty();
+            let due = waiting && d.poll(me, self.target.get(), &mut wake);
             if due {
                 // Taken out first: a callback may queue callbacks.
                 let batch = core::mem::take(&mut *self.current.borrow_mut());
