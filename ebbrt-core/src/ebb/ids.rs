@@ -37,6 +37,9 @@ pub const CLOCK: EbbId = EbbId::new(11);
 pub const EVENT_MANAGER: EbbId = EbbId::new(12);
 /// The event loop's idle policy (halt until an event, or poll).
 pub const IDLE_POLICY: EbbId = EbbId::new(13);
+/// Read-copy-update: deferred reclamation over the event loops' quiescent
+/// states (`components/rcu`).
+pub const RCU: EbbId = EbbId::new(14);
 
 /// The name of a well-known system id (`"GP_ALLOCATOR"` for
 /// [`GP_ALLOCATOR`]), for messages and the component catalog; `None` for
@@ -56,6 +59,7 @@ pub const fn name(id: EbbId) -> Option<&'static str> {
         11 => "CLOCK",
         12 => "EVENT_MANAGER",
         13 => "IDLE_POLICY",
+        14 => "RCU",
         _ => return None,
     })
 }
@@ -145,11 +149,12 @@ mod tests {
             (CLOCK, "CLOCK"),
             (EVENT_MANAGER, "EVENT_MANAGER"),
             (IDLE_POLICY, "IDLE_POLICY"),
+            (RCU, "RCU"),
         ];
         for (id, n) in all {
             assert_eq!(name(id), Some(n));
         }
-        assert_eq!(name(EbbId::new(14)), None);
+        assert_eq!(name(EbbId::new(15)), None);
         assert_eq!(name(app(0)), None);
         assert_eq!(name(EbbId::new(FIRST_DYNAMIC)), None);
     }

@@ -12,6 +12,8 @@
 //! - [`sleep`], [`sleep_until`], [`timeout`]: timers of this core.
 //! - [`add_idle_poller`]: work polled whenever the loop would otherwise idle
 //!   (drivers switching from interrupts to polling under load).
+//! - [`QUIESCENT`], [`BEFORE_IDLE`]: link-time hooks called once per pass of
+//!   the loop (between tasks: a quiescent state) and before it goes idle.
 //! - [`block_on`]: runs this core's loop until one future completes, for a
 //!   harness that owns a core's thread (a benchmark, a tool).
 
@@ -447,6 +449,39 @@ fn before_idle_hooks() -> &'static [fn()] {
     hooks
 }
 
+/// Functions every core's loop calls once per pass, before it drains remote
+/// work and runs ready tasks: a point where no task of this core is being
+/// polled, i.e. a *quiescent state* of the core in the sense of RCU (read-
+/// copy-update). A read-side critical section is therefore any stretch of
+/// code that does not return to the loop: one poll of a task, up to its next
+/// `await`. (A pass runs up to 128 ready tasks, so a task that only yields
+/// may be polled several times between two calls.) The RCU component (`components/rcu`) registers here to observe
+/// its grace periods, and pairs it with a [`BEFORE_IDLE`] hook to mark a
+/// core that goes idle as quiescent for as long as it sleeps.
+///
+/// Registered at link time like [`BEFORE_IDLE`]: with no hook linked the
+/// loop iterates an empty slice (two loads and a compare per pass). A hook
+/// must be cheap when it has nothing to do; tasks it wakes or spawns on
+/// this core run in the same pass.
+///
+/// ```ignore
+/// #[linkme::distributed_slice(ebbrt_core::exec::QUIESCENT)]
+/// #[linkme(crate = ebbrt_core::__private::linkme)]
+/// static PASS: fn() = note_quiescent_state;
+/// ```
+#[linkme::distributed_slice]
+pub static QUIESCENT: [fn()];
+
+/// The [`QUIESCENT`] hooks (none under Miri, as for [`BEFORE_IDLE`]).
+#[inline(always)]
+fn quiescent_hooks() -> &'static [fn()] {
+    #[cfg(not(miri))]
+    let hooks: &'static [fn()] = &QUIESCENT;
+    #[cfg(miri)]
+    let hooks: &'static [fn()] = &[];
+    hooks
+}
+
 fn drain_remote(core: CoreId) {
     let remote = &REMOTES[core.index()];
     if remote.pending.swap(false, Ordering::AcqRel) {
@@ -508,6 +543,9 @@ fn run_until(core: CoreId, done: impl Fn() -> bool) -> Option<i32> {
         }
         if let Some(code) = exit_requested() {
             return Some(code);
+        }
+        for hook in quiescent_hooks() {
+            hook();
         }
         drain_remote(core);
         run_ready();

@@ -1,6 +1,7 @@
 use core::cell::Cell;
 use core::time::Duration;
 use std::rc::Rc;
+use std::boxed::Box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::vec;
@@ -276,4 +277,57 @@ fn before_idle_hooks_run_when_a_core_goes_idle() {
         }
     });
     assert!(IDLE_HOOK_CALLS.load(Ordering::Relaxed) >= before + 3);
+}
+
+/// Passes of each test core's loop seen by the [`QUIESCENT`] hook, and the
+/// tasks of each core being polled at that moment (must be none).
+static PASSES: [AtomicUsize; CORES] = [const { AtomicUsize::new(0) }; CORES];
+static PASSES_INSIDE_A_TASK: AtomicUsize = AtomicUsize::new(0);
+
+std::thread_local! {
+    static POLLING: Cell<bool> = const { Cell::new(false) };
+}
+
+#[linkme::distributed_slice(QUIESCENT)]
+static COUNT_PASS: fn() = || {
+    if POLLING.with(Cell::get) {
+        PASSES_INSIDE_A_TASK.fetch_add(1, Ordering::Relaxed);
+    }
+    PASSES[cpu::current().index()].fetch_add(1, Ordering::Relaxed);
+};
+
+/// A future that marks its polls so the hook can tell it ran inside one.
+struct MarkPolls<F>(F);
+impl<F: Future + Unpin> Future for MarkPolls<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        POLLING.with(|p| p.set(true));
+        let r = Pin::new(&mut self.0).poll(cx);
+        POLLING.with(|p| p.set(false));
+        r
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot read linkme's link sections (QUIESCENT)")]
+fn quiescent_hooks_run_between_tasks_on_every_pass() {
+    instance();
+    let before = PASSES[2].load(Ordering::Relaxed);
+    // A yielded task may run again in the same batch (up to `BATCH` polls
+    // a pass), so `BATCH + 1` yields take the loop through at least one
+    // more pass, which calls the hook, but never from inside a poll.
+    let passes_seen = run_on(2, || async {
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let p0 = PASSES[2].load(Ordering::Relaxed);
+            for _ in 0..=BATCH {
+                MarkPolls(Box::pin(yield_now())).await;
+            }
+            seen.push(PASSES[2].load(Ordering::Relaxed) - p0);
+        }
+        seen
+    });
+    assert!(passes_seen.iter().all(|&n| n >= 1), "{passes_seen:?}");
+    assert!(PASSES[2].load(Ordering::Relaxed) >= before + 5);
+    assert_eq!(PASSES_INSIDE_A_TASK.load(Ordering::Relaxed), 0);
 }

@@ -50,6 +50,8 @@ linked![
     ebbrt_idle_poll,
     ebbrt_net,
     ebbrt_page_alloc,
+    ebbrt_rcu,
+    ebbrt_rcu_hashtable,
     ebbrt_slab_alloc,
     ebbrt_talc_alloc,
     ebbrt_virtio_net,
