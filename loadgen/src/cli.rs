@@ -131,7 +131,7 @@ pub enum Command {
     /// Print [`USAGE`].
     Help,
     /// Generate load.
-    Run(Config),
+    Run(Box<Config>),
 }
 
 /// Parses a duration: a number with `ns`, `us`, `µs`, `ms`, `s` or no unit
@@ -209,7 +209,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         }
     }
     check(&c)?;
-    Ok(Command::Run(c))
+    Ok(Command::Run(Box::new(c)))
 }
 
 fn check(c: &Config) -> Result<(), String> {
@@ -252,7 +252,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse(args.iter().map(|s| s.to_string()))? {
-            Command::Run(c) => Ok(c),
+            Command::Run(c) => Ok(*c),
             Command::Help => Err("help".into()),
         }
     }

@@ -137,7 +137,7 @@ impl SizeDist {
         let [loc, scale, shape] = nums[..] else {
             return Err(format!("size distribution `{s}`: expected three numbers"));
         };
-        if !(scale > 0.0) || !loc.is_finite() || !shape.is_finite() {
+        if scale.is_nan() || scale <= 0.0 || !loc.is_finite() || !shape.is_finite() {
             return Err(format!(
                 "size distribution `{s}`: the scale must be positive"
             ));

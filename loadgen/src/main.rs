@@ -164,6 +164,7 @@ fn run(c: &Config) -> Result<bool, String> {
                 return search::Measured {
                     p99_ns: u64::MAX,
                     achieved_qps: 0.0,
+                    scheduled_qps: qps,
                     errors: 1,
                 };
             }
@@ -172,13 +173,10 @@ fn run(c: &Config) -> Result<bool, String> {
                     let m = search::Measured {
                         p99_ns: step.p99_ns(),
                         achieved_qps: step.achieved_qps,
+                        scheduled_qps: step.scheduled_qps,
                         errors: step.stats.errors,
                     };
-                    let verdict = if criteria.passes(qps, &m) {
-                        "pass"
-                    } else {
-                        "fail"
-                    };
+                    let verdict = if criteria.passes(&m) { "pass" } else { "fail" };
                     out.line(&format!("{}  {verdict}", step.row()));
                     for msg in step.messages.iter().take(3) {
                         out.line(&format!("  {msg}"));
@@ -191,6 +189,7 @@ fn run(c: &Config) -> Result<bool, String> {
                     search::Measured {
                         p99_ns: u64::MAX,
                         achieved_qps: 0.0,
+                        scheduled_qps: qps,
                         errors: 1,
                     }
                 }

@@ -233,7 +233,7 @@ mod tests {
         };
         let lens: Vec<u32> = (0..10_000).map(|i| p.len_for(i, 1)).collect();
         assert!(lens.iter().all(|&l| l <= 4096));
-        assert!(lens.iter().any(|&l| l == 4096), "the tail reaches the cap");
+        assert!(lens.contains(&4096), "the tail reaches the cap");
         assert_eq!(
             lens,
             (0..10_000).map(|i| p.len_for(i, 1)).collect::<Vec<_>>()

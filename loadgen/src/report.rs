@@ -13,6 +13,9 @@ pub struct Step {
     /// Replies per second: replies over the time until the later of the
     /// schedule's end and the last reply.
     pub achieved_qps: f64,
+    /// Requests the schedule held per second (the Poisson realization of
+    /// the offered rate).
+    pub scheduled_qps: f64,
     /// The scheduled length, seconds.
     pub duration_s: f64,
     /// p50, p90, p99, p99.9 and maximum latency, microseconds.
@@ -75,6 +78,7 @@ impl Step {
             } else {
                 0.0
             },
+            scheduled_qps: s.scheduled as f64 / duration_s,
             duration_s,
             latency_us: [q(0.5), q(0.9), q(0.99), q(0.999), us(h.max())],
             mean_us: h.mean() / 1000.0,
@@ -149,6 +153,7 @@ impl Step {
         json!({
             "offered_qps": self.offered_qps,
             "achieved_qps": self.achieved_qps,
+            "scheduled_qps": self.scheduled_qps,
             "duration_s": self.duration_s,
             "latency_us": {"p50": l[0], "p90": l[1], "p99": l[2], "p999": l[3], "max": l[4], "mean": self.mean_us},
             "send_lag_us": {"p99": self.send_lag_us[0], "max": self.send_lag_us[1]},
