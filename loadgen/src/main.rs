@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 
 /// How long the preload may take to get its replies.
 const PRELOAD_LIMIT: Duration = Duration::from_secs(120);
+/// At least this many preload sets outstanding per connection.
+const PRELOAD_DEPTH: usize = 32;
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args().skip(1)) {
@@ -100,7 +102,12 @@ fn run(c: &Config) -> Result<bool, String> {
         let schedules: Vec<_> = (0..c.connections)
             .map(|i| schedule::preload((i as u32..c.keys).step_by(c.connections)))
             .collect();
-        let s = engine::run(&load, schedules, PRELOAD_LIMIT)
+        // Closed loop, many at a time: the preload measures nothing.
+        let preloader = Load {
+            depth: load.depth.max(PRELOAD_DEPTH),
+            ..load.clone()
+        };
+        let s = engine::run(&preloader, schedules, PRELOAD_LIMIT)
             .map_err(|e| format!("server {addr}: {e}"))?;
         let took = t.elapsed().as_secs_f64();
         out.line(&format!(
@@ -178,6 +185,9 @@ fn run(c: &Config) -> Result<bool, String> {
                     };
                     let verdict = if criteria.passes(&m) { "pass" } else { "fail" };
                     out.line(&format!("{}  {verdict}", step.row()));
+                    if let Some(note) = step.lag_note() {
+                        out.line(&format!("  {note}"));
+                    }
                     for msg in step.messages.iter().take(3) {
                         out.line(&format!("  {msg}"));
                     }
@@ -229,6 +239,9 @@ fn run(c: &Config) -> Result<bool, String> {
     } else {
         let step = measure(c.qps)?;
         out.line(&step.row());
+        if let Some(note) = step.lag_note() {
+            out.line(&format!("  {note}"));
+        }
         for msg in &step.messages {
             out.line(&format!("  {msg}"));
         }

@@ -107,6 +107,19 @@ impl Step {
         (self.latency_us[2] * 1000.0) as u64
     }
 
+    /// A warning when the generator itself fell far enough behind its
+    /// schedule to account for much of the tail (too few threads, or a
+    /// CPU shared with the server or other work).
+    pub fn lag_note(&self) -> Option<String> {
+        let (lag, p99) = (self.send_lag_us[0], self.latency_us[2]);
+        (lag >= 100.0 && lag >= p99 / 2.0).then(|| {
+            format!(
+                "note: the generator wrote its p99 request {lag:.0} µs late (p99 latency {p99:.0} µs): a busy CPU or \
+                 too few --threads; the latencies include that wait"
+            )
+        })
+    }
+
     /// The table's header line.
     pub fn header() -> String {
         format!(
@@ -193,5 +206,13 @@ mod tests {
         assert_eq!(j["achieved_qps"], 500.0);
         assert_eq!(step.row().split_whitespace().count(), 12, "{}", step.row());
         assert_eq!(step.row().split_whitespace().nth(10), Some("2"));
+        assert_eq!(step.lag_note(), None);
+        s.send_lag.record(600_000).unwrap();
+        let late = Step::new(600.0, 1.0, &s);
+        assert!(
+            late.lag_note().unwrap().contains("600 µs late"),
+            "{:?}",
+            late.lag_note()
+        );
     }
 }
