@@ -258,13 +258,22 @@ impl Conn {
     }
 
     fn read(&mut self, cx: &mut Ctx<'_>, poll: &Poll) {
+        // A server may answer and then close (or reset): what arrived
+        // before the end is decoded first.
+        let mut ended = None;
         loop {
             match self.stream.read(&mut cx.chunk) {
-                Ok(0) => return self.fail("the server closed the connection".into(), cx, poll),
+                Ok(0) => {
+                    ended = Some("the server closed the connection".to_string());
+                    break;
+                }
                 Ok(n) => self.input.extend_from_slice(&cx.chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(format!("read: {e}"), cx, poll),
+                Err(e) => {
+                    ended = Some(format!("read: {e}"));
+                    break;
+                }
             }
         }
         let now = cx.now();
@@ -288,6 +297,9 @@ impl Conn {
             self.input.drain(..self.in_at);
             self.in_at = 0;
         }
+        if let Some(why) = ended {
+            self.fail(why, cx, poll);
+        }
     }
 
     fn fail(&mut self, why: String, cx: &mut Ctx<'_>, poll: &Poll) {
@@ -298,6 +310,17 @@ impl Conn {
         cx.stats.connection_errors += 1;
         cx.stats.unfinished += (self.inflight.len() + self.schedule.len() - self.next) as u64;
         cx.stats.note(why);
+        // Requests that were due have waited until now: recorded so, as at
+        // the end of a run. Those not yet due never had a latency.
+        let now = cx.now();
+        let due = self
+            .inflight
+            .iter()
+            .map(|p| p.at_ns)
+            .chain(self.schedule[self.next..].iter().map(|r| r.at_ns));
+        for at in due.take_while(|&at| at <= now) {
+            cx.stats.latency.saturating_record((now - at).max(1));
+        }
         self.inflight.clear();
         self.next = self.schedule.len();
         // Deregistering a socket that is still open cannot fail in a way
