@@ -23,6 +23,9 @@ load
   --threads N            threads driving them (default 1)
   --depth N              most requests outstanding per connection (default 8)
   --drain T              how long to wait for replies after the schedule ends (default 1s)
+  --measure-connections N  measure latency only on N extra connections of their own thread,
+                         at --measure-qps, as mutilate's -C/-Q do (default 0: measure on all)
+  --measure-qps N        their total rate (default 1000), on top of --qps
 
 workload (mutilate's Facebook ETC by default)
   --keys N               key population (default 10000)
@@ -34,7 +37,8 @@ workload (mutilate's Facebook ETC by default)
   --seed N               fixes keys, values and the schedule (default 1)
   --no-preload           skip setting every key before the measurement
 
-SLA search
+sweep and SLA search
+  --sweep Q1,Q2,...      one run per offered QPS, in order (for latency-against-load curves)
   --sla-p99 T            the p99 bound, e.g. 500us, 5ms
   --search               find the highest offered QPS whose p99 meets --sla-p99, starting at
                          --qps and doubling, then bisecting; each step lasts --duration
@@ -85,6 +89,12 @@ pub struct Config {
     pub seed: u64,
     /// Set every key first.
     pub preload: bool,
+    /// Measurement connections (0: every connection measures).
+    pub measure_connections: usize,
+    /// Their total rate.
+    pub measure_qps: f64,
+    /// Offered rates to run one after another.
+    pub sweep: Vec<f64>,
     /// The p99 SLA.
     pub sla_p99: Option<Duration>,
     /// Search for the highest QPS meeting the SLA.
@@ -116,6 +126,9 @@ impl Default for Config {
             value_max: 1_000_000,
             seed: 1,
             preload: true,
+            measure_connections: 0,
+            measure_qps: 1000.0,
+            sweep: Vec::new(),
             sla_p99: None,
             search: false,
             search_max: 10_000_000.0,
@@ -192,6 +205,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--value-max" => c.value_max = num(&flag, &value()?)?,
             "--seed" => c.seed = num(&flag, &value()?)?,
             "--no-preload" => c.preload = false,
+            "--measure-connections" => c.measure_connections = num(&flag, &value()?)?,
+            "--measure-qps" => c.measure_qps = num(&flag, &value()?)?,
+            "--sweep" => {
+                let v = value()?;
+                c.sweep = v
+                    .split(',')
+                    .map(|q| num(&flag, q.trim()))
+                    .collect::<Result<_, _>>()?;
+            }
             "--sla-p99" => c.sla_p99 = Some(parse_duration(&value()?)?),
             "--search" => c.search = true,
             "--search-max" => c.search_max = num(&flag, &value()?)?,
@@ -235,6 +257,16 @@ fn check(c: &Config) -> Result<(), String> {
         && !(s.is_finite() && s > 0.0)
     {
         return Err("--zipf must be a positive exponent".into());
+    }
+    positive(
+        "--measure-qps",
+        c.measure_qps.is_finite() && c.measure_qps > 0.0,
+    )?;
+    if c.sweep.iter().any(|q| !(q.is_finite() && *q > 0.0)) {
+        return Err("--sweep rates must be positive".into());
+    }
+    if c.search && !c.sweep.is_empty() {
+        return Err("--search and --sweep exclude each other".into());
     }
     if c.search && c.sla_p99.is_none() {
         return Err("--search needs --sla-p99".into());
@@ -299,6 +331,17 @@ mod tests {
         assert_eq!(c.sla_p99, Some(Duration::from_millis(5)));
         assert!(c.search && c.json && !c.preload);
         assert_eq!(c.value_size, SizeDist::Fixed(64));
+        let c = run(&[
+            "--sweep",
+            "1000, 2000,4e3",
+            "--measure-connections",
+            "2",
+            "--measure-qps",
+            "500",
+        ])
+        .unwrap();
+        assert_eq!(c.sweep, [1000.0, 2000.0, 4000.0]);
+        assert_eq!((c.measure_connections, c.measure_qps), (2, 500.0));
         assert_eq!(parse(["-h".to_string()]), Ok(Command::Help));
     }
 
@@ -315,6 +358,13 @@ mod tests {
             (&["--frobnicate"], "unknown option"),
             (&["--json=yes"], "takes no value"),
             (&["--zipf", "-1"], "positive exponent"),
+            (&["--sweep", "1000,0"], "must be positive"),
+            (&["--sweep", "1000,,2"], "not a valid number"),
+            (
+                &["--sweep", "1000", "--search", "--sla-p99", "1ms"],
+                "exclude each other",
+            ),
+            (&["--measure-qps", "0"], "must be positive"),
         ];
         for (args, want) in cases {
             let e = run(args).unwrap_err();

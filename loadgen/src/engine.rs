@@ -54,10 +54,11 @@ pub struct Load {
 /// Counts and histograms of one run (or one thread's part of it).
 #[derive(Clone, Debug)]
 pub struct Stats {
-    /// Nanoseconds from each request's scheduled time to its reply.
+    /// Nanoseconds from each request's scheduled time to its reply (on the
+    /// connections that record).
     pub latency: Histogram<u64>,
     /// Nanoseconds from each request's scheduled time to its write: how
-    /// far the generator itself fell behind.
+    /// far the generator itself fell behind (on the same connections).
     pub send_lag: Histogram<u64>,
     /// Requests in the schedules.
     pub scheduled: u64,
@@ -177,6 +178,8 @@ struct Conn {
     in_at: usize,
     opaque: u32,
     dead: bool,
+    /// Whether its latencies (and send lag) go into the histograms.
+    record: bool,
 }
 
 /// What a connection's handlers need besides the connection.
@@ -231,7 +234,9 @@ impl Conn {
                 cx.stats.gets += 1;
             }
             cx.stats.sent += 1;
-            cx.stats.send_lag.saturating_record((now - r.at_ns).max(1));
+            if self.record {
+                cx.stats.send_lag.saturating_record((now - r.at_ns).max(1));
+            }
             self.inflight.push_back(Pending {
                 at_ns: r.at_ns,
                 key: r.key,
@@ -286,7 +291,7 @@ impl Conn {
                 }
                 Err(e) => return self.fail(e.to_string(), cx, poll),
             };
-            if let Err(e) = complete(&mut self.inflight, cx, reply, now) {
+            if let Err(e) = complete(&mut self.inflight, cx, reply, now, self.record) {
                 return self.fail(e, cx, poll);
             }
         }
@@ -318,7 +323,7 @@ impl Conn {
             .iter()
             .map(|p| p.at_ns)
             .chain(self.schedule[self.next..].iter().map(|r| r.at_ns));
-        for at in due.take_while(|&at| at <= now) {
+        for at in due.take_while(|&at| self.record && at <= now) {
             cx.stats.latency.saturating_record((now - at).max(1));
         }
         self.inflight.clear();
@@ -335,6 +340,7 @@ fn complete(
     cx: &mut Ctx<'_>,
     reply: Reply<'_>,
     now: u64,
+    record: bool,
 ) -> Result<(), String> {
     let index = match (cx.load.protocol, reply.opaque) {
         (Protocol::Ascii, _) | (Protocol::Meta, None) => (!inflight.is_empty()).then_some(0),
@@ -350,9 +356,11 @@ fn complete(
     let stats = &mut cx.stats;
     stats.completed += 1;
     stats.last_reply_ns = stats.last_reply_ns.max(now);
-    stats
-        .latency
-        .saturating_record(now.saturating_sub(p.at_ns).max(1));
+    if record {
+        stats
+            .latency
+            .saturating_record(now.saturating_sub(p.at_ns).max(1));
+    }
     let key = cx.load.keys.key(p.key);
     match (p.set, reply.kind) {
         (false, Kind::Hit) => {
@@ -401,20 +409,42 @@ pub fn connect(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpStream
         .collect()
 }
 
-/// Runs one schedule per connection: requests meant for up to `horizon`
-/// after the start, then at most `drain` more waiting for replies.
-pub fn run(load: &Load, schedules: Vec<Vec<Request>>, drain: Duration) -> io::Result<Stats> {
-    let streams = connect(load.addr, schedules.len())?;
-    let threads = load.threads.clamp(1, schedules.len().max(1));
-    let mut shares: Vec<Vec<(std::net::TcpStream, Vec<Request>)>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    for (i, pair) in streams.into_iter().zip(schedules).enumerate() {
-        shares[i % threads].push(pair);
+/// A connection, its schedule, and whether it records latencies.
+type Share = (std::net::TcpStream, Vec<Request>, bool);
+
+/// Runs one schedule per connection, then waits at most `drain` after the
+/// last scheduled request for replies.
+///
+/// With `measured` empty, every connection's latencies are recorded.
+/// Otherwise only those of the `measured` schedules are, on a thread of
+/// their own (mutilate's low-rate measurement connections): the load
+/// connections then only push the server, and neither their queueing nor
+/// their threads' lateness enters the histograms.
+pub fn run(
+    load: &Load,
+    schedules: Vec<Vec<Request>>,
+    measured: Vec<Vec<Request>>,
+    drain: Duration,
+) -> io::Result<Stats> {
+    let n_load = schedules.len();
+    let streams = connect(load.addr, n_load + measured.len())?;
+    let threads = load.threads.clamp(1, n_load.max(1));
+    let record_all = measured.is_empty();
+    let mut shares: Vec<Vec<Share>> = (0..threads + usize::from(!record_all))
+        .map(|_| Vec::new())
+        .collect();
+    let all = schedules.into_iter().chain(measured);
+    for (i, (stream, schedule)) in streams.into_iter().zip(all).enumerate() {
+        if i < n_load {
+            shares[i % threads].push((stream, schedule, record_all));
+        } else {
+            shares[threads].push((stream, schedule, true));
+        }
     }
     let horizon = shares
         .iter()
         .flatten()
-        .filter_map(|(_, s)| s.last())
+        .filter_map(|(_, s, _)| s.last())
         .map(|r| r.at_ns)
         .max()
         .unwrap_or(0);
@@ -439,12 +469,7 @@ pub fn run(load: &Load, schedules: Vec<Vec<Request>>, drain: Duration) -> io::Re
     Ok(total)
 }
 
-fn run_thread(
-    load: &Load,
-    share: Vec<(std::net::TcpStream, Vec<Request>)>,
-    start: Instant,
-    deadline: u64,
-) -> io::Result<Stats> {
+fn run_thread(load: &Load, share: Vec<Share>, start: Instant, deadline: u64) -> io::Result<Stats> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let timer = rustix::time::timerfd_create(
@@ -462,7 +487,7 @@ fn run_thread(
         chunk: vec![0; 256 << 10],
     };
     let mut conns = Vec::with_capacity(share.len());
-    for (i, (stream, schedule)) in share.into_iter().enumerate() {
+    for (i, (stream, schedule, record)) in share.into_iter().enumerate() {
         let mut stream = mio::net::TcpStream::from_std(stream);
         poll.registry().register(
             &mut stream,
@@ -481,6 +506,7 @@ fn run_thread(
             in_at: 0,
             opaque: 0,
             dead: false,
+            record,
         });
     }
     if let Some(wait) = start.checked_duration_since(Instant::now()) {
@@ -556,9 +582,11 @@ fn run_thread(
             .chain(c.schedule[c.next..].iter().map(|r| r.at_ns));
         for at in waiting {
             left += 1;
-            cx.stats
-                .latency
-                .saturating_record(now.saturating_sub(at).max(1));
+            if c.record {
+                cx.stats
+                    .latency
+                    .saturating_record(now.saturating_sub(at).max(1));
+            }
         }
     }
     if left > 0 {

@@ -94,6 +94,12 @@ fn run(c: &Config) -> Result<bool, String> {
         c.update * 100.0,
         c.seed
     ));
+    if c.measure_connections > 0 {
+        out.line(&format!(
+            "latency measured on {} more connections on their own thread at {:.0} requests/s (included in offered/s)",
+            c.measure_connections, c.measure_qps
+        ));
+    }
 
     let mut ok = true;
     let mut preload_json = Value::Null;
@@ -107,7 +113,7 @@ fn run(c: &Config) -> Result<bool, String> {
             depth: load.depth.max(PRELOAD_DEPTH),
             ..load.clone()
         };
-        let s = engine::run(&preloader, schedules, PRELOAD_LIMIT)
+        let s = engine::run(&preloader, schedules, Vec::new(), PRELOAD_LIMIT)
             .map_err(|e| format!("server {addr}: {e}"))?;
         let took = t.elapsed().as_secs_f64();
         out.line(&format!(
@@ -128,27 +134,32 @@ fn run(c: &Config) -> Result<bool, String> {
     let mut measure = |qps: f64| -> Result<Step, String> {
         step_no += 1;
         let rate = qps / c.connections as f64;
-        let expected = qps * c.duration.as_secs_f64();
+        let measuring = c.measure_connections > 0;
+        let offered = qps + if measuring { c.measure_qps } else { 0.0 };
+        let expected = offered * c.duration.as_secs_f64();
         if expected > schedule::MAX_REQUESTS as f64 {
             return Err(format!(
                 "{expected:.0} requests in one run is more than the {} this tool schedules; shorten --duration",
                 schedule::MAX_REQUESTS
             ));
         }
-        let schedules: Vec<_> = (0..c.connections)
-            .map(|i| {
-                let p = schedule::Params {
-                    rate,
-                    duration_ns: c.duration.as_nanos() as u64,
-                    update: c.update,
-                    seed: combine(combine(c.seed, step_no), i as u64),
-                };
-                schedule::build(&p, &chooser)
-            })
+        let build = |i: usize, rate: f64| {
+            let p = schedule::Params {
+                rate,
+                duration_ns: c.duration.as_nanos() as u64,
+                update: c.update,
+                seed: combine(combine(c.seed, step_no), i as u64),
+            };
+            schedule::build(&p, &chooser)
+        };
+        let schedules: Vec<_> = (0..c.connections).map(|i| build(i, rate)).collect();
+        let measure_rate = c.measure_qps / c.measure_connections.max(1) as f64;
+        let measured: Vec<_> = (0..c.measure_connections)
+            .map(|i| build(c.connections + i, measure_rate))
             .collect();
-        let s: Stats =
-            engine::run(&load, schedules, c.drain).map_err(|e| format!("server {addr}: {e}"))?;
-        Ok(Step::new(qps, c.duration.as_secs_f64(), &s))
+        let s: Stats = engine::run(&load, schedules, measured, c.drain)
+            .map_err(|e| format!("server {addr}: {e}"))?;
+        Ok(Step::new(offered, c.duration.as_secs_f64(), &s))
     };
 
     out.line(&Step::header());
@@ -233,29 +244,44 @@ fn run(c: &Config) -> Result<bool, String> {
         }
         search_json = json!({
             "sla_p99_us": sla.as_secs_f64() * 1e6,
-            "steps": outcome.steps.iter().map(|(q, _, pass)| json!({"offered_qps": q, "pass": pass})).collect::<Vec<_>>(),
+            // Verdicts of the top-level "steps", in the same order.
+            "pass": outcome.steps.iter().map(|step| step.2).collect::<Vec<_>>(),
+            "best_index": outcome.best,
             "best": best.map(Step::json),
         });
     } else {
-        let step = measure(c.qps)?;
-        out.line(&step.row());
-        if let Some(note) = step.lag_note() {
-            out.line(&format!("  {note}"));
+        let rates = if c.sweep.is_empty() {
+            vec![c.qps]
+        } else {
+            c.sweep.clone()
+        };
+        for qps in rates {
+            let step = measure(qps)?;
+            out.line(&step.row());
+            if let Some(note) = step.lag_note() {
+                out.line(&format!("  {note}"));
+            }
+            for msg in &step.messages {
+                out.line(&format!("  {msg}"));
+            }
+            if let Some(sla) = c.sla_p99 {
+                let met = step.p99_ns() as u128 <= sla.as_nanos();
+                out.line(&format!(
+                    "p99 {:.1} µs {} the SLA of {:.1} µs",
+                    step.latency_us[2],
+                    if met { "meets" } else { "misses" },
+                    sla.as_secs_f64() * 1e6
+                ));
+            }
+            // A sweep, like a search, goes past what the server carries on
+            // purpose: there only wrong values and broken connections fail.
+            ok &= if c.sweep.is_empty() {
+                step.stats.errors == 0
+            } else {
+                step.stats.mismatches + step.stats.error_replies + step.stats.connection_errors == 0
+            };
+            steps.push(step);
         }
-        for msg in &step.messages {
-            out.line(&format!("  {msg}"));
-        }
-        if let Some(sla) = c.sla_p99 {
-            let met = step.p99_ns() as u128 <= sla.as_nanos();
-            out.line(&format!(
-                "p99 {:.1} µs {} the SLA of {:.1} µs",
-                step.latency_us[2],
-                if met { "meets" } else { "misses" },
-                sla.as_secs_f64() * 1e6
-            ));
-        }
-        ok &= step.stats.errors == 0;
-        steps.push(step);
     }
 
     if c.json {
@@ -292,6 +318,9 @@ fn config_json(c: &Config, addr: &str) -> Value {
         "value_max": c.value_max,
         "seed": c.seed,
         "preload": c.preload,
+        "measure_connections": c.measure_connections,
+        "measure_qps": c.measure_qps,
+        "sweep": c.sweep,
         "sla_p99_us": c.sla_p99.map(|d| d.as_secs_f64() * 1e6),
         "search": c.search,
     })

@@ -128,7 +128,7 @@ fn reversed(corrupt: Option<u32>) -> impl FnOnce(TcpStream) + Send + 'static {
 }
 
 fn run(addr: SocketAddr, depth: usize, drain: Duration) -> Stats {
-    engine::run(&load(addr, depth), vec![schedule()], drain).unwrap()
+    engine::run(&load(addr, depth), vec![schedule()], Vec::new(), drain).unwrap()
 }
 
 #[test]
@@ -223,4 +223,32 @@ fn bytes_that_are_no_reply_end_the_connection() {
         "{:?}",
         s.messages
     );
+}
+
+#[test]
+fn only_measurement_connections_record_latency() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let serving: Vec<_> = (0..2)
+            .map(|_| {
+                let s = l.accept().unwrap().0;
+                std::thread::spawn(move || reversed(None)(s))
+            })
+            .collect();
+        serving.into_iter().for_each(|h| h.join().unwrap());
+    });
+    let s = engine::run(
+        &load(addr, 10),
+        vec![schedule()],
+        vec![schedule()],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    server.join().unwrap();
+    assert_eq!((s.sent, s.completed, s.hits), (20, 20, 10));
+    assert_eq!(s.errors(), 0, "{:?}", s.messages);
+    // Ten replies were measured, on the measurement connection.
+    assert_eq!(s.latency.len(), 10);
+    assert_eq!(s.send_lag.len(), 10);
 }

@@ -246,3 +246,83 @@ fn public_addresses_are_refused_before_any_traffic() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_search_reports_each_step_and_its_verdict() {
+    let Some(server) = start() else { return };
+    // Whether a step passes is the machine's business (no timing is
+    // asserted here); that each is run, reported and judged is ours.
+    let (out, doc) = loadgen(
+        &server,
+        &[
+            "--keys",
+            "500",
+            "--qps",
+            "100",
+            "--duration",
+            "0.5s",
+            "--sla-p99",
+            "60s",
+            "--search",
+            "--search-steps",
+            "2",
+            "--measure-connections",
+            "1",
+            "--measure-qps",
+            "50",
+        ],
+    );
+    let steps = doc["steps"].as_array().unwrap();
+    let pass = doc["search"]["pass"].as_array().unwrap();
+    assert_eq!((steps.len(), pass.len()), (2, 2), "{doc:#}");
+    // Offered = load + measurement; the second step doubled or halved the load.
+    assert_eq!(steps[0]["offered_qps"], 150.0);
+    assert!(
+        [250.0, 100.0].contains(&steps[1]["offered_qps"].as_f64().unwrap()),
+        "{doc:#}"
+    );
+    assert_eq!(steps[1]["offered_qps"] == 250.0, pass[0] == true);
+    for s in steps {
+        assert_eq!(s["mismatches"], 0, "{s:#}");
+        assert_eq!(s["error_replies"], 0, "{s:#}");
+        assert_eq!(s["connection_errors"], 0, "{s:#}");
+    }
+    assert_eq!(
+        out.status.success(),
+        !doc["search"]["best"].is_null(),
+        "{doc:#}"
+    );
+}
+
+#[test]
+fn a_sweep_runs_each_rate_in_order() {
+    let Some(server) = start() else { return };
+    let (out, doc) = loadgen(
+        &server,
+        &[
+            "--keys",
+            "500",
+            "--sweep",
+            "100,200,50",
+            "--duration",
+            "0.5s",
+            "--protocol",
+            "binary",
+        ],
+    );
+    assert!(out.status.success(), "{doc:#}");
+    let offered: Vec<f64> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["offered_qps"].as_f64().unwrap())
+        .collect();
+    assert_eq!(offered, [100.0, 200.0, 50.0]);
+    assert!(
+        doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["completed"].as_u64().unwrap() > 0 && s["mismatches"] == 0)
+    );
+}
