@@ -326,3 +326,32 @@ fn a_sweep_runs_each_rate_in_order() {
             .all(|s| s["completed"].as_u64().unwrap() > 0 && s["mismatches"] == 0)
     );
 }
+
+#[test]
+fn misses_are_counted_in_each_protocol_and_are_no_error() {
+    let Some(server) = start() else { return };
+    // A fresh server and no preload: every get misses.
+    for protocol in ["ascii", "binary", "meta"] {
+        let (out, doc) = loadgen(
+            &server,
+            &[
+                "--protocol",
+                protocol,
+                "--no-preload",
+                "--update",
+                "0",
+                "--keys",
+                "100",
+                "--qps",
+                "200",
+                "--duration",
+                "0.5s",
+            ],
+        );
+        assert!(out.status.success(), "{protocol}: {doc:#}");
+        let step = &doc["steps"][0];
+        assert!(step["completed"].as_u64().unwrap() > 0, "{step:#}");
+        assert_eq!(step["misses"], step["completed"], "{protocol}: {step:#}");
+        assert_eq!(step["errors"], 0, "{step:#}");
+    }
+}
