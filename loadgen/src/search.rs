@@ -33,7 +33,9 @@ pub struct Measured {
 impl Criteria {
     /// Whether a step that measured `m` passes.
     pub fn passes(&self, m: &Measured) -> bool {
-        m.errors == 0
+        // A step too short to hold a request measured nothing.
+        m.achieved_qps > 0.0
+            && m.errors == 0
             && m.p99_ns <= self.sla_p99_ns
             && m.achieved_qps >= self.min_carried * m.scheduled_qps
     }
@@ -177,6 +179,14 @@ mod tests {
             scheduled_qps: 106.0,
             ..m
         }));
+        // Nothing scheduled, nothing answered: nothing measured.
+        let empty = Measured {
+            p99_ns: 0,
+            achieved_qps: 0.0,
+            scheduled_qps: 0.0,
+            errors: 0,
+        };
+        assert!(!CRITERIA.passes(&empty));
     }
 
     #[test]
