@@ -50,8 +50,9 @@ output
   -h, --help             this text
 
 Exit status: 0 when every request was answered without error and every value read back
-verified; 1 when any was not (errors, unanswered requests, mismatches); 2 for bad options
-or a refused or unreachable server.
+verified; 1 when any was not (errors, unanswered requests, mismatches; in a search or a
+sweep, requests left unanswered by overload do not count, and a search with no passing
+step is a failure); 2 for bad options or a refused or unreachable server.
 ";
 
 /// Everything a run is told.

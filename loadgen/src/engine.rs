@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -470,6 +471,10 @@ pub fn run(
 }
 
 fn run_thread(load: &Load, share: Vec<Share>, start: Instant, deadline: u64) -> io::Result<Stats> {
+    // The kernel may fire a timer up to the thread's slack late (50 µs by
+    // default), which would be send lag of our own making. Where it cannot
+    // be changed the lag column shows the cost, so the error is ignored.
+    let _ = rustix::thread::set_current_timer_slack(NonZeroU64::new(1));
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let timer = rustix::time::timerfd_create(
