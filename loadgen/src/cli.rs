@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::dist::SizeDist;
 use crate::proto::Protocol;
+use crate::schedule::Arrivals;
 
 /// `loadgen --help`.
 pub const USAGE: &str = "\
@@ -31,8 +32,11 @@ workload (mutilate's Facebook ETC by default)
   --keys N               key population (default 10000)
   --zipf S               zipf key popularity with exponent S (default uniform)
   --update R             fraction of requests that are sets (default 0.1)
+  --arrivals A           poisson (exponential gaps) | fb_ia (ETC's burstier gaps, same mean)
+                         (default poisson)
   --key-size D           fb_key | fixed:N | gev:LOC,SCALE,SHAPE (default fb_key)
-  --value-size D         fb_value | fixed:N | pareto:LOC,SCALE,SHAPE (default fb_value)
+  --value-size D         fb_value | fb_value_mix (mutilate's table of small values, then
+                         fb_value) | fixed:N | pareto:LOC,SCALE,SHAPE (default fb_value)
   --value-max BYTES      largest value (default 1000000, under memcached's 1 MiB items)
   --seed N               fixes keys, values and the schedule (default 1)
   --no-preload           skip setting every key before the measurement
@@ -80,6 +84,8 @@ pub struct Config {
     pub zipf: Option<f64>,
     /// Fraction of sets.
     pub update: f64,
+    /// Gaps between requests.
+    pub arrivals: Arrivals,
     /// Key sizes.
     pub key_size: SizeDist,
     /// Value sizes.
@@ -122,6 +128,7 @@ impl Default for Config {
             keys: 10_000,
             zipf: None,
             update: 0.1,
+            arrivals: Arrivals::Poisson,
             key_size: SizeDist::parse("fb_key").expect("builtin"),
             value_size: SizeDist::parse("fb_value").expect("builtin"),
             value_max: 1_000_000,
@@ -201,6 +208,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--keys" => c.keys = num(&flag, &value()?)?,
             "--zipf" => c.zipf = Some(num(&flag, &value()?)?),
             "--update" => c.update = num(&flag, &value()?)?,
+            "--arrivals" => c.arrivals = Arrivals::parse(&value()?)?,
             "--key-size" => c.key_size = SizeDist::parse(&value()?)?,
             "--value-size" => c.value_size = SizeDist::parse(&value()?)?,
             "--value-max" => c.value_max = num(&flag, &value()?)?,

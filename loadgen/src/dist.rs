@@ -101,6 +101,27 @@ impl Exponential {
     }
 }
 
+/// The small-value head of ETC's value sizes as mutilate tabulates it
+/// (`Generator.cc`, `createFacebookValue`): (probability, size in bytes).
+/// Together 44.155 %; the other draws come from the generalized Pareto.
+pub const FB_VALUE_HEAD: [(f64, f64); 15] = [
+    (0.00536, 0.0),
+    (0.00047, 1.0),
+    (0.17820, 2.0),
+    (0.09239, 3.0),
+    (0.00018, 4.0),
+    (0.02740, 5.0),
+    (0.00065, 6.0),
+    (0.00606, 7.0),
+    (0.00023, 8.0),
+    (0.00837, 9.0),
+    (0.00837, 10.0),
+    (0.08989, 11.0),
+    (0.00092, 12.0),
+    (0.00326, 13.0),
+    (0.01980, 14.0),
+];
+
 /// A distribution of sizes in bytes, as given on the command line.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SizeDist {
@@ -110,6 +131,10 @@ pub enum SizeDist {
     Gev(Gev),
     /// `pareto:LOC,SCALE,SHAPE`; `fb_value` is ETC's value sizes.
     Pareto(GenPareto),
+    /// `fb_value_mix`: mutilate's ETC value table, 44 % of values of 0–14
+    /// bytes in fixed proportions ([`FB_VALUE_HEAD`]), the rest from
+    /// `fb_value`.
+    FbValueMix,
 }
 
 impl SizeDist {
@@ -118,6 +143,7 @@ impl SizeDist {
         match s {
             "fb_key" => return Ok(SizeDist::Gev(Gev::FB_KEY)),
             "fb_value" => return Ok(SizeDist::Pareto(GenPareto::FB_VALUE)),
+            "fb_value_mix" => return Ok(SizeDist::FbValueMix),
             _ => {}
         }
         let (kind, args) = s
@@ -155,6 +181,18 @@ impl SizeDist {
             SizeDist::Fixed(n) => f64::from(*n),
             SizeDist::Gev(d) => d.sample(rng),
             SizeDist::Pareto(d) => d.sample(rng),
+            SizeDist::FbValueMix => {
+                let u = rng.next_open01();
+                let mut sum = 0.0;
+                let head = FB_VALUE_HEAD.iter().find(|&&(p, _)| {
+                    sum += p;
+                    u < sum
+                });
+                match head {
+                    Some(&(_, size)) => size,
+                    None => GenPareto::FB_VALUE.sample(rng),
+                }
+            }
         };
         // `as` saturates (NaN → 0), then the clamp applies.
         (x.round() as u32).clamp(min, max)
@@ -167,6 +205,7 @@ impl std::fmt::Display for SizeDist {
             SizeDist::Fixed(n) => write!(f, "fixed:{n}"),
             SizeDist::Gev(d) if *d == Gev::FB_KEY => write!(f, "fb_key"),
             SizeDist::Pareto(d) if *d == GenPareto::FB_VALUE => write!(f, "fb_value"),
+            SizeDist::FbValueMix => write!(f, "fb_value_mix"),
             SizeDist::Gev(d) => write!(f, "gev:{},{},{}", d.loc, d.scale, d.shape),
             SizeDist::Pareto(d) => write!(f, "pareto:{},{},{}", d.loc, d.scale, d.shape),
         }
@@ -314,6 +353,7 @@ mod tests {
         for s in [
             "fb_key",
             "fb_value",
+            "fb_value_mix",
             "fixed:100",
             "gev:1,2,0.5",
             "pareto:0,3,0.1",
@@ -337,6 +377,36 @@ mod tests {
         for _ in 0..10_000 {
             assert!(d.sample(&mut rng, 0, 1000) <= 1000);
         }
+    }
+
+    #[test]
+    fn the_value_mix_has_its_head_and_its_tail() {
+        let head: f64 = FB_VALUE_HEAD.iter().map(|&(p, _)| p).sum();
+        assert!((head - 0.44155).abs() < 1e-9, "{head}");
+        let mut rng = Rng::new(21);
+        let mut counts = [0u32; 16];
+        let mut large = 0u32;
+        for _ in 0..N {
+            let x = SizeDist::FbValueMix.sample(&mut rng, 0, 1_000_000);
+            if x < 16 {
+                counts[x as usize] += 1;
+            } else if x > 1000 {
+                large += 1;
+            }
+        }
+        let tail = GenPareto::FB_VALUE;
+        let cdf = |x: f64| 1.0 - (1.0 + tail.shape * x / tail.scale).powf(-1.0 / tail.shape);
+        // Size 2: its table entry, plus the tail's draws that round to 2.
+        let want2 = 0.17820 + (1.0 - head) * (cdf(2.5) - cdf(1.5));
+        let got2 = f64::from(counts[2]) / N as f64;
+        assert!((got2 - want2).abs() < 0.004, "{got2} vs {want2}");
+        // Sizes past the table come from the tail only.
+        let want_large = (1.0 - head) * (1.0 - cdf(1000.5));
+        let got_large = f64::from(large) / N as f64;
+        assert!(
+            (got_large - want_large).abs() < 0.004,
+            "{got_large} vs {want_large}"
+        );
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn run(c: &Config) -> Result<bool, String> {
         .zipf
         .map_or("uniform".to_string(), |s| format!("zipf {s}"));
     out.line(&format!(
-        "loadgen: {} to {addr}, {} connections on {} threads, depth {}; {} keys ({}, {popularity}), values {} ≤ {} B, {:.0}% sets, seed {}",
+        "loadgen: {} to {addr}, {} connections on {} threads, depth {}; {} keys ({}, {popularity}), values {} ≤ {} B, {:.0}% sets, {} arrivals, seed {}",
         c.protocol.name(),
         c.connections,
         c.threads.min(c.connections),
@@ -92,6 +92,7 @@ fn run(c: &Config) -> Result<bool, String> {
         c.value_size,
         c.value_max,
         c.update * 100.0,
+        c.arrivals.name(),
         c.seed
     ));
     if c.measure_connections > 0 {
@@ -149,6 +150,7 @@ fn run(c: &Config) -> Result<bool, String> {
                 duration_ns: c.duration.as_nanos() as u64,
                 update: c.update,
                 seed: combine(combine(c.seed, step_no), i as u64),
+                arrivals: c.arrivals,
             };
             schedule::build(&p, &chooser)
         };
@@ -313,6 +315,7 @@ fn config_json(c: &Config, addr: &str) -> Value {
         "keys": c.keys,
         "zipf": c.zipf,
         "update": c.update,
+        "arrivals": c.arrivals.name(),
         "key_size": c.key_size.to_string(),
         "value_size": c.value_size.to_string(),
         "value_max": c.value_max,

@@ -8,7 +8,7 @@
 //! stream is fixed by (seed, parameters) and nothing the server does can
 //! change it.
 
-use crate::dist::{Exponential, KeyChooser};
+use crate::dist::{Exponential, GenPareto, KeyChooser};
 use crate::rng::{Rng, combine};
 
 /// One scheduled request (16 bytes).
@@ -40,6 +40,57 @@ pub struct Params {
     pub update: f64,
     /// The seed (the run's seed combined with the connection's number).
     pub seed: u64,
+    /// How the gaps between requests are distributed.
+    pub arrivals: Arrivals,
+}
+
+/// The distribution of the gaps between one connection's requests, both
+/// with mean `1 / rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrivals {
+    /// Exponential gaps: a Poisson process (mutilate's default).
+    Poisson,
+    /// ETC's measured inter-arrival times (mutilate's `fb_ia`): a
+    /// generalized Pareto with shape 0.154971, burstier than Poisson,
+    /// scaled to the rate as mutilate scales it.
+    FbIa,
+}
+
+impl Arrivals {
+    /// Parses `poisson` or `fb_ia`.
+    pub fn parse(s: &str) -> Result<Arrivals, String> {
+        match s {
+            "poisson" | "exponential" => Ok(Arrivals::Poisson),
+            "fb_ia" => Ok(Arrivals::FbIa),
+            _ => Err(format!("arrivals `{s}`: expected poisson or fb_ia")),
+        }
+    }
+
+    /// The name `parse` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arrivals::Poisson => "poisson",
+            Arrivals::FbIa => "fb_ia",
+        }
+    }
+
+    /// One gap, in the unit of `1 / rate`.
+    fn sample(self, rate: f64, rng: &mut Rng) -> f64 {
+        match self {
+            Arrivals::Poisson => Exponential { rate }.sample(rng),
+            Arrivals::FbIa => {
+                // mutilate's fb_ia is GPareto(0, 16.0292, 0.154971) in µs;
+                // its shape is kept and its scale set for a mean of 1/rate.
+                let shape = 0.154971;
+                GenPareto {
+                    loc: 0.0,
+                    scale: (1.0 - shape) / rate,
+                    shape,
+                }
+                .sample(rng)
+            }
+        }
+    }
 }
 
 /// Refuses schedules larger than this many requests (16 bytes each).
@@ -47,13 +98,13 @@ pub const MAX_REQUESTS: usize = 64 << 20;
 
 /// Draws one connection's schedule.
 pub fn build(p: &Params, keys: &KeyChooser) -> Vec<Request> {
-    let gaps = Exponential { rate: p.rate / 1e9 };
+    let rate_per_ns = p.rate / 1e9;
     let mut rng = Rng::new(combine(p.seed, 0x7363_6865_6475_6c65));
     let expect = (p.rate * p.duration_ns as f64 / 1e9) as usize;
     let mut out = Vec::with_capacity(expect + expect / 8 + 16);
     let mut t = 0.0f64;
     loop {
-        t += gaps.sample(&mut rng);
+        t += p.arrivals.sample(rate_per_ns, &mut rng);
         if t >= p.duration_ns as f64 {
             break;
         }
@@ -95,6 +146,7 @@ mod tests {
             duration_ns: 4_000_000_000,
             update: 0.1,
             seed,
+            arrivals: Arrivals::Poisson,
         }
     }
 
@@ -116,6 +168,34 @@ mod tests {
         assert!((mean - 20_000.0).abs() < 200.0, "mean gap {mean}");
         let short = gaps.iter().filter(|&&g| g < 20_000.0).count() as f64 / gaps.len() as f64;
         assert!((short - (1.0 - (-1.0f64).exp())).abs() < 0.01, "{short}");
+    }
+
+    #[test]
+    fn fb_ia_keeps_the_rate_but_is_burstier() {
+        let keys = KeyChooser::new(1000, None);
+        let p = Params {
+            arrivals: Arrivals::FbIa,
+            ..params(1)
+        };
+        let s = build(&p, &keys);
+        let gaps: Vec<f64> = s
+            .windows(2)
+            .map(|w| (w[1].at_ns - w[0].at_ns) as f64)
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 20_000.0).abs() < 400.0, "mean gap {mean}");
+        // GPareto: the share of gaps below the mean is 1 - (1-ξ)^(1/ξ) ≈ 0.6626,
+        // against 1 - 1/e ≈ 0.6321 for Poisson.
+        let xi: f64 = 0.154971;
+        let want = 1.0 - (1.0 - xi).powf(1.0 / xi);
+        let short = gaps.iter().filter(|&&g| g < 20_000.0).count() as f64 / gaps.len() as f64;
+        assert!((short - want).abs() < 0.01, "{short} vs {want}");
+        assert_eq!(Arrivals::parse("fb_ia"), Ok(Arrivals::FbIa));
+        assert_eq!(
+            Arrivals::parse(Arrivals::Poisson.name()),
+            Ok(Arrivals::Poisson)
+        );
+        assert!(Arrivals::parse("uniform").is_err());
     }
 
     #[test]
