@@ -255,7 +255,7 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Step<'a> {
     let n = toks.len();
     match verb {
         b"get" | b"gets" if n >= 2 => ready(get(&toks[1..], verb == b"gets", None)),
-        b"gat" | b"gats" if n >= 3 => match parse_i32(toks[1]) {
+        b"gat" | b"gats" if n >= 2 => match parse_i32(toks[1]) {
             Some(t) => ready(get(&toks[2..], verb == b"gats", Some(t))),
             None => ready(error("CLIENT_ERROR invalid exptime argument", false)),
         },

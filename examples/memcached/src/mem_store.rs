@@ -393,8 +393,14 @@ impl Store for MemStore {
             n.saturating_sub(req.delta)
         };
         let (flags, exptime) = (item.flags, req.touch.unwrap_or(item.exptime));
+        // memcached rewrites a shorter number in place, padded with
+        // spaces to the old length; clients see `9 ` after `10` decr 1.
+        let mut text = alloc::format!("{value}").into_bytes();
+        if text.len() < item.value.len() {
+            text.resize(item.value.len(), b' ');
+        }
         let cas = g.cas(req.new_cas);
-        let mut fresh = new_item(counter_text(value), flags, exptime, cas, now);
+        let mut fresh = new_item(IoBuf::from(text), flags, exptime, cas, now);
         fresh.fetched = true;
         if g.insert(key, fresh, now) {
             ArithOutcome::Value {
@@ -578,7 +584,11 @@ mod tests {
             s.arith(b"n", 1, decr),
             ArithOutcome::Value { value: 0, .. }
         ));
-        assert_eq!(value(&s, "n", 1).as_deref(), Some(&b"0"[..]));
+        // Shorter numbers keep the old length, padded with spaces.
+        assert_eq!(
+            value(&s, "n", 1).as_deref(),
+            Some(&b"0                   "[..])
+        );
         set(&s, "t", "abc", None, 1);
         assert_eq!(s.arith(b"t", 1, incr), ArithOutcome::NonNumeric);
         assert_eq!(s.arith(b"none", 1, incr), ArithOutcome::NotFound);

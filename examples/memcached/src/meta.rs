@@ -40,10 +40,14 @@ impl<'a> Flags<'a> {
     pub fn token(&self, f: u8) -> Option<&'a [u8]> {
         self.list.iter().find(|&&(c, _)| c == f).map(|&(_, t)| t)
     }
-    /// The numeric token of flag `f`, if it was given (checked at parse
-    /// time, so a present flag always has one).
+    /// The signed numeric token of flag `f` (a TTL), if it was given
+    /// (checked at parse time, so a present flag always has one).
     pub fn number(&self, f: u8) -> Option<i64> {
-        self.token(f).and_then(number)
+        self.token(f).and_then(ascii::parse_i32)
+    }
+    /// The unsigned numeric token of flag `f` (a CAS, flags, a delta).
+    pub fn unsigned(&self, f: u8) -> Option<u64> {
+        self.token(f).and_then(ascii::parse_u64)
     }
 }
 
@@ -79,14 +83,11 @@ fn allowed(verb: MetaVerb) -> &'static [u8] {
     }
 }
 
-/// Flags whose token is a number.
-const NUMERIC: &[u8] = b"CEFNRTJD";
+/// Flags whose token is a number: TTLs may be negative, the others not.
+const SIGNED: &[u8] = b"NRT";
+const UNSIGNED: &[u8] = b"CEFJD";
 /// The longest opaque token.
 pub const OPAQUE_MAX: usize = 32;
-
-fn number(t: &[u8]) -> Option<i64> {
-    ascii::parse_i32(t).or_else(|| ascii::parse_u64(t).and_then(|n| i64::try_from(n).ok()))
-}
 
 fn fail<'a>(msg: &'static str, len: usize, swallow: usize) -> Step<'a> {
     Step::Ready {
@@ -131,25 +132,31 @@ pub fn parse<'a>(input: &'a [u8], len: usize, toks: &[&'a [u8]], limits: &Limits
         datalen = Some(n);
         rest = &rest[1..];
     }
+    // Once `ms` has its length, memcached swallows the data of a request
+    // it refuses.
+    let swallow = datalen.map_or(0, |n| n + 2);
     let mut flags = Flags::default();
     for t in rest {
         let (c, tok) = (t[0], &t[1..]);
         if !allowed(verb).contains(&c) {
-            return fail("CLIENT_ERROR invalid flag", len, 0);
+            return fail("CLIENT_ERROR invalid flag", len, swallow);
         }
         if flags.has(c) {
-            return fail("CLIENT_ERROR duplicate flag", len, 0);
+            return fail("CLIENT_ERROR duplicate flag", len, swallow);
         }
-        if NUMERIC.contains(&c) && number(tok).is_none() {
-            let msg = if verb == MetaVerb::Arith {
-                "CLIENT_ERROR invalid or duplicate flag"
-            } else {
-                "CLIENT_ERROR bad token in command line format"
+        let bad_number = (SIGNED.contains(&c) && ascii::parse_i32(tok).is_none())
+            || (UNSIGNED.contains(&c) && ascii::parse_u64(tok).is_none());
+        if bad_number {
+            // memcached words this differently per command.
+            let msg = match (verb, c) {
+                (MetaVerb::Arith | MetaVerb::Delete, _) => "CLIENT_ERROR invalid or duplicate flag",
+                (MetaVerb::Set, b'F') => "CLIENT_ERROR bad command line format",
+                _ => "CLIENT_ERROR bad token in command line format",
             };
-            return fail(msg, len, 0);
+            return fail(msg, len, swallow);
         }
         if c == b'O' && tok.len() > OPAQUE_MAX {
-            return fail("CLIENT_ERROR opaque token too long", len, 0);
+            return fail("CLIENT_ERROR opaque token too long", len, swallow);
         }
         if c == b'M' {
             let ok = match verb {
@@ -165,7 +172,7 @@ pub fn parse<'a>(input: &'a [u8], len: usize, toks: &[&'a [u8]], limits: &Limits
                 } else {
                     "CLIENT_ERROR invalid mode for ma M token"
                 };
-                return fail(msg, len, 0);
+                return fail(msg, len, swallow);
             }
         }
         flags.list.push((c, tok));
@@ -173,13 +180,13 @@ pub fn parse<'a>(input: &'a [u8], len: usize, toks: &[&'a [u8]], limits: &Limits
     let key: Cow<'a, [u8]> = if flags.has(b'b') {
         match base64_decode(raw_key) {
             Some(k) => Cow::Owned(k),
-            None => return fail("CLIENT_ERROR error decoding key", len, 0),
+            None => return fail("CLIENT_ERROR error decoding key", len, swallow),
         }
     } else {
         Cow::Borrowed(raw_key)
     };
     if key.is_empty() || key.len() > ascii::KEY_MAX || raw_key.len() > ascii::KEY_MAX * 2 {
-        return fail("CLIENT_ERROR bad command line format", len, 0);
+        return fail("CLIENT_ERROR bad command line format", len, swallow);
     }
     let mut data: &[u8] = &[];
     let mut total = len;

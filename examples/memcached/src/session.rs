@@ -631,7 +631,7 @@ fn meta_ttl(cache: &Cache, flags: &Flags<'_>, f: u8) -> Option<Option<u64>> {
 }
 
 fn meta_cas(flags: &Flags<'_>, f: u8) -> Option<u64> {
-    flags.number(f).and_then(|c| u64::try_from(c).ok())
+    flags.unsigned(f)
 }
 
 fn execute_meta(cache: &Cache, m: MetaCommand<'_>, out: &mut Vec<u8>) {
@@ -689,7 +689,7 @@ fn execute_meta(cache: &Cache, m: MetaCommand<'_>, out: &mut Vec<u8>) {
                 _ => Mode::Set,
             };
             let flag_value = flags
-                .number(b'F')
+                .unsigned(b'F')
                 .and_then(|f| u32::try_from(f).ok())
                 .unwrap_or(0);
             let outcome = store.store(
@@ -809,7 +809,11 @@ fn meta_arith(cache: &Cache, key: &[u8], flags: &Flags<'_>, out: &mut Vec<u8>) {
         (&st.decr_hits, &st.decr_misses)
     };
     match cache.store.arith(key, now, req) {
-        ArithOutcome::Value { value, cas, .. } => {
+        ArithOutcome::Value {
+            value,
+            cas,
+            created,
+        } => {
             bump(hits);
             let view = cache.store.get(
                 key,
@@ -843,7 +847,9 @@ fn meta_arith(cache: &Cache, key: &[u8], flags: &Flags<'_>, out: &mut Vec<u8>) {
                 meta_flags(out, &back, key, Some(&item), now);
                 out.extend_from_slice(b"\r\n");
                 line(out, text.as_bytes());
-            } else if !flags.has(b'q') {
+            } else if !flags.has(b'q') || created {
+                // memcached's `q` hides only the update's HD, not the
+                // creation's.
                 meta_status(out, b"HD", &back, key, Some(&item), now);
             }
         }
