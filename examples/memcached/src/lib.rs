@@ -26,6 +26,8 @@ pub mod meta;
 pub mod session;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 pub use clock::{Clock, ManualClock};
 pub use mem_store::{ITEM_OVERHEAD, MemStore};

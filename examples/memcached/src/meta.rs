@@ -242,7 +242,7 @@ pub fn base64_encode(data: &[u8], out: &mut Vec<u8>) {
 
 /// Decodes standard padded base64; `None` if it is not.
 pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 4 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(text.len() / 4 * 3);

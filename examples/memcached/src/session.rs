@@ -562,11 +562,12 @@ fn meta_flags(out: &mut Vec<u8>, flags: &Flags<'_>, key: &[u8], item: Option<&It
                 out.extend_from_slice(b" k");
                 if flags.has(b'b') {
                     meta::base64_encode(key, out);
+                    // A binary key comes back encoded, and says so.
+                    out.extend_from_slice(b" b");
                 } else {
                     out.extend_from_slice(key);
                 }
             }
-            (b'b', _) if flags.has(b'k') => out.extend_from_slice(b" b"),
             (b'c', Some(i)) => {
                 let _ = write!(Text(out), " c{}", i.cas);
             }
