@@ -213,12 +213,13 @@ impl<'c> Session<'c> {
         if self.closed {
             return Flow::Close;
         }
-        let before = out.len();
-        add(&self.cache.stats.bytes_read, data.len() as u64);
+        // The byte counters move per request, as each is executed, so
+        // `stats` says the same however the bytes were split.
         if self.swallow > 0 {
             let n = self.swallow.min(data.len());
             self.swallow -= n;
             data = &data[n..];
+            add(&self.cache.stats.bytes_read, n as u64);
         }
         self.buf.extend_from_slice(data);
         let mut pos = 0;
@@ -231,6 +232,7 @@ impl<'c> Session<'c> {
                 } else {
                     Proto::Ascii
                 });
+            let before = out.len();
             let taken = match proto {
                 Proto::Ascii => self.ascii_step(pos, out),
                 Proto::Binary => self.binary_step(pos, out),
@@ -244,6 +246,8 @@ impl<'c> Session<'c> {
             let here = swallow.min(self.buf.len() - pos);
             pos += here;
             self.swallow = swallow - here;
+            add(&self.cache.stats.bytes_read, (len + here) as u64);
+            add(&self.cache.stats.bytes_written, (out.len() - before) as u64);
             if f == Flow::Close {
                 flow = Flow::Close;
                 self.closed = true;
@@ -251,7 +255,6 @@ impl<'c> Session<'c> {
             }
         }
         self.buf.drain(..pos);
-        add(&self.cache.stats.bytes_written, (out.len() - before) as u64);
         flow
     }
 
