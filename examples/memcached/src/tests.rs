@@ -715,3 +715,26 @@ fn ascii_and_binary_connections_share_the_cache() {
         (&3u32.to_be_bytes()[..], &b"hi"[..])
     );
 }
+
+#[test]
+fn stats_are_the_same_however_the_bytes_are_split() {
+    // Found by the fuzzer: byte counters once moved per read, so `stats`
+    // said different things for the same requests split differently.
+    let mut input = b"set a 0 0 1\r\nx\r\nget a\r\nstats\r\n".to_vec();
+    input.extend(packet(op::STAT, b"", &[], &[], 1, 0));
+    // A request's bytes count once it is executed: the second `stats`
+    // sees the first.
+    let whole = text(&run(&cache(), &[b"stats\r\nstats\r\n"]).0);
+    let second = whole.split("END\r\n").nth(1).unwrap();
+    assert!(second.contains("STAT bytes_read 7\r\n"), "{second}");
+    assert!(!second.contains("STAT bytes_written 0\r\n"), "{second}");
+    // One session per protocol: the ASCII part, then the binary part.
+    let (ascii, bin) = input.split_at(input.len() - 24);
+    for part in [ascii, bin] {
+        let want = run(&cache(), &[part]).0;
+        for cut in 1..part.len() {
+            let (a, b) = part.split_at(cut);
+            assert_eq!(run(&cache(), &[a, b]).0, want, "split at byte {cut}");
+        }
+    }
+}
