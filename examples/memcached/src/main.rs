@@ -1,0 +1,335 @@
+//! memcached: a drop-in memcached server (ASCII, binary and meta
+//! protocols) with a TCP listener on every core, hosted and native.
+//!
+//! Every core binds the same address and serves the connections its own
+//! listener accepts (hosted through `SO_REUSEPORT`; natively each core's
+//! network stack), as `examples/echo` does. Each connection is a task on
+//! its core that feeds what it reads to a [`memcached::Session`] and
+//! writes back the replies of everything whole it received (one write per
+//! read, so pipelined requests are answered in one batch). All cores
+//! share one cache ([`memcached::MemStore`] behind a spin lock).
+//!
+//! Options, memcached's names (default in brackets):
+//! - boot arguments (native: the kernel command line; hosted:
+//!   `EBBRT_ARGS`): `memcached.port=` [11211], `memcached.addr=`
+//!   [0.0.0.0], `memcached.m=` megabytes [64], `memcached.c=` connections
+//!   [1024], `memcached.I=` item size, with `k`/`m` [1m], `memcached.t=`
+//!   threads (reported only; every core serves), `memcached.epoch=` Unix
+//!   time at boot (native: the kernel has no wall clock; without it the
+//!   clock starts at 0 and absolute expiry times lie far in the future);
+//! - hosted, also memcached's flags, which win: `-p`, `-l`, `-m`, `-c`,
+//!   `-I`, `-t`, and `-U 0`, `-u`, `-v` accepted and ignored.
+//!
+//! It prints `memcached: listening on ADDR on N cores` once every core
+//! listens, and serves until it is killed.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+// `deny`, not `forbid`: natively `#[ebbrt::main]` emits the kernel entry point,
+// which allows the unsafe code of its own expansion.
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::time::Duration;
+
+use ebbrt::cpu::{self, CoreId};
+use ebbrt::io;
+use ebbrt::net::{TcpListener, TcpStream};
+use memcached::{Cache, Clock, Config, Flow, MemStore, Session};
+
+/// Why the server could not start. `Debug` is what `main` prints.
+enum StartError {
+    BadArgument(String),
+    Bind {
+        core: CoreId,
+        addr: SocketAddr,
+        error: io::Error,
+    },
+}
+
+impl fmt::Debug for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::BadArgument(msg) => f.write_str(msg),
+            StartError::Bind { core, addr, error } => {
+                write!(f, "{core} cannot listen on {addr}: {error}")
+            }
+        }
+    }
+}
+
+/// The options, as memcached names them.
+struct Options {
+    addr: IpAddr,
+    port: u16,
+    megabytes: u64,
+    connections: u64,
+    item_size_max: usize,
+    threads: Option<u64>,
+    epoch: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 11211,
+            megabytes: 64,
+            connections: 1024,
+            item_size_max: 1 << 20,
+            threads: None,
+            epoch: None,
+        }
+    }
+}
+
+fn bad(what: &str, value: &str, expected: &str) -> StartError {
+    StartError::BadArgument(alloc::format!(
+        "invalid {what} `{value}`: expected {expected}"
+    ))
+}
+
+fn number<T: core::str::FromStr>(what: &str, value: &str) -> Result<T, StartError> {
+    value.parse().map_err(|_| bad(what, value, "a number"))
+}
+
+/// A size as memcached's `-I` takes it: bytes, or with `k`/`m`.
+fn size(what: &str, value: &str) -> Result<usize, StartError> {
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b'k' | b'K') => (&value[..value.len() - 1], 1 << 10),
+        Some(b'm' | b'M') => (&value[..value.len() - 1], 1 << 20),
+        _ => (value, 1),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| bad(what, value, "a size (bytes, or with k or m)"))?;
+    let n = n.saturating_mul(unit);
+    // memcached refuses under 1 KiB and over 1 GiB.
+    if !(1024..=1 << 30).contains(&n) {
+        return Err(bad(what, value, "between 1k and 1024m"));
+    }
+    Ok(n)
+}
+
+impl Options {
+    /// Sets option `key` (a flag or a boot argument's name) to `value`.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), StartError> {
+        match key {
+            "port" | "-p" => self.port = number(key, value)?,
+            "addr" | "-l" => {
+                self.addr = value
+                    .parse()
+                    .map_err(|_| bad(key, value, "an IP address"))?
+            }
+            "m" | "-m" => self.megabytes = number(key, value)?,
+            "c" | "-c" => self.connections = number(key, value)?,
+            "I" | "-I" => self.item_size_max = size(key, value)?,
+            "t" | "-t" => self.threads = Some(number(key, value)?),
+            "epoch" => self.epoch = Some(number(key, value)?),
+            // UDP is off, as in memcached 1.6 by default; only 0 is honest.
+            "-U" if value == "0" => {}
+            "-u" => {}
+            _ => {
+                return Err(StartError::BadArgument(alloc::format!(
+                    "unknown option `{key}` (usage: memcached [-p PORT] [-l ADDR] [-m MB] \
+                     [-c CONNS] [-I SIZE] [-t THREADS])"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn load() -> Result<Options, StartError> {
+        let mut o = Options::default();
+        for key in ["port", "addr", "m", "c", "I", "t", "epoch"] {
+            let name = alloc::format!("memcached.{key}");
+            if let Some(v) = ebbrt::runtime::boot_arg(&name) {
+                o.set(key, v)?;
+            }
+        }
+        #[cfg(not(target_os = "none"))]
+        o.command_line()?;
+        Ok(o)
+    }
+
+    /// Hosted: memcached's flags, `-p 11211` or `-p11211`.
+    #[cfg(not(target_os = "none"))]
+    fn command_line(&mut self) -> Result<(), StartError> {
+        let mut args = ebbrt::runtime::args().iter();
+        while let Some(arg) = args.next() {
+            if arg == "-v" || arg == "-vv" {
+                continue;
+            }
+            let (flag, inline) = if arg.len() > 2 && arg.starts_with('-') {
+                (&arg[..2], Some(&arg[2..]))
+            } else {
+                (arg.as_str(), None)
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => args.next().map(String::as_str).ok_or_else(|| {
+                    StartError::BadArgument(alloc::format!("`{flag}` needs a value"))
+                })?,
+            };
+            self.set(flag, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Hosted: the system's real-time clock.
+#[cfg(not(target_os = "none"))]
+struct WallClock;
+
+#[cfg(not(target_os = "none"))]
+impl Clock for WallClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+/// Natively: the Unix time handed over at boot plus the monotonic clock.
+#[cfg(target_os = "none")]
+struct BootClock {
+    epoch: u64,
+    origin: ebbrt::time::Instant,
+}
+
+#[cfg(target_os = "none")]
+impl Clock for BootClock {
+    fn now(&self) -> u64 {
+        self.epoch + self.origin.elapsed().as_secs()
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn clock(_: &Options) -> Box<dyn Clock> {
+    Box::new(WallClock)
+}
+
+#[cfg(target_os = "none")]
+fn clock(o: &Options) -> Box<dyn Clock> {
+    if o.epoch.is_none() {
+        ebbrt::println!(
+            "memcached: no memcached.epoch= boot argument: the clock starts at 0 \
+             (relative expiry times work; absolute ones lie far ahead)"
+        );
+    }
+    Box::new(BootClock {
+        epoch: o.epoch.unwrap_or(0),
+        origin: ebbrt::time::Instant::now(),
+    })
+}
+
+#[cfg(not(target_os = "none"))]
+fn pid() -> u64 {
+    u64::from(std::process::id())
+}
+
+#[cfg(target_os = "none")]
+fn pid() -> u64 {
+    0
+}
+
+/// Binds this core's listener and serves it in the background.
+fn listen_here(cache: &'static Cache, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    let core = cpu::current();
+    let bind_error = |error| StartError::Bind { core, addr, error };
+    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    ebbrt::spawn_local(serve(cache, listener)).detach();
+    Ok(local)
+}
+
+/// Accepts connections forever, each served by a task of this core.
+async fn serve(cache: &'static Cache, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => ebbrt::spawn_local(connection(cache, stream)).detach(),
+            Err(e) => {
+                ebbrt::console::eprint(format_args!(
+                    "memcached: {}: accept failed: {e}\n",
+                    cpu::current()
+                ));
+                ebbrt::exec::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Ends a counted connection however its task ends.
+struct Counted(&'static Cache);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.disconnect();
+    }
+}
+
+/// Serves one connection until the peer closes it, a request closes it
+/// (`quit`, a malformed binary packet) or it fails.
+async fn connection(cache: &'static Cache, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    if !cache.connect() {
+        let _ = stream
+            .write_all(memcached::session::TOO_MANY_CONNECTIONS)
+            .await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    let _counted = Counted(cache);
+    let mut session = Session::new(cache);
+    let mut out = Vec::new();
+    // Values are copied into `out`: the network API writes slices, so
+    // sending a stored `IoBuf` as it is would need a vectored write.
+    while let Ok(Some(buf)) = stream.read_buf().await {
+        let flow = session.feed(&buf, &mut out);
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+            // A large multiget should not pin its buffer for good.
+            out.shrink_to(64 * 1024);
+        }
+        if flow == Flow::Close {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+#[ebbrt::main]
+async fn main() -> Result<(), StartError> {
+    let o = Options::load()?;
+    let config = Config {
+        item_size_max: o.item_size_max,
+        max_connections: o.connections,
+        threads: o.threads.unwrap_or(cpu::count() as u64),
+        pid: pid(),
+        port: o.port,
+    };
+    let store = MemStore::new(o.megabytes.saturating_mul(1 << 20));
+    let cache: &'static Cache = Box::leak(Box::new(Cache::new(Box::new(store), clock(&o), config)));
+    // Core 0 binds first, so that with port 0 every core shares the port
+    // the system picked.
+    let local = listen_here(cache, SocketAddr::new(o.addr, o.port))?;
+    let others: Vec<_> = cpu::all()
+        .skip(1)
+        .map(|core| {
+            ebbrt::exec::spawn_on_with(core, move || async move { listen_here(cache, local) })
+        })
+        .collect();
+    for bound in others {
+        bound.await?;
+    }
+    ebbrt::println!("memcached: listening on {local} on {} cores", cpu::count());
+    core::future::pending::<()>().await;
+    Ok(())
+}
