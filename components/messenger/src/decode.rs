@@ -124,7 +124,8 @@ impl FrameDecoder {
                 let Some(raw) = self.buffered.prefix(HEADER_LEN) else {
                     return Ok(None);
                 };
-                let raw: &[u8; HEADER_LEN] = raw[..].try_into().expect("prefix has HEADER_LEN bytes");
+                let raw: &[u8; HEADER_LEN] =
+                    raw[..].try_into().expect("prefix has HEADER_LEN bytes");
                 let h = match Header::parse(raw) {
                     Ok(h) => h,
                     Err(kind) => return Err(self.fail(kind, None)),

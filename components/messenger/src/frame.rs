@@ -111,9 +111,14 @@ impl Header {
             x.copy_from_slice(&b[i..i + 8]);
             u64::from_le_bytes(x)
         };
+        let dst = u32_at(8);
+        // An id past the translation table cannot name an Ebb anywhere.
+        if dst as usize >= ebbrt::ebb::TABLE_SIZE {
+            return Err(ErrorKind::Malformed);
+        }
         Ok(Header {
             kind,
-            dst: EbbId::new(u32_at(8)),
+            dst: EbbId::new(dst),
             tag: u64_at(12),
             corr: u64_at(20),
             payload_len: u32_at(28),
@@ -276,7 +281,7 @@ mod tests {
     fn header_round_trips_and_is_little_endian() {
         let h = Header {
             kind: FrameKind::Request,
-            dst: EbbId::new(0x0102_0304),
+            dst: EbbId::new(0x0a0b),
             tag: 0x1122_3344_5566_7788,
             corr: 9,
             payload_len: 5,
@@ -284,7 +289,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..8], b"EBRT\x01\x01\x00\x00");
-        assert_eq!(&b[8..12], &[4, 3, 2, 1]);
+        assert_eq!(&b[8..12], &[0x0b, 0x0a, 0, 0]);
         assert_eq!(b[12], 0x88);
         assert_eq!(&b[32..36], &[0, 1, 0, 0]);
         assert_eq!(Header::parse(&b), Ok(h));
@@ -309,6 +314,9 @@ mod tests {
         assert_eq!(Header::parse(&b), Err(ErrorKind::BadVersion));
         let mut b = h;
         b[5] = 4;
+        assert_eq!(Header::parse(&b), Err(ErrorKind::Malformed));
+        let mut b = h;
+        b[9] = 0x10; // destination 4096: past the table
         assert_eq!(Header::parse(&b), Err(ErrorKind::Malformed));
         let mut b = h;
         b[7] = 1;

@@ -383,7 +383,8 @@ impl Messenger {
             Box::pin(async move {
                 let msg: M = decode_payload(&frame.payload)?;
                 let r = f(from, msg, frame.bulk).await?;
-                let payload = postcard::to_allocvec(&r.msg).map_err(|_| ErrorKind::HandlerFailed)?;
+                let payload =
+                    postcard::to_allocvec(&r.msg).map_err(|_| ErrorKind::HandlerFailed)?;
                 Ok(Some(Outgoing {
                     tag: <M::Reply as Message>::TAG,
                     payload,
@@ -655,7 +656,11 @@ impl Messenger {
 
     /// The control message `M` in `f`, or why not (an error frame from the
     /// peer, or one we send it).
-    async fn expect_control<M: Message>(&self, stream: &TcpStream, f: &Frame) -> Result<M, MsgError> {
+    async fn expect_control<M: Message>(
+        &self,
+        stream: &TcpStream,
+        f: &Frame,
+    ) -> Result<M, MsgError> {
         if f.header.kind == FrameKind::Error {
             let e = remote_error(f);
             if e == MsgError::Remote(ErrorKind::Unauthorized) {
@@ -665,7 +670,8 @@ impl Messenger {
             return Err(e);
         }
         if f.header.tag != M::TAG || f.header.kind != FrameKind::Message {
-            self.refuse(stream, ErrorKind::UnknownTag, f.header.tag).await;
+            self.refuse(stream, ErrorKind::UnknownTag, f.header.tag)
+                .await;
             return Err(MsgError::Handshake);
         }
         match decode_payload(&f.payload) {
@@ -708,14 +714,16 @@ impl Messenger {
         let f = match read_frame(&stream, &mut dec).await {
             Ok(f) => f,
             Err(FrameFail::Frame(e)) => {
-                self.refuse(&stream, e.kind, e.header.map_or(0, |h| h.tag)).await;
+                self.refuse(&stream, e.kind, e.header.map_or(0, |h| h.tag))
+                    .await;
                 return Err(MsgError::Handshake);
             }
             Err(FrameFail::Lost) => return Err(MsgError::ConnectionLost),
         };
         let hello: Hello = self.expect_control(&stream, &f).await?;
         if hello.proto != PROTO_VERSION {
-            self.refuse(&stream, ErrorKind::BadVersion, Hello::TAG).await;
+            self.refuse(&stream, ErrorKind::BadVersion, Hello::TAG)
+                .await;
             return Err(MsgError::Handshake);
         }
         let t = Transcript {
@@ -737,14 +745,21 @@ impl Messenger {
         let proof: Proof = self.expect_control(&stream, &f).await?;
         if !t.verify(&cfg.secret, Side::Connector, &proof.mac) || hello.node == cfg.node {
             bump(&self.data().counters.auth_refused);
-            self.refuse(&stream, ErrorKind::Unauthorized, Proof::TAG).await;
+            self.refuse(&stream, ErrorKind::Unauthorized, Proof::TAG)
+                .await;
             return Err(MsgError::Unauthorized);
         }
         // Simultaneous connects: the connection opened by the lower node
         // wins. If we are lower and are opening our own, refuse this one.
         let home = self.home()?;
         let ours_wins = cfg.node < hello.node && home.dialing.borrow().contains_key(&hello.node);
-        write_control(&stream, &Welcome { accepted: !ours_wins }).await?;
+        write_control(
+            &stream,
+            &Welcome {
+                accepted: !ours_wins,
+            },
+        )
+        .await?;
         if !ours_wins {
             self.install(hello.node, hello.node, hello.build_id, stream, dec);
         }
@@ -753,8 +768,18 @@ impl Messenger {
 
     /// Makes an authenticated connection the one to `peer`; a previous one
     /// is retired (no new requests, closed when its requests are answered).
-    fn install(&'static self, peer: NodeId, initiator: NodeId, peer_build: u64, stream: TcpStream, dec: FrameDecoder) {
-        let home = self.home.as_ref().expect("connections live on the home core");
+    fn install(
+        &'static self,
+        peer: NodeId,
+        initiator: NodeId,
+        peer_build: u64,
+        stream: TcpStream,
+        dec: FrameDecoder,
+    ) {
+        let home = self
+            .home
+            .as_ref()
+            .expect("connections live on the home core");
         let conn = Rc::new(Conn {
             initiator,
             peer_build,
@@ -834,9 +859,7 @@ impl Messenger {
     /// Answers a frame the decoder refused; the stream is then closed.
     fn frame_error(&self, conn: &Conn, e: FrameError) {
         self.count_sent(e.kind);
-        let (dst, corr, tag) = e
-            .header
-            .map_or((CONTROL, 0, 0), |h| (h.dst, h.corr, h.tag));
+        let (dst, corr, tag) = e.header.map_or((CONTROL, 0, 0), |h| (h.dst, h.corr, h.tag));
         let _ = conn.enqueue(encode_error(dst, corr, e.kind, tag), IoBufChain::new());
     }
 
@@ -845,7 +868,10 @@ impl Messenger {
         for (_, slot) in core::mem::take(&mut *conn.pending.borrow_mut()) {
             slot.put(Err(MsgError::ConnectionLost));
         }
-        let home = self.home.as_ref().expect("connections live on the home core");
+        let home = self
+            .home
+            .as_ref()
+            .expect("connections live on the home core");
         let mut conns = home.conns.borrow_mut();
         if conns.get(&peer).is_some_and(|c| Rc::ptr_eq(c, conn)) {
             conns.remove(&peer);
@@ -872,7 +898,10 @@ impl Messenger {
                 }
             }
             FrameKind::Request | FrameKind::Message => {
-                let home = self.home.as_ref().expect("connections live on the home core");
+                let home = self
+                    .home
+                    .as_ref()
+                    .expect("connections live on the home core");
                 let handler = home.handlers.borrow().get(&(h.dst, h.tag)).cloned();
                 let Some(handler) = handler else {
                     let known_ebb = home
@@ -887,7 +916,8 @@ impl Messenger {
                         ErrorKind::NoSuchEbb
                     };
                     self.count_sent(kind);
-                    let _ = conn.enqueue(encode_error(h.dst, h.corr, kind, h.tag), IoBufChain::new());
+                    let _ =
+                        conn.enqueue(encode_error(h.dst, h.corr, kind, h.tag), IoBufChain::new());
                     return;
                 };
                 let conn = conn.clone();
@@ -897,12 +927,23 @@ impl Messenger {
                         Ok(r) => r,
                         Err(_) => Err(ErrorKind::Deadline),
                     };
-                    let corr = if h.kind == FrameKind::Request { h.corr } else { 0 };
+                    let corr = if h.kind == FrameKind::Request {
+                        h.corr
+                    } else {
+                        0
+                    };
                     let (head, bulk) = match r {
                         Ok(None) => return,
                         Ok(Some(_)) if corr == 0 => return,
                         Ok(Some(out)) => (
-                            encode_head(FrameKind::Reply, h.dst, out.tag, corr, &out.payload, out.bulk.len()),
+                            encode_head(
+                                FrameKind::Reply,
+                                h.dst,
+                                out.tag,
+                                corr,
+                                &out.payload,
+                                out.bulk.len(),
+                            ),
                             out.bulk,
                         ),
                         Err(kind) => {
@@ -964,8 +1005,14 @@ async fn read_frame(stream: &TcpStream, dec: &mut FrameDecoder) -> Result<Frame,
 async fn write_control<M: Message>(stream: &TcpStream, msg: &M) -> Result<(), MsgError> {
     let payload = postcard::to_allocvec(msg).map_err(|_| MsgError::Handshake)?;
     stream
-        .write_all(&encode_head(FrameKind::Message, CONTROL, M::TAG, 0, &payload, 0))
+        .write_all(&encode_head(
+            FrameKind::Message,
+            CONTROL,
+            M::TAG,
+            0,
+            &payload,
+            0,
+        ))
         .await
         .map_err(|_| MsgError::ConnectionLost)
 }
-

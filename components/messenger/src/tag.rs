@@ -118,7 +118,12 @@ mod tests {
 
     #[test]
     fn type_tag_hashes_name_slash_v_version() {
-        for (v, s) in [(0, "x/v0"), (7, "x/v7"), (10, "x/v10"), (4_294_967_295, "x/v4294967295")] {
+        for (v, s) in [
+            (0, "x/v0"),
+            (7, "x/v7"),
+            (10, "x/v10"),
+            (4_294_967_295, "x/v4294967295"),
+        ] {
             assert_eq!(type_tag("x", v), fnv1a(s.as_bytes()), "{s}");
         }
         assert_ne!(type_tag("x", 1), type_tag("x", 2));
