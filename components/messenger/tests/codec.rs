@@ -203,16 +203,11 @@ proptest! {
         for c in cuts.into_iter().chain([data.len()]) {
             d.push_slice(&data[at..c]);
             at = c;
-            loop {
-                match d.next_frame() {
-                    Ok(Some(f)) => {
-                        prop_assert!(f.header.payload_len <= 64 && f.header.bulk_len <= 64);
-                        prop_assert_eq!(f.payload.len(), f.header.payload_len as usize);
-                        prop_assert_eq!(f.bulk.len(), f.header.bulk_len as usize);
-                        consumed += HEADER_LEN + f.payload.len() + f.bulk.len();
-                    }
-                    Ok(None) | Err(_) => break,
-                }
+            while let Ok(Some(f)) = d.next_frame() {
+                prop_assert!(f.header.payload_len <= 64 && f.header.bulk_len <= 64);
+                prop_assert_eq!(f.payload.len(), f.header.payload_len as usize);
+                prop_assert_eq!(f.bulk.len(), f.header.bulk_len as usize);
+                consumed += HEADER_LEN + f.payload.len() + f.bulk.len();
             }
         }
         prop_assert!(consumed <= data.len());

@@ -441,7 +441,7 @@ async fn a_peer_without_the_secret_is_refused() -> Result<(), String> {
     check(
         "unauthorized frame",
         error_of(&f) == Some(ErrorKind::Unauthorized),
-        &f.header,
+        f.header,
     )?;
     check("then closed", next_frame(&s, &mut dec).await.is_none(), ())?;
     check("a refused again", a.stats().auth_refused == 2, a.stats())?;
@@ -463,7 +463,7 @@ async fn bad_frames_are_answered_with_error_frames() -> Result<(), String> {
     check(
         "malformed",
         error_of(&f) == Some(ErrorKind::Malformed),
-        &f.header,
+        f.header,
     )?;
     // Half a frame, then the end of the stream.
     let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
@@ -476,7 +476,7 @@ async fn bad_frames_are_answered_with_error_frames() -> Result<(), String> {
     check(
         "truncated",
         error_of(&f) == Some(ErrorKind::Truncated),
-        &f.header,
+        f.header,
     )?;
 
     // After a full login: an unknown tag keeps the connection; a frame
@@ -496,7 +496,7 @@ async fn bad_frames_are_answered_with_error_frames() -> Result<(), String> {
     check(
         "unknown tag",
         error_of(&f) == Some(ErrorKind::UnknownTag) && f.header.corr == 9,
-        &f.header,
+        f.header,
     )?;
     let mut huge = frame::encode_head(FrameKind::Request, EBB, Sum::TAG, 10, &[], 0);
     huge[28..32].copy_from_slice(&(1u32 << 30).to_le_bytes());
@@ -505,7 +505,7 @@ async fn bad_frames_are_answered_with_error_frames() -> Result<(), String> {
     check(
         "too large",
         error_of(&f) == Some(ErrorKind::TooLarge) && f.header.corr == 10,
-        &f.header,
+        f.header,
     )?;
     check("then closed", next_frame(&s, &mut dec).await.is_none(), ())?;
     let st = a.stats();
