@@ -171,7 +171,15 @@ pub struct MessengerRoot {
     counters: Counters,
 }
 
-/// Ebb-to-Ebb messages to other nodes over TCP (see the crate docs).
+/// Ebb-to-Ebb messages between the nodes of one application over TCP,
+/// authenticated with the allocation's secret, on both runtimes (an
+/// application depends on `ebbrt-messenger`; no facade feature).
+///
+/// One connection per peer `NodeId`, opened on first use; simultaneous
+/// connects settle on the lower node's; a deadline on every request; a
+/// dropped connection is reopened on next use. Frames with unknown tags,
+/// over the limits or truncated are answered with error frames and
+/// counted.
 ///
 /// Start one per node with [`Messenger::start`]; tell it where peers are
 /// with [`add_peer`](Self::add_peer); register handlers on its home core
