@@ -150,7 +150,7 @@ pub fn nonce(secret: &[u8], node: NodeId) -> Bytes32 {
     m.update(b"ebbrt-messenger/nonce");
     m.update(&node.0.to_le_bytes());
     m.update(&NONCES.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    m.update(&ebbrt::time::Instant::now().as_nanos().to_le_bytes());
+    m.update(&ebbrt_core::time::Instant::now().as_nanos().to_le_bytes());
     m.update(&(&NONCES as *const AtomicU64 as usize).to_le_bytes());
     m.finalize().into_bytes().into()
 }

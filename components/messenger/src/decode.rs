@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use ebbrt::iobuf::{IoBuf, IoBufChain};
+use ebbrt_core::iobuf::{IoBuf, IoBufChain};
 
 use crate::frame::{ErrorKind, HEADER_LEN, Header};
 

@@ -21,7 +21,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use ebbrt::EbbId;
+use ebbrt_core::EbbId;
 use serde::{Deserialize, Serialize};
 
 /// The first four bytes of every frame.
@@ -113,7 +113,7 @@ impl Header {
         };
         let dst = u32_at(8);
         // An id past the translation table cannot name an Ebb anywhere.
-        if dst as usize >= ebbrt::ebb::TABLE_SIZE {
+        if dst as usize >= ebbrt_core::ebb::TABLE_SIZE {
             return Err(ErrorKind::Malformed);
         }
         Ok(Header {

@@ -5,9 +5,9 @@
 //!
 //! What it owns:
 //! - the frame ([`frame`]): a versioned little-endian header (magic,
-//!   version, kind, destination [`EbbId`](ebbrt::EbbId), a stable 64-bit
+//!   version, kind, destination [`EbbId`](ebbrt_core::EbbId), a stable 64-bit
 //!   type tag, a correlation id, payload and bulk lengths), a postcard
-//!   payload and raw bulk bytes that stay [`IoBuf`](ebbrt::IoBuf) views;
+//!   payload and raw bulk bytes that stay [`IoBuf`](ebbrt_core::IoBuf) views;
 //! - the incremental decoder ([`decode`]), which refuses oversized,
 //!   malformed and truncated input with an error kind and never panics
 //!   (a fuzz target in `fuzz/` drives it);
@@ -25,8 +25,10 @@
 //! possibly NATed), crash on anything a peer sends, or copy bulk bytes
 //! into a payload.
 //!
-//! It depends on the `ebbrt` facade (feature `net`) for the socket API of
-//! the runtime being built, which no lower crate offers on both runtimes.
+//! Its sockets are those of the runtime being built: `ebbrt-std`'s hosted,
+//! `ebbrt-net`'s natively (same API; a native image also needs a NIC
+//! driver: the facade's feature `net`). It does not depend on the facade,
+//! so that linking it enables no facade feature.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -68,7 +70,7 @@ pub enum MsgError {
     /// No endpoint is known for the node.
     UnknownPeer(NodeId),
     /// The connection could not be opened.
-    Connect(ebbrt::io::ErrorKind),
+    Connect(ebbrt_core::io::ErrorKind),
     /// The connection was lost before the reply came.
     ConnectionLost,
     /// The peer did not prove it holds the secret, or refused our proof.

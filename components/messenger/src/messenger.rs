@@ -18,11 +18,16 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use core::time::Duration;
 
-use ebbrt::cpu::{self, CoreId};
-use ebbrt::ebb::ids;
-use ebbrt::exec::timeout;
-use ebbrt::net::{TcpListener, TcpStream};
-use ebbrt::{EbbId, EbbRef, IoBufChain, PerCore, PerCoreRoot, ebb};
+use ebbrt_core::cpu::{self, CoreId};
+use ebbrt_core::ebb::ids;
+use ebbrt_core::exec::timeout;
+// The socket API of the runtime being built: Linux sockets hosted, the
+// smoltcp stacks of `ebbrt-net` natively (the same signatures).
+use ebbrt_core::{EbbId, EbbRef, IoBufChain, PerCore, PerCoreRoot, ebb};
+#[cfg(target_os = "none")]
+use ebbrt_net::{TcpListener, TcpStream};
+#[cfg(not(target_os = "none"))]
+use ebbrt_std::net::{TcpListener, TcpStream};
 
 use crate::auth::{self, Challenge, Hello, PROTO_VERSION, Proof, Side, Transcript, Welcome};
 use crate::decode::{Frame, FrameDecoder, FrameError, Limits};
@@ -278,7 +283,7 @@ impl Messenger {
 
     /// Starts a messenger on the current core (its home core): binds
     /// `config.listen`, if any, and accepts connections there.
-    pub fn start(config: Config) -> Result<EbbRef<Messenger>, ebbrt::io::Error> {
+    pub fn start(config: Config) -> Result<EbbRef<Messenger>, ebbrt_core::io::Error> {
         let listen = config.listen;
         let root = MessengerRoot {
             config,
@@ -288,14 +293,14 @@ impl Messenger {
             counters: Counters::default(),
         };
         let ebb = Messenger::create(root).map_err(|_| {
-            ebbrt::io::Error::new(ebbrt::io::ErrorKind::OutOfMemory, "no free Ebb id")
+            ebbrt_core::io::Error::new(ebbrt_core::io::ErrorKind::OutOfMemory, "no free Ebb id")
         })?;
         if let Some(addr) = listen {
             let listener = TcpListener::bind(addr)?;
             let local = listener.local_addr()?;
             let me = ebb.get();
             *me.data().local_addr.lock() = Some(local);
-            ebbrt::spawn_local(me.accept_loop(listener)).detach();
+            ebbrt_core::spawn_local(me.accept_loop(listener)).detach();
         }
         Ok(ebb)
     }
@@ -490,7 +495,7 @@ impl Messenger {
                 .await;
         }
         let root = self.root;
-        ebbrt::exec::spawn_on_with(self.data().home, move || async move {
+        ebbrt_core::exec::spawn_on_with(self.data().home, move || async move {
             root.local_rep()
                 .raw_home(node, ebb, tag, payload, bulk, deadline, want_reply)
                 .await
@@ -592,7 +597,7 @@ impl Messenger {
         });
         home.dialing.borrow_mut().insert(node, a.clone());
         let a2 = a.clone();
-        ebbrt::spawn_local(async move {
+        ebbrt_core::spawn_local(async move {
             let limit = self.data().config.handshake_timeout;
             let r = match timeout(limit, self.dial(node, addr)).await {
                 Ok(r) => r,
@@ -703,13 +708,13 @@ impl Messenger {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let limit = self.data().config.handshake_timeout;
-                    ebbrt::spawn_local(async move {
+                    ebbrt_core::spawn_local(async move {
                         let _ = timeout(limit, self.accept_one(stream)).await;
                     })
                     .detach();
                 }
                 // Out of descriptors, say: back off instead of spinning.
-                Err(_) => ebbrt::exec::sleep(Duration::from_millis(10)).await,
+                Err(_) => ebbrt_core::exec::sleep(Duration::from_millis(10)).await,
             }
         }
     }
@@ -804,8 +809,8 @@ impl Messenger {
             old.close_if_idle();
         }
         let limits = self.data().config.limits;
-        ebbrt::spawn_local(self.writer(conn.clone())).detach();
-        ebbrt::spawn_local(self.reader(peer, conn, dec.with_limits(limits))).detach();
+        ebbrt_core::spawn_local(self.writer(conn.clone())).detach();
+        ebbrt_core::spawn_local(self.reader(peer, conn, dec.with_limits(limits))).detach();
         home.changed.notify();
     }
 
@@ -930,7 +935,7 @@ impl Messenger {
                 };
                 let conn = conn.clone();
                 let limit = self.data().config.handler_timeout;
-                ebbrt::spawn_local(async move {
+                ebbrt_core::spawn_local(async move {
                     let r = match timeout(limit, handler(peer, f)).await {
                         Ok(r) => r,
                         Err(_) => Err(ErrorKind::Deadline),
