@@ -48,6 +48,7 @@ linked![
     ebbrt_gp_alloc,
     ebbrt_idle_halt,
     ebbrt_idle_poll,
+    ebbrt_messenger,
     ebbrt_net,
     ebbrt_page_alloc,
     ebbrt_rcu,
