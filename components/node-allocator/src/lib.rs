@@ -133,14 +133,22 @@ impl NodeOpts {
         if self.node_port == Some(0) {
             return Err(AllocError::Options("node_port 0".into()));
         }
-        if self
-            .extra_args
-            .split_ascii_whitespace()
-            .any(|w| w.starts_with("ebbrt.secret="))
-        {
-            return Err(AllocError::Options(
-                "extra_args may not carry a secret".into(),
-            ));
+        use bootstrap::keys;
+        let ours = [
+            keys::NODE,
+            keys::ID_SPACE,
+            keys::FRONTEND,
+            keys::EPOCH,
+            keys::SECRET,
+        ];
+        // They come after the bootstrap, where the last word wins.
+        if let Some(w) = self.extra_args.split_ascii_whitespace().find(|w| {
+            let key = w.split_once('=').map_or(*w, |(k, _)| k);
+            ours.contains(&key)
+        }) {
+            return Err(AllocError::Options(format!(
+                "extra_args may not set `{w}`: the allocator sets the bootstrap"
+            )));
         }
         Ok(())
     }
@@ -203,6 +211,10 @@ impl Inner {
             return Vec::new();
         }
         self.shut_down = true;
+        // SIGTERM to all first, so their grace periods overlap.
+        for p in &self.processes {
+            p.terminate();
+        }
         for p in self.processes.drain(..) {
             p.stop();
         }
@@ -353,5 +365,47 @@ impl NodeAllocator {
 impl Drop for NodeAllocator {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        NodeOpts::default().check().unwrap();
+        let bad = |o: NodeOpts| o.check().unwrap_err().to_string();
+        assert!(
+            bad(NodeOpts {
+                cores: 0,
+                ..NodeOpts::default()
+            })
+            .contains("cores")
+        );
+        assert!(
+            bad(NodeOpts {
+                memory_mib: 16,
+                ..NodeOpts::default()
+            })
+            .contains("32")
+        );
+        for w in [
+            "ebbrt.node=9",
+            "ebbrt.secret=00",
+            "ebbrt.frontend",
+            "x=1 ebbrt.epoch=3",
+        ] {
+            let o = NodeOpts {
+                extra_args: w.into(),
+                ..NodeOpts::default()
+            };
+            assert!(bad(o).contains("may not set"), "{w}");
+        }
+        let o = NodeOpts {
+            extra_args: "ebbrt.log=debug ebbrt.nodes=2".into(),
+            ..NodeOpts::default()
+        };
+        o.check().unwrap();
     }
 }

@@ -148,17 +148,21 @@ impl Process {
         self.node.mark_ended(e);
     }
 
+    /// Sends QEMU SIGTERM if it is still unreaped, and marks the end that
+    /// follows as the allocator's doing.
+    pub(crate) fn terminate(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let child = self.lock();
+        if child.is_some() {
+            // Unreaped (we hold the lock the monitor reaps under).
+            sys::signal_child(self.pid, libc::SIGTERM);
+        }
+    }
+
     /// Stops QEMU: SIGTERM, then SIGKILL if it is still there after the
     /// grace period. Returns once it is reaped and its end recorded.
     pub(crate) fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        {
-            let child = self.lock();
-            if child.is_some() {
-                // Unreaped (we hold the lock the monitor reaps under).
-                sys::signal_child(self.pid, libc::SIGTERM);
-            }
-        }
+        self.terminate();
         let until = Instant::now() + TERM_GRACE;
         while Instant::now() < until {
             if self.poll() {
@@ -261,6 +265,15 @@ mod tests {
         )
         .unwrap();
         let pid = p.pid();
+        // Only once it says `up` has the shell set its trap.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("up")
+        {
+            assert!(Instant::now() < deadline, "the shell did not start");
+            thread::sleep(POLL);
+        }
         assert!(Path::new(&format!("/proc/{pid}")).exists());
         p.stop();
         match n.wait_ended(Duration::ZERO) {
