@@ -10,6 +10,9 @@
 //! `ip`; `.ci/run` installs them. `hello` is built into a target directory
 //! of this test's own (minutes when cold); `EBBRT_NODE_IMAGE` names a
 //! prebuilt native `hello` instead.
+//!
+//! Not named `qemu*`: `cargo ebbrt test` builds test targets so named as
+//! native test kernels, and this is a host test that starts QEMU.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -27,7 +30,7 @@ use ebbrt_node_allocator::{
 const BOOT: Duration = Duration::from_secs(240);
 
 fn tmp(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("qemu-nodes-{name}"));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("local-nodes-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
