@@ -43,7 +43,9 @@ impl LocalQemu {
     /// Nodes on `network` that reach the frontend on `frontend_port`, with
     /// console logs in `log_dir` (`node-<id>.log`). The accelerator is
     /// detected ([`Accel::detect`]). With [`Network::Tap`] the namespace
-    /// is created now: [`AllocError::NotRoot`] without root.
+    /// is created now: [`AllocError::NotRoot`] without root. A
+    /// `frontend_port` of 0 picks one that is free on 127.0.0.1 now (the
+    /// namespace of a tap has no other listener).
     pub fn new(
         network: Network,
         frontend_port: u16,
@@ -52,6 +54,10 @@ impl LocalQemu {
         let log_dir = log_dir.into();
         std::fs::create_dir_all(&log_dir)
             .map_err(|e| AllocError::Io(format!("cannot create {}: {e}", log_dir.display())))?;
+        let frontend_port = match frontend_port {
+            0 => free_loopback_port()?,
+            p => p,
+        };
         let ns = match network {
             Network::Tap => Some(Namespace::create()?),
             Network::User => None,
