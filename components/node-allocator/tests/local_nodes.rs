@@ -376,10 +376,10 @@ fn taps_in_a_namespace_with_the_frontend_listening_inside() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Run by `ctrl_c_stops_every_node` in a child process: allocates a node
+/// Run by `frontend_child` in a child process: allocates a node
 /// that never ends, prints QEMU's pid, and waits to be interrupted.
 #[test]
-#[ignore = "a helper: runs only as ctrl_c_stops_every_node's child"]
+#[ignore = "a helper: runs only as frontend_child's child process"]
 fn frontend_waiting_for_ctrl_c() {
     let Some(dir) = std::env::var_os("EBBRT_NODE_SIGINT_DIR") else {
         return;
@@ -402,9 +402,9 @@ fn frontend_waiting_for_ctrl_c() {
     }
 }
 
-#[test]
-fn ctrl_c_stops_every_node() {
-    let dir = tmp("sigint");
+/// Starts `frontend_waiting_for_ctrl_c` as a child process in `dir`;
+/// returns it and its node's QEMU pid.
+fn frontend_child(dir: &Path) -> (std::process::Child, u32) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -413,7 +413,7 @@ fn ctrl_c_stops_every_node() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("EBBRT_NODE_SIGINT_DIR", &dir)
+        .env("EBBRT_NODE_SIGINT_DIR", dir)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -435,6 +435,13 @@ fn ctrl_c_stops_every_node() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    (child, pid)
+}
+
+#[test]
+fn ctrl_c_stops_every_node() {
+    let dir = tmp("sigint");
+    let (mut child, pid) = frontend_child(&dir);
     assert!(alive(pid));
     ok(
         Command::new("kill").args(["-INT", &child.id().to_string()]),
@@ -443,5 +450,24 @@ fn ctrl_c_stops_every_node() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
     assert!(!alive(pid), "QEMU {pid} outlived the frontend's Ctrl-C");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_frontend_killed_outright_takes_its_nodes_along() {
+    let dir = tmp("sigkill");
+    let (mut child, pid) = frontend_child(&dir);
+    assert!(alive(pid));
+    // SIGKILL: no handler runs; PR_SET_PDEATHSIG must end QEMU.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + BOOT;
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "QEMU {pid} outlived its frontend's SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
