@@ -331,7 +331,11 @@ async fn a_dropped_connection_is_reopened_on_next_use() -> Result<(), String> {
         &r,
     )?;
     let second = a.connection_info(NodeId(6)).ok_or("no connection")?;
-    check("a opened it again", second.initiator == NodeId(5), (first, second))?;
+    check(
+        "a opened it again",
+        second.initiator == NodeId(5),
+        (first, second),
+    )?;
     check("opened twice", a.stats().connections_opened == 2, a.stats())?;
     // And the other way round, on the connection a opened.
     let r = b

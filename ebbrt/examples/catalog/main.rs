@@ -50,6 +50,7 @@ linked![
     ebbrt_idle_poll,
     ebbrt_messenger,
     ebbrt_net,
+    ebbrt_node_allocator,
     ebbrt_page_alloc,
     ebbrt_rcu,
     ebbrt_rcu_hashtable,
