@@ -1,7 +1,7 @@
 use core::cell::Cell;
 use core::time::Duration;
-use std::rc::Rc;
 use std::boxed::Box;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::vec;
