@@ -198,6 +198,20 @@ impl fmt::Display for UsageError {
     }
 }
 
+/// The build options' lines of the usage texts of `run`, `test` and `docs`.
+macro_rules! build_options {
+    () => {
+        "Build options (passed to cargo):
+  --manifest-path <PATH>  the Cargo.toml of the workspace (default: the one
+                          around the current directory)
+  -p, --package <NAME>    the package
+  -F, --features <F>      cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
+                          select a facade component (docs/components.md)
+  --no-default-features   turn the package's default features off
+  --release               build with the release profile"
+    };
+}
+
 /// Usage of the whole tool.
 pub const USAGE: &str = "\
 Usage: cargo ebbrt <COMMAND> [OPTIONS]
@@ -213,7 +227,8 @@ Run them anywhere inside an application's workspace (or the framework's).
 Run `cargo ebbrt <COMMAND> --help` for the options of a command.";
 
 /// Usage of `cargo ebbrt run`.
-pub const RUN_USAGE: &str = "\
+pub const RUN_USAGE: &str = concat!(
+    "\
 Usage: cargo ebbrt run [APP] [OPTIONS] [-- <APP ARGS>...]
 
 Builds the application for the native target and boots it under QEMU, the
@@ -233,14 +248,9 @@ Options:
                       127.0.0.1, and print the command that attaches with
                       symbols (native only)
   -h, --help          print this help
-Build options (passed to cargo):
-  --manifest-path <PATH>  the Cargo.toml of the workspace (default: the one
-                          around the current directory)
-  -p, --package <NAME>    the package
-  -F, --features <F>      cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
-                          select a facade component (docs/components.md)
-  --no-default-features   turn the package's default features off
-  --release               build with the release profile
+",
+    build_options!(),
+    "
 Networking (native): a guest gets a virtio-net NIC when the application links
 the network stack (the facade's `net` feature) or a flag below asks for one.
   --net <user|tap|none>  user: QEMU user networking, guest 10.0.2.15 (default);
@@ -252,10 +262,12 @@ the network stack (the facade's `net` feature) or a flag below asks for one.
   --queues <N>           tap: N queue pairs (multiqueue: one stack per core)
   --nic <K=V,...>        extra properties of QEMU's virtio-net-pci device, e.g.
                          disable-modern=on,vectors=0,csum=off (a legacy NIC,
-                         INTx, no checksum offload)";
+                         INTx, no checksum offload)"
+);
 
 /// Usage of `cargo ebbrt test`.
-pub const TEST_USAGE: &str = "\
+pub const TEST_USAGE: &str = concat!(
+    "\
 Usage: cargo ebbrt test [OPTIONS]
 
 Runs `cargo test --workspace` (host tests, including every test kernel run
@@ -276,17 +288,13 @@ Options:
                       time limit of the host tests, build included (default 900)
   -v, --verbose       show everything the test kernels print
   -h, --help          print this help
-Build options (passed to cargo):
-  --manifest-path <PATH>  the Cargo.toml of the workspace (default: the one
-                          around the current directory)
-  -p, --package <NAME>    the package
-  -F, --features <F>      cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
-                          select a facade component (docs/components.md)
-  --no-default-features   turn the package's default features off
-  --release               build with the release profile";
+",
+    build_options!()
+);
 
 /// Usage of `cargo ebbrt docs`.
-pub const DOCS_USAGE: &str = "\
+pub const DOCS_USAGE: &str = concat!(
+    "\
 Usage: cargo ebbrt docs [--check] [OPTIONS]
 
 Writes docs/components.md, the component catalog. In the framework's own
@@ -300,14 +308,9 @@ Options:
   --check             write nothing; exit with status 1 and a diff when
                       docs/components.md is stale
   -h, --help          print this help
-Build options (passed to cargo):
-  --manifest-path <PATH>  the Cargo.toml of the workspace (default: the one
-                          around the current directory)
-  -p, --package <NAME>    the package
-  -F, --features <F>      cargo features, e.g. ebbrt/idle-poll or ebbrt/talc to
-                          select a facade component (docs/components.md)
-  --no-default-features   turn the package's default features off
-  --release               build with the release profile";
+",
+    build_options!()
+);
 
 /// Usage of `cargo ebbrt new`.
 pub const NEW_USAGE: &str = "\
