@@ -15,6 +15,11 @@ use crate::{Error, accel, note, setup};
 
 /// The package of the virtio-net driver: an image built with it gets a NIC.
 const NIC_DRIVER: &str = "ebbrt-virtio-net";
+/// The node allocator: a hosted application built with it boots native
+/// nodes, and `run --hosted` builds its native image for them.
+const NODE_ALLOCATOR: &str = "ebbrt-node-allocator";
+/// Where `run --hosted` tells such an application its native image is.
+pub const NODE_IMAGE_ENV: &str = "EBBRT_NODE_IMAGE";
 
 /// Runs the command; returns the status the tool exits with.
 pub fn run(a: RunArgs) -> Result<i32, Error> {
@@ -190,13 +195,29 @@ fn run_hosted(ws: &Workspace, pkg: &Package, a: &RunArgs) -> Result<Outcome, Err
         "building `{}` for this machine (hosted)",
         pkg.name
     ));
-    let exe = ws.build_hosted_example(pkg, &a.build)?.exe;
-    let cmd = ws.hosted_run_command(
+    let built = ws.build_hosted_example(pkg, &a.build)?;
+    let exe = built.exe.clone();
+    // A frontend that boots native nodes of its own (it links the node
+    // allocator) gets its native image built too, named in the environment.
+    let node_image = if built.has_package(NODE_ALLOCATOR) {
+        setup::ensure_qemu()?;
+        setup::ensure_rust_src(&ws.root)?;
+        note(&ws.native_build_note(&format!("the nodes of `{}`", pkg.name), a.build.release));
+        let image = ws.build_native_example(pkg, &a.build)?.exe;
+        note(&format!("{NODE_IMAGE_ENV}={}", image.display()));
+        Some(image)
+    } else {
+        None
+    };
+    let mut cmd = ws.hosted_run_command(
         &exe,
         a.cores,
         a.append.as_deref().unwrap_or(""),
         &a.app_args,
     );
+    if let Some(image) = &node_image {
+        cmd.env(NODE_IMAGE_ENV, image);
+    }
     let opts = Options {
         timeout: a.timeout,
         interactive: true,

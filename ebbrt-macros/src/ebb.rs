@@ -28,11 +28,12 @@ struct Args {
     feature: Option<Arg<LitStr>>,
     static_rep: Option<Arg<Path>>,
     interface: Option<Arg<Path>>,
+    distributed: Option<Arg<Vec<Path>>>,
     default: Option<Span>,
 }
 
-const ARGUMENTS: &str =
-    "`id`, `root`, `new`, `root_new`, `static_rep`, `interface`, `feature` or `default`";
+const ARGUMENTS: &str = "`id`, `root`, `new`, `root_new`, `static_rep`, `interface`, `feature`, \
+     `distributed(Request, ...)` or `default`";
 
 impl Args {
     fn parse(tokens: TokenStream) -> syn::Result<Args> {
@@ -49,6 +50,28 @@ impl Args {
                 "default" if !has_value => {
                     if args.default.replace(span).is_some() {
                         return Err(meta.error("duplicate #[ebb] argument `default`"));
+                    }
+                    Ok(())
+                }
+                "distributed" => {
+                    if has_value || !meta.input.peek(syn::token::Paren) {
+                        return Err(meta.error(
+                            "`distributed` lists the requests the Ebb serves: \
+                             `distributed(Put, Get)`",
+                        ));
+                    }
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    let list =
+                        syn::punctuated::Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+                    if list.is_empty() {
+                        return Err(meta.error(
+                            "`distributed` lists the requests the Ebb serves: \
+                             `distributed(Put, Get)`",
+                        ));
+                    }
+                    if set(&mut args.distributed, span, list.into_iter().collect()) {
+                        return Err(meta.error("duplicate #[ebb] argument `distributed`"));
                     }
                     Ok(())
                 }
@@ -178,13 +201,66 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             #core::__static_ebb!(#ident, #id);
         }
     });
+    let distributed = match &args.distributed {
+        Some(d) => Some(distributed(&core, &args, &item, kind.value, d)?),
+        None => None,
+    };
     let record = record(&core, &args, &item, kind.value);
     Ok(quote! {
         #item
         #kind_impl
         #static_impl
         #binding
+        #distributed
         #record
+    })
+}
+
+/// A distributed Ebb: `Distributed` and its link-time registration, which
+/// installs a handler per request type when the node's messenger starts.
+fn distributed(
+    core: &TokenStream,
+    args: &Args,
+    item: &ItemStruct,
+    kind: Kind,
+    requests: &Arg<Vec<Path>>,
+) -> syn::Result<TokenStream> {
+    if kind != Kind::PerCore || args.static_rep.is_some() {
+        return Err(syn::Error::new(
+            requests.key,
+            "a distributed Ebb is `per_core` (a representative per core on each node)",
+        ));
+    }
+    if args.id.is_none() {
+        return Err(syn::Error::new(
+            requests.key,
+            "a distributed Ebb has the same well-known id on every node: add `id = EXPR`",
+        ));
+    }
+    let msg = crate::paths::messenger_path()?;
+    let ident = &item.ident;
+    let name = ident.to_string();
+    let serve = requests.value.iter().map(|r| {
+        quote_spanned! {r.span()=>
+            #msg::distributed::serve::<#ident, #r>(m)?;
+        }
+    });
+    Ok(quote! {
+        impl #msg::Distributed for #ident {
+            const NAME: &'static str = #name;
+        }
+        const _: () = {
+            #[#core::__private::linkme::distributed_slice(#msg::distributed::DISTRIBUTED)]
+            #[linkme(crate = #core::__private::linkme)]
+            static REGISTRATION: #msg::distributed::Registration = #msg::distributed::Registration {
+                name: #name,
+                id: <#ident as #core::StaticEbb>::ID,
+                register: |m| {
+                    #(#serve)*
+                    ::core::result::Result::Ok(())
+                },
+            };
+        };
     })
 }
 

@@ -25,6 +25,29 @@ pub(crate) fn facade_path() -> syn::Result<TokenStream> {
     resolve_facade(crate_name("ebbrt").ok()).map_err(|msg| syn::Error::new(Span::call_site(), msg))
 }
 
+/// The path of `ebbrt-messenger` (for distributed Ebbs), which the crate
+/// being compiled must depend on.
+pub(crate) fn messenger_path() -> syn::Result<TokenStream> {
+    match crate_name("ebbrt-messenger") {
+        // Only the library itself may say `crate`; its tests link it by name.
+        Ok(FoundCrate::Itself)
+            if std::env::var("CARGO_CRATE_NAME").as_deref() == Ok("ebbrt_messenger") =>
+        {
+            Ok(quote!(crate))
+        }
+        Ok(FoundCrate::Itself) => Ok(quote!(::ebbrt_messenger)),
+        Ok(FoundCrate::Name(name)) => {
+            let name = format_ident!("{name}");
+            Ok(quote!(::#name))
+        }
+        Err(_) => Err(syn::Error::new(
+            Span::call_site(),
+            "a distributed Ebb is reached through the messenger: add the `ebbrt-messenger` \
+             crate to [dependencies]",
+        )),
+    }
+}
+
 /// `core`/`facade`: what `proc-macro-crate` found; `crate_name`: the
 /// `CARGO_CRATE_NAME` of the crate being compiled; `doctest`: whether
 /// rustdoc is compiling a doctest.

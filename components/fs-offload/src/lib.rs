@@ -17,6 +17,15 @@
 //!   thread of its own, so the frontend's event loop awaits a reply instead
 //!   of blocking on the disk.
 //!
+//! - [`FileSystem`]: the distributed Ebb that carries them. On any node,
+//!   [`FileSystem::open`], [`File::read`], [`FileSystem::stat`],
+//!   [`FileSystem::list`], [`File::close`] (and [`FileSystem::read_file`])
+//!   are requests to the frontend's representative over the messenger; the
+//!   frontend serves them once the application named a directory
+//!   ([`FileSystem::serve_dir`], feature `server`), from a [`server::FsServer`]
+//!   of each asking node's own (its handles are its own), so its event
+//!   loop never blocks on the disk. Read bytes travel as the reply's bulk.
+//!
 //! Files are read-only: a node opens, reads, stats, lists and closes.
 #![cfg_attr(not(feature = "server"), no_std)]
 #![forbid(unsafe_code)]
@@ -31,6 +40,10 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "server")]
 pub mod server;
+
+mod ebb;
+
+pub use ebb::{File, FileSystem, FsAnswer, FsRoot};
 
 /// The most bytes one [`FsRequest::Read`] returns (a larger `len` is cut
 /// to this).
@@ -168,8 +181,12 @@ pub enum FsError {
     BadHandle,
     /// The node has too many files open.
     TooManyOpen,
-    /// The frontend's file server is gone.
+    /// The frontend's file server is gone, or the frontend serves no
+    /// directory.
     Unavailable,
+    /// The request or its reply did not get through (the messenger's
+    /// error: the frontend unreachable, a deadline, ...).
+    Transport(String),
     /// Any other failure of the host, with its message.
     Io(String),
 }
@@ -186,6 +203,7 @@ impl fmt::Display for FsError {
             FsError::BadHandle => f.write_str("no such open file"),
             FsError::TooManyOpen => f.write_str("too many open files"),
             FsError::Unavailable => f.write_str("the file server is not running"),
+            FsError::Transport(m) => write!(f, "file request not delivered: {m}"),
             FsError::Io(m) => write!(f, "I/O error: {m}"),
         }
     }

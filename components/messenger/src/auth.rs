@@ -125,8 +125,8 @@ impl Transcript {
         });
         m.update(&self.nonce_c);
         m.update(&self.nonce_a);
-        m.update(&self.node_c.0.to_le_bytes());
-        m.update(&self.node_a.0.to_le_bytes());
+        m.update(&u64::from(self.node_c.0).to_le_bytes());
+        m.update(&u64::from(self.node_a.0).to_le_bytes());
         m.update(&self.proto.to_le_bytes());
         m
     }
@@ -148,7 +148,7 @@ static NONCES: AtomicU64 = AtomicU64::new(0);
 pub fn nonce(secret: &[u8], node: NodeId) -> Bytes32 {
     let mut m = keyed(secret);
     m.update(b"ebbrt-messenger/nonce");
-    m.update(&node.0.to_le_bytes());
+    m.update(&u64::from(node.0).to_le_bytes());
     m.update(&NONCES.fetch_add(1, Ordering::Relaxed).to_le_bytes());
     m.update(&ebbrt_core::time::Instant::now().as_nanos().to_le_bytes());
     m.update(&(&NONCES as *const AtomicU64 as usize).to_le_bytes());

@@ -36,31 +36,24 @@
 extern crate alloc;
 
 pub mod auth;
+pub mod bootstrap;
 pub mod decode;
+pub mod distributed;
 pub mod frame;
 mod messenger;
 mod sync;
 pub mod tag;
 
+pub use bootstrap::{Bootstrap, NodeId};
 pub use decode::{Frame, FrameDecoder, FrameError, Limits};
+pub use distributed::{Distributed, Remote, Serve};
 pub use frame::{ErrorKind, FrameKind, Header};
-pub use messenger::{Config, ConnInfo, Messenger, MessengerRoot, Reply, Stats};
+pub use messenger::{
+    Admission, Config, ConnInfo, Messenger, MessengerRoot, Reply, StartError, Stats,
+};
 pub use tag::{Message, Request};
 
 use core::fmt;
-
-use serde::{Deserialize, Serialize};
-
-/// A node of the application: a logical identity handed out by the node
-/// allocator, never an address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeId(pub u64);
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node {}", self.0)
-    }
-}
 
 /// Why a request or a send failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,13 +79,15 @@ pub enum MsgError {
     TooLarge,
     /// Handlers are registered on the messenger's home core only.
     NotHomeCore,
+    /// The node's messenger has not been started ([`Messenger::start`]).
+    NotStarted,
 }
 
 impl fmt::Display for MsgError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MsgError::Deadline => f.write_str("deadline elapsed"),
-            MsgError::UnknownPeer(n) => write!(f, "no endpoint known for {n}"),
+            MsgError::UnknownPeer(n) => write!(f, "no endpoint known for node {n}"),
             MsgError::Connect(k) => write!(f, "cannot connect: {k:?}"),
             MsgError::ConnectionLost => f.write_str("connection lost"),
             MsgError::Unauthorized => f.write_str("authentication failed"),
@@ -101,6 +96,7 @@ impl fmt::Display for MsgError {
             MsgError::BadReply(k) => write!(f, "bad reply: {k}"),
             MsgError::TooLarge => f.write_str("message too large"),
             MsgError::NotHomeCore => f.write_str("not on the messenger's home core"),
+            MsgError::NotStarted => f.write_str("the node's messenger is not started"),
         }
     }
 }

@@ -10,6 +10,7 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::Future;
@@ -61,6 +62,28 @@ pub struct Config {
     /// How long a handler may take before its request is answered with a
     /// `Deadline` error frame.
     pub handler_timeout: Duration,
+    /// Whether a peer that proved the secret may connect (the frontend
+    /// asks its node allocator whether it allocated that node); `None`
+    /// admits every authenticated peer.
+    pub admit: Option<Admission>,
+}
+
+/// Decides whether an authenticated peer may connect; refused peers get an
+/// `Unauthorized` error frame and are counted in `auth_refused`.
+#[derive(Clone)]
+pub struct Admission(Arc<dyn Fn(NodeId) -> bool + Send + Sync>);
+
+impl Admission {
+    /// An admission check.
+    pub fn new(f: impl Fn(NodeId) -> bool + Send + Sync + 'static) -> Admission {
+        Admission(Arc::new(f))
+    }
+}
+
+impl core::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Admission(..)")
+    }
 }
 
 impl Config {
@@ -75,9 +98,42 @@ impl Config {
             limits: Limits::default(),
             handshake_timeout: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),
+            admit: None,
         }
     }
 }
+
+/// Why a messenger could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The node's messenger is already started.
+    AlreadyStarted,
+    /// Its listener could not be opened.
+    Listen(ebbrt_core::io::Error),
+    /// No Ebb id was left (a detached messenger).
+    Ebb(ebbrt_core::EbbError),
+    /// A distributed Ebb's handlers could not be installed.
+    Distributed(alloc::string::String),
+}
+
+impl From<ebbrt_core::io::Error> for StartError {
+    fn from(e: ebbrt_core::io::Error) -> StartError {
+        StartError::Listen(e)
+    }
+}
+
+impl core::fmt::Display for StartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StartError::AlreadyStarted => f.write_str("the node's messenger is already started"),
+            StartError::Listen(e) => write!(f, "messenger listener: {e}"),
+            StartError::Ebb(e) => write!(f, "messenger: {e}"),
+            StartError::Distributed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl core::error::Error for StartError {}
 
 /// A typed reply: the message and the bulk bytes after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,11 +222,16 @@ pub struct ConnInfo {
     pub peer_build: u64,
 }
 
-/// The messenger's shared state: its configuration, the peers' endpoints,
-/// its counters.
-pub struct MessengerRoot {
+/// What [`Messenger::start`] fixes: the configuration and the home core.
+struct Started {
     config: Config,
     home: CoreId,
+}
+
+/// The messenger's shared state: its configuration once started, the
+/// peers' endpoints, its counters.
+pub struct MessengerRoot {
+    started: spin::Once<Started>,
     peers: spin::Mutex<BTreeMap<NodeId, SocketAddr>>,
     local_addr: spin::Mutex<Option<SocketAddr>>,
     counters: Counters,
@@ -190,14 +251,41 @@ pub struct MessengerRoot {
 /// with [`add_peer`](Self::add_peer); register handlers on its home core
 /// with [`handle`](Self::handle); call [`request`](Self::request) and
 /// [`send`](Self::send) from any core.
-#[ebb(per_core, root = MessengerRoot, new = Messenger::new_rep)]
+///
+/// The node's messenger lives at the well-known id
+/// [`ids::MESSENGER`](ebbrt_core::ebb::ids::MESSENGER) (so that distributed
+/// Ebbs, the global id map and file offload find it:
+/// [`Messenger::node_messenger`]); [`Messenger::start_detached`] makes
+/// more at run-time ids (tests with several nodes in one process).
+#[ebb(
+    per_core,
+    id = ids::MESSENGER,
+    root = MessengerRoot,
+    root_new = MessengerRoot::unstarted,
+    new = Messenger::new_rep
+)]
 pub struct Messenger {
     root: &'static PerCoreRoot<Messenger>,
-    home: Option<Home>,
+    core: CoreId,
+    /// Connections and handlers: used on the home core only.
+    home: Home,
+}
+
+impl MessengerRoot {
+    /// The root of a messenger not started yet.
+    fn unstarted() -> MessengerRoot {
+        MessengerRoot {
+            started: spin::Once::new(),
+            peers: spin::Mutex::new(BTreeMap::new()),
+            local_addr: spin::Mutex::new(None),
+            counters: Counters::default(),
+        }
+    }
 }
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Option<Outgoing>, ErrorKind>>>>;
 type HandlerFn = Rc<dyn Fn(NodeId, Frame) -> HandlerFuture>;
+type Resolver = Rc<dyn Fn(NodeId) -> Pin<Box<dyn Future<Output = Option<SocketAddr>>>>>;
 
 struct Outgoing {
     tag: u64,
@@ -217,6 +305,7 @@ struct Home {
     conns: RefCell<BTreeMap<NodeId, Rc<Conn>>>,
     dialing: RefCell<BTreeMap<NodeId, Rc<Attempt>>>,
     handlers: RefCell<BTreeMap<(EbbId, u64), HandlerFn>>,
+    resolver: RefCell<Option<Resolver>>,
     next_corr: Cell<u64>,
     changed: Rc<Notify>,
 }
@@ -277,32 +366,80 @@ impl Messenger {
     fn new_rep(root: &'static PerCoreRoot<Messenger>, core: CoreId) -> Messenger {
         Messenger {
             root,
-            home: (core == root.data().home).then(Home::default),
+            core,
+            home: Home::default(),
         }
     }
 
-    /// Starts a messenger on the current core (its home core): binds
-    /// `config.listen`, if any, and accepts connections there.
-    pub fn start(config: Config) -> Result<EbbRef<Messenger>, ebbrt_core::io::Error> {
+    /// The node's messenger, at [`ids::MESSENGER`]; usable once
+    /// [`Messenger::start`] ran (before, calls fail with
+    /// [`MsgError::NotStarted`]).
+    pub fn node_messenger() -> EbbRef<Messenger> {
+        EbbRef::fixed()
+    }
+
+    /// Starts the node's messenger (at [`ids::MESSENGER`]) on the current
+    /// core, its home core: binds `config.listen`, if any, and accepts
+    /// connections there; registers the handlers of every distributed Ebb
+    /// linked into the image ([`crate::distributed`]). A second start is
+    /// refused.
+    pub fn start(config: Config) -> Result<EbbRef<Messenger>, StartError> {
+        let ebb = Messenger::node_messenger();
+        let me = ebb.get();
+        let mut fresh = false;
+        me.data().started.call_once(|| {
+            fresh = true;
+            Started {
+                config: config.clone(),
+                home: cpu::current(),
+            }
+        });
+        if !fresh {
+            return Err(StartError::AlreadyStarted);
+        }
+        me.listen(config.listen)?;
+        crate::distributed::register_all(me).map_err(StartError::Distributed)?;
+        Ok(ebb)
+    }
+
+    /// Starts a messenger of its own at a run-time id on the current core
+    /// (several nodes in one process, for tests). Distributed Ebbs are not
+    /// registered on it.
+    pub fn start_detached(config: Config) -> Result<EbbRef<Messenger>, StartError> {
         let listen = config.listen;
-        let root = MessengerRoot {
+        let root = MessengerRoot::unstarted();
+        root.started.call_once(|| Started {
             config,
             home: cpu::current(),
-            peers: spin::Mutex::new(BTreeMap::new()),
-            local_addr: spin::Mutex::new(None),
-            counters: Counters::default(),
-        };
-        let ebb = Messenger::create(root).map_err(|_| {
-            ebbrt_core::io::Error::new(ebbrt_core::io::ErrorKind::OutOfMemory, "no free Ebb id")
-        })?;
+        });
+        let ebb = Messenger::create(root).map_err(StartError::Ebb)?;
+        ebb.get().listen(listen)?;
+        Ok(ebb)
+    }
+
+    fn listen(&'static self, listen: Option<SocketAddr>) -> Result<(), ebbrt_core::io::Error> {
         if let Some(addr) = listen {
             let listener = TcpListener::bind(addr)?;
             let local = listener.local_addr()?;
-            let me = ebb.get();
-            *me.data().local_addr.lock() = Some(local);
-            ebbrt_core::spawn_local(me.accept_loop(listener)).detach();
+            *self.data().local_addr.lock() = Some(local);
+            ebbrt_core::spawn_local(self.accept_loop(listener)).detach();
         }
-        Ok(ebb)
+        Ok(())
+    }
+
+    fn started(&self) -> Result<&'static Started, MsgError> {
+        self.root.data().started.get().ok_or(MsgError::NotStarted)
+    }
+
+    /// The configuration; only on paths that run after the start.
+    fn cfg(&self) -> &'static Config {
+        &self
+            .root
+            .data()
+            .started
+            .get()
+            .expect("connections exist only once the messenger started")
+            .config
     }
 
     fn data(&self) -> &'static MessengerRoot {
@@ -314,8 +451,8 @@ impl Messenger {
     }
 
     /// This node.
-    pub fn node(&self) -> NodeId {
-        self.data().config.node
+    pub fn node(&self) -> Result<NodeId, MsgError> {
+        Ok(self.started()?.config.node)
     }
 
     /// The address this messenger accepts connections on, if it listens.
@@ -327,6 +464,20 @@ impl Messenger {
     /// kept; the address is used the next time one is opened.
     pub fn add_peer(&self, node: NodeId, addr: SocketAddr) {
         self.data().peers.lock().insert(node, addr);
+    }
+
+    /// Sets how endpoints of nodes not given with [`add_peer`](Self::add_peer)
+    /// are found (the global id map asks the frontend, say): called when a
+    /// message goes to such a node, within the handshake timeout; `None`
+    /// means the node is unknown. On the home core only.
+    pub fn set_resolver<F, Fut>(&self, f: F) -> Result<(), MsgError>
+    where
+        F: Fn(NodeId) -> Fut + 'static,
+        Fut: Future<Output = Option<SocketAddr>> + 'static,
+    {
+        let r: Resolver = Rc::new(move |n| Box::pin(f(n)));
+        *self.home()?.resolver.borrow_mut() = Some(r);
+        Ok(())
     }
 
     /// A snapshot of the counters.
@@ -354,12 +505,16 @@ impl Messenger {
     }
 
     fn home(&self) -> Result<&Home, MsgError> {
-        self.home.as_ref().ok_or(MsgError::NotHomeCore)
+        if self.core == self.started()?.home {
+            Ok(&self.home)
+        } else {
+            Err(MsgError::NotHomeCore)
+        }
     }
 
     /// The live connection to `node` (on the home core only).
     pub fn connection_info(&self, node: NodeId) -> Option<ConnInfo> {
-        let home = self.home.as_ref()?;
+        let home = self.home().ok()?;
         let conns = home.conns.borrow();
         let c = conns.get(&node)?;
         Some(ConnInfo {
@@ -370,11 +525,42 @@ impl Messenger {
         })
     }
 
+    /// Waits until a connection to `node` is up (opened by either side), at
+    /// most `deadline`. From any core.
+    pub async fn wait_connected(&self, node: NodeId, deadline: Duration) -> Result<(), MsgError> {
+        let started = self.started()?;
+        let root = self.root;
+        let wait = move || async move {
+            let me = root.local_rep();
+            let home = me.home()?;
+            let up = async {
+                loop {
+                    let changed = home.changed.listen();
+                    if home
+                        .conns
+                        .borrow()
+                        .get(&node)
+                        .is_some_and(|c| !c.closing.get() && !c.retired.get())
+                    {
+                        return;
+                    }
+                    changed.await;
+                }
+            };
+            timeout(deadline, up).await.map_err(|_| MsgError::Deadline)
+        };
+        if self.core == started.home {
+            wait().await
+        } else {
+            ebbrt_core::exec::spawn_on_with(started.home, wait).await
+        }
+    }
+
     /// Closes the connection to `node`, if any (on the home core only); the
     /// next message to it opens a new one. Requests waiting on it fail with
     /// [`MsgError::ConnectionLost`] once the peer has closed its end.
     pub fn disconnect(&self, node: NodeId) {
-        if let Some(home) = &self.home
+        if let Ok(home) = self.home()
             && let Some(c) = home.conns.borrow_mut().remove(&node)
         {
             c.close();
@@ -484,18 +670,19 @@ impl Messenger {
         deadline: Duration,
         want_reply: bool,
     ) -> Result<Option<Frame>, MsgError> {
-        let limits = self.data().config.limits;
+        let started = self.started()?;
+        let limits = started.config.limits;
         if payload.len() > limits.max_payload as usize || bulk.len() > limits.max_bulk as usize {
             return Err(MsgError::TooLarge);
         }
-        if self.home.is_some() {
+        if self.core == started.home {
             return self
                 .me()
                 .raw_home(node, ebb, tag, payload, bulk, deadline, want_reply)
                 .await;
         }
         let root = self.root;
-        ebbrt_core::exec::spawn_on_with(self.data().home, move || async move {
+        ebbrt_core::exec::spawn_on_with(started.home, move || async move {
             root.local_rep()
                 .raw_home(node, ebb, tag, payload, bulk, deadline, want_reply)
                 .await
@@ -585,28 +772,39 @@ impl Messenger {
     }
 
     fn start_dial(&'static self, node: NodeId) -> Result<Rc<Attempt>, MsgError> {
-        let addr = *self
-            .data()
-            .peers
-            .lock()
-            .get(&node)
-            .ok_or(MsgError::UnknownPeer(node))?;
         let home = self.home()?;
+        let known = self.data().peers.lock().get(&node).copied();
+        let resolver = home.resolver.borrow().clone();
+        if known.is_none() && resolver.is_none() {
+            return Err(MsgError::UnknownPeer(node));
+        }
         let a = Rc::new(Attempt {
             outcome: RefCell::new(None),
         });
         home.dialing.borrow_mut().insert(node, a.clone());
         let a2 = a.clone();
         ebbrt_core::spawn_local(async move {
-            let limit = self.data().config.handshake_timeout;
-            let r = match timeout(limit, self.dial(node, addr)).await {
+            let limit = self.cfg().handshake_timeout;
+            let open = async {
+                let addr = match (known, resolver) {
+                    (Some(a), _) => a,
+                    (None, Some(resolve)) => {
+                        let a = resolve(node).await.ok_or(MsgError::UnknownPeer(node))?;
+                        self.add_peer(node, a);
+                        a
+                    }
+                    (None, None) => return Err(MsgError::UnknownPeer(node)),
+                };
+                self.dial(node, addr).await
+            };
+            let r = match timeout(limit, open).await {
                 Ok(r) => r,
                 Err(_) => Err(MsgError::Deadline),
             };
             if r.is_err() {
                 bump(&self.data().counters.connect_failures);
             }
-            let home = self.home.as_ref().expect("dials run on the home core");
+            let home = &self.home;
             let mut d = home.dialing.borrow_mut();
             if d.get(&node).is_some_and(|x| Rc::ptr_eq(x, &a2)) {
                 d.remove(&node);
@@ -622,7 +820,7 @@ impl Messenger {
     /// Opens a connection to `node` at `addr` and runs the connector's
     /// half of the handshake.
     async fn dial(&'static self, node: NodeId, addr: SocketAddr) -> Result<bool, MsgError> {
-        let cfg = &self.data().config;
+        let cfg = self.cfg();
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| MsgError::Connect(e.kind()))?;
@@ -707,7 +905,7 @@ impl Messenger {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    let limit = self.data().config.handshake_timeout;
+                    let limit = self.cfg().handshake_timeout;
                     ebbrt_core::spawn_local(async move {
                         let _ = timeout(limit, self.accept_one(stream)).await;
                     })
@@ -721,7 +919,7 @@ impl Messenger {
 
     /// The acceptor's half of the handshake on a new connection.
     async fn accept_one(&'static self, stream: TcpStream) -> Result<(), MsgError> {
-        let cfg = &self.data().config;
+        let cfg = self.cfg();
         let _ = stream.set_nodelay(true);
         let mut dec = FrameDecoder::new(HANDSHAKE_LIMITS);
         let f = match read_frame(&stream, &mut dec).await {
@@ -756,7 +954,11 @@ impl Messenger {
         write_control(&stream, &ch).await?;
         let f = read_frame(&stream, &mut dec).await?;
         let proof: Proof = self.expect_control(&stream, &f).await?;
-        if !t.verify(&cfg.secret, Side::Connector, &proof.mac) || hello.node == cfg.node {
+        let admitted = cfg.admit.as_ref().is_none_or(|a| (a.0)(hello.node));
+        if !t.verify(&cfg.secret, Side::Connector, &proof.mac)
+            || hello.node == cfg.node
+            || !admitted
+        {
             bump(&self.data().counters.auth_refused);
             self.refuse(&stream, ErrorKind::Unauthorized, Proof::TAG)
                 .await;
@@ -789,10 +991,7 @@ impl Messenger {
         stream: TcpStream,
         dec: FrameDecoder,
     ) {
-        let home = self
-            .home
-            .as_ref()
-            .expect("connections live on the home core");
+        let home = &self.home;
         let conn = Rc::new(Conn {
             initiator,
             peer_build,
@@ -808,7 +1007,7 @@ impl Messenger {
             old.retired.set(true);
             old.close_if_idle();
         }
-        let limits = self.data().config.limits;
+        let limits = self.cfg().limits;
         ebbrt_core::spawn_local(self.writer(conn.clone())).detach();
         ebbrt_core::spawn_local(self.reader(peer, conn, dec.with_limits(limits))).detach();
         home.changed.notify();
@@ -881,10 +1080,7 @@ impl Messenger {
         for (_, slot) in core::mem::take(&mut *conn.pending.borrow_mut()) {
             slot.put(Err(MsgError::ConnectionLost));
         }
-        let home = self
-            .home
-            .as_ref()
-            .expect("connections live on the home core");
+        let home = &self.home;
         let mut conns = home.conns.borrow_mut();
         if conns.get(&peer).is_some_and(|c| Rc::ptr_eq(c, conn)) {
             conns.remove(&peer);
@@ -911,10 +1107,7 @@ impl Messenger {
                 }
             }
             FrameKind::Request | FrameKind::Message => {
-                let home = self
-                    .home
-                    .as_ref()
-                    .expect("connections live on the home core");
+                let home = &self.home;
                 let handler = home.handlers.borrow().get(&(h.dst, h.tag)).cloned();
                 let Some(handler) = handler else {
                     let known_ebb = home
@@ -934,7 +1127,7 @@ impl Messenger {
                     return;
                 };
                 let conn = conn.clone();
-                let limit = self.data().config.handler_timeout;
+                let limit = self.cfg().handler_timeout;
                 ebbrt_core::spawn_local(async move {
                     let r = match timeout(limit, handler(peer, f)).await {
                         Ok(r) => r,

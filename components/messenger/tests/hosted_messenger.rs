@@ -53,23 +53,23 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-fn start(node: u64, secret: &[u8], tweak: impl FnOnce(&mut Config)) -> EbbRef<Messenger> {
+fn start(node: u32, secret: &[u8], tweak: impl FnOnce(&mut Config)) -> EbbRef<Messenger> {
     let mut c = Config::new(NodeId(node), secret);
     c.listen = Some(loopback());
     c.handshake_timeout = Duration::from_secs(3);
     tweak(&mut c);
-    Messenger::start(c).expect("messenger starts")
+    Messenger::start_detached(c).expect("messenger starts")
 }
 
 /// A messenger serving `Sum` (its bulk comes back as the reply's bulk).
-fn server(node: u64) -> EbbRef<Messenger> {
+fn server(node: u32) -> EbbRef<Messenger> {
     let m = start(node, SECRET, |_| {});
     serve_sum(m);
     m
 }
 
 fn serve_sum(m: EbbRef<Messenger>) {
-    let me = m.node();
+    let me = m.node().unwrap();
     m.handle::<Sum, _, _>(EBB, move |_from, s, bulk| async move {
         Ok(Reply {
             msg: Total {
@@ -83,8 +83,8 @@ fn serve_sum(m: EbbRef<Messenger>) {
 }
 
 fn introduce(a: EbbRef<Messenger>, b: EbbRef<Messenger>) {
-    a.add_peer(b.node(), b.local_addr().unwrap());
-    b.add_peer(a.node(), a.local_addr().unwrap());
+    a.add_peer(b.node().unwrap(), b.local_addr().unwrap());
+    b.add_peer(a.node().unwrap(), a.local_addr().unwrap());
 }
 
 fn check<T: std::fmt::Debug>(what: &str, ok: bool, got: T) -> Result<(), String> {
@@ -347,7 +347,7 @@ async fn a_dropped_connection_is_reopened_on_next_use() -> Result<(), String> {
 
 #[ebbrt::test]
 async fn simultaneous_connects_settle_on_one_connection() -> Result<(), String> {
-    for round in 0..10u64 {
+    for round in 0..10u32 {
         let (na, nb) = (100 + 2 * round, 101 + 2 * round);
         let a = server(na);
         let b = server(nb);

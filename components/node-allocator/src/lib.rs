@@ -2,7 +2,9 @@
 //! and tells each who it is.
 //!
 //! [`NodeAllocator::allocate`] numbers the node ([`NodeId`] from 1; the
-//! frontend is 0), gives it an [`IdSpace`] and a fresh [`Secret`], writes
+//! frontend is 0), gives it an [`IdSpace`] and the allocation's [`Secret`]
+//! (one per allocator, shared by its nodes so that they can also talk to
+//! each other; [`NodeAllocator::secret`]), writes
 //! its [`Bootstrap`] onto the kernel command line (see [`bootstrap`] for
 //! the words) and hands it to a [`Backend`]:
 //!
@@ -226,6 +228,7 @@ impl Inner {
 pub struct NodeAllocator {
     inner: Arc<Mutex<Inner>>,
     registry: Registry,
+    secret: std::sync::OnceLock<Secret>,
 }
 
 impl std::fmt::Debug for NodeAllocator {
@@ -251,7 +254,18 @@ impl NodeAllocator {
         NodeAllocator {
             inner,
             registry: Registry::default(),
+            secret: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The allocation's secret: drawn at the first call (or allocation),
+    /// then the same for every node. The frontend's messenger proves it too.
+    pub fn secret(&self) -> Result<Secret, AllocError> {
+        if let Some(s) = self.secret.get() {
+            return Ok(s.clone());
+        }
+        let drawn = bootstrap::generate_secret().map_err(|e| AllocError::Random(e.to_string()))?;
+        Ok(self.secret.get_or_init(|| drawn).clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -297,6 +311,7 @@ impl NodeAllocator {
         if !image.is_file() {
             return Err(AllocError::NoImage(image.to_path_buf()));
         }
+        let secret = self.secret()?;
         let mut inner = self.lock();
         if inner.shut_down {
             return Err(AllocError::ShutDown);
@@ -310,7 +325,7 @@ impl NodeAllocator {
             epoch: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            secret: Secret::generate().map_err(|e| AllocError::Random(e.to_string()))?,
+            secret,
         };
         let launched = inner.backend.launch(&NodeSpec {
             bootstrap: &bootstrap,

@@ -1,0 +1,399 @@
+//! The hosted frontend: boots the nodes and runs the checks.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ebbrt_fs_offload::{FileSystem, FsError};
+use ebbrt_global_id_map::{GlobalIdMap, Value, publish_endpoint};
+use ebbrt_messenger::{Admission, Config, Distributed, Messenger, NodeId};
+use ebbrt_node_allocator::{
+    LocalQemu, Network, NodeAllocator, NodeError, NodeHandle, NodeOpts, NodeStatus,
+};
+
+use crate::NODE_PORT;
+use crate::shared::{Exercise, Get, Kv, PingPeer, Probe, Put, ReadFile, Stop, owner, time_pings};
+
+/// How long a node may take from boot to connected (TCG on a busy host).
+const BOOT: Duration = Duration::from_secs(240);
+/// The file node 1 reads.
+const FILE: &str = "greeting.txt";
+
+/// Counts checks; prints each.
+#[derive(Default)]
+struct Checks {
+    passed: u32,
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: impl Display) {
+        if ok {
+            self.passed += 1;
+            println!("cluster: ok: {what}");
+        } else {
+            self.failed += 1;
+            println!("cluster: FAILED: {what}");
+        }
+    }
+}
+
+fn image() -> Result<PathBuf, String> {
+    std::env::var_os("EBBRT_NODE_IMAGE")
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            "EBBRT_NODE_IMAGE names no native image: run `cargo ebbrt run cluster --hosted`, \
+             which builds it, or set it to a native build of this example"
+                .to_string()
+        })
+}
+
+fn say(rtts: &[u32], failed: u32) -> String {
+    format!(
+        "p50 {} us, p99 {} us, max {} us over {} round trips ({failed} failed)",
+        quantile(rtts, 0.5),
+        quantile(rtts, 0.99),
+        rtts.last().copied().unwrap_or(0),
+        rtts.len()
+    )
+}
+
+/// Runs the frontend; the process's exit status.
+pub async fn run() -> i32 {
+    match run_checks().await {
+        Ok(c) if c.failed == 0 => {
+            println!("cluster: all {} checks passed", c.passed);
+            0
+        }
+        Ok(c) => {
+            println!(
+                "cluster: {} of {} checks failed",
+                c.failed,
+                c.passed + c.failed
+            );
+            1
+        }
+        Err(e) => {
+            println!("cluster: {e}");
+            2
+        }
+    }
+}
+
+async fn run_checks() -> Result<Checks, String> {
+    let image = image()?;
+    let mut c = Checks::default();
+    let work = std::env::temp_dir().join(format!("ebbrt-cluster-{}", std::process::id()));
+    let served = work.join("served");
+    std::fs::create_dir_all(&served).map_err(|e| format!("{}: {e}", served.display()))?;
+    let text = format!(
+        "hello from the frontend's disk, pid {}\n",
+        std::process::id()
+    );
+    std::fs::write(served.join(FILE), &text).map_err(|e| format!("{FILE}: {e}"))?;
+    FileSystem::serve_dir(&served).map_err(|e| format!("serve {}: {e}", served.display()))?;
+
+    let backend = LocalQemu::new(Network::User, 0, work.join("logs")).map_err(|e| e.to_string())?;
+    println!("cluster: accelerator {:?}", backend.accel());
+    let alloc = NodeAllocator::new(backend);
+    let secret = alloc.secret().map_err(|e| e.to_string())?;
+
+    // The frontend is node 0, with id space 0, listening where nodes were
+    // told (10.0.2.2 from a node under user networking is our loopback).
+    ebbrt::ebb::ids::ID_ALLOCATOR_REF
+        .use_space(0)
+        .map_err(|e| e.to_string())?;
+    let mut config = Config::new(NodeId::FRONTEND, secret.as_bytes());
+    let port = alloc.frontend_endpoint().port();
+    config.listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    let registry = alloc.registry();
+    let admit_secret = secret.clone();
+    config.admit = Some(Admission::new(move |node| {
+        registry.connected(node, admit_secret.as_bytes()).is_ok()
+    }));
+    let messenger = Messenger::start(config).map_err(|e| e.to_string())?;
+    GlobalIdMap::set(FILE_KEY, Value::Bytes(FILE.as_bytes().to_vec()))
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // Boot both, then wait for each.
+    let opts = NodeOpts {
+        cores: 1,
+        memory_mib: 128,
+        node_port: Some(NODE_PORT),
+        extra_args: String::new(),
+    };
+    let mut nodes: Vec<(NodeHandle, Instant)> = Vec::new();
+    for _ in 0..2 {
+        let h = alloc.allocate(&image, &opts).map_err(|e| e.to_string())?;
+        let node = h.id();
+        if let Some(ep) = h.peer_endpoint() {
+            // Where the other nodes reach it (through the host's loopback),
+            // and where the frontend does.
+            publish_endpoint(node, ep)
+                .await
+                .map_err(|e| e.to_string())?;
+            messenger.add_peer(node, SocketAddr::from(([127, 0, 0, 1], ep.port())));
+        }
+        println!(
+            "cluster: booting node {node} (console: {})",
+            h.console_log()
+                .map_or("-".into(), |p| p.display().to_string())
+        );
+        nodes.push((h, Instant::now()));
+    }
+    for (h, booted) in &nodes {
+        let node = h.id();
+        let waited = Instant::now();
+        loop {
+            if let NodeStatus::Ended(e) = h.status() {
+                return Err(format!("node {node} ended before connecting: {e}"));
+            }
+            match messenger
+                .wait_connected(node, Duration::from_millis(500))
+                .await
+            {
+                Ok(()) => break,
+                Err(_) if waited.elapsed() < BOOT => {}
+                Err(e) => return Err(format!("node {node} did not connect: {e}")),
+            }
+        }
+        println!("node {node} connected");
+        println!(
+            "cluster: node {node}: boot to connected {} ms",
+            booted.elapsed().as_millis()
+        );
+    }
+    let members: Vec<NodeId> = [NodeId::FRONTEND]
+        .into_iter()
+        .chain(nodes.iter().map(|(h, _)| h.id()))
+        .collect();
+    let (n1, n2) = (members[1], members[2]);
+
+    // The sharded store, from the frontend.
+    let mut stored_on = [0u32; 3];
+    let mut good = 0;
+    for i in 0..30 {
+        let key = format!("frontend/key-{i}");
+        let to = owner(&key, &members);
+        let value = format!("value {i}").into_bytes();
+        let put = Put {
+            key: key.clone(),
+            value: value.clone(),
+        };
+        let back = match Kv::on(to).call(&put).await {
+            Ok(s) if s.node == to => Kv::on(to).call(&Get { key }).await.ok(),
+            _ => None,
+        };
+        if back.is_some_and(|s| s.value.as_deref() == Some(&value[..])) {
+            good += 1;
+            stored_on[members.iter().position(|m| *m == to).unwrap_or(0)] += 1;
+        }
+    }
+    c.check(
+        good == 30,
+        format!("30 keys written and read back from the frontend ({good} intact; per node {stored_on:?})"),
+    );
+
+    // Each node writes through the store too: node to node and node to
+    // frontend, endpoints found through the global id map.
+    for &n in &members[1..] {
+        match Kv::on(n)
+            .deadline(Duration::from_secs(60))
+            .call(&Exercise {
+                members: members.clone(),
+                keys: 20,
+            })
+            .await
+        {
+            Ok(r) => {
+                c.check(
+                    r.ok == 20 && r.failures.is_empty(),
+                    format!(
+                        "node {n} wrote and read back {} of 20 keys across the nodes {:?}",
+                        r.ok, r.failures
+                    ),
+                );
+                let space = ebbrt::ebb::ids::space(n.0).unwrap_or(0..0);
+                let published = GlobalIdMap::get(&format!("cluster.id/{}", n.0)).await;
+                let seen = published.ok().flatten().and_then(|e| e.value.ebb_id());
+                c.check(
+                    space.contains(&r.new_id) && seen.map(|i| i.raw()) == Some(r.new_id),
+                    format!(
+                        "node {n} published id {} from its own space {space:?}",
+                        r.new_id
+                    ),
+                );
+            }
+            Err(e) => c.check(false, format!("node {n} exercise: {e}")),
+        }
+    }
+
+    // File offload from node 1.
+    match Probe::on(n1)
+        .deadline(Duration::from_secs(60))
+        .call(&ReadFile {
+            path: FILE.into(),
+            escape: "../../etc/passwd".into(),
+        })
+        .await
+    {
+        Ok(r) => {
+            c.check(
+                r.result.as_deref() == Ok(text.as_bytes()),
+                format!(
+                    "node {n1} read {FILE} through the offload: {:?}",
+                    r.result
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                ),
+            );
+            c.check(
+                r.escape == Err(FsError::Escape),
+                format!(
+                    "node {n1} was refused a path out of the served directory: {:?}",
+                    r.escape
+                ),
+            );
+            c.check(
+                r.missing == Err(FsError::NotFound),
+                format!("node {n1} got NotFound for a missing file: {:?}", r.missing),
+            );
+        }
+        Err(e) => c.check(false, format!("node {n1} file read: {e}")),
+    }
+
+    // Round trips: frontend -> node, node -> node.
+    let r = time_pings(n1, 200).await;
+    println!(
+        "cluster: rtt frontend -> node {n1}: {}",
+        say(&r.micros, r.failed)
+    );
+    c.check(r.failed == 0, format!("200 pings frontend -> node {n1}"));
+    match Probe::on(n1)
+        .deadline(Duration::from_secs(120))
+        .call(&PingPeer {
+            peer: n2,
+            count: 200,
+        })
+        .await
+    {
+        Ok(r) => {
+            println!(
+                "cluster: rtt node {n1} -> node {n2}: {}",
+                say(&r.micros, r.failed)
+            );
+            c.check(r.failed == 0, format!("200 pings node {n1} -> node {n2}"));
+        }
+        Err(e) => c.check(false, format!("node {n1} pinging node {n2}: {e}")),
+    }
+
+    // Node 2 dies; the frontend notices and carries on with the others.
+    let pid = alloc.pids().get(1).copied();
+    let Some(pid) = pid else {
+        return Err("no process for node 2".into());
+    };
+    println!("cluster: killing node {n2} (QEMU pid {pid})");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let ended = {
+        let t = Instant::now();
+        loop {
+            if let NodeStatus::Ended(e) = nodes[1].0.status() {
+                break Some(e);
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                break None;
+            }
+            ebbrt::exec::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    match &ended {
+        Some(e) => println!("cluster: node {n2} lost: {e}"),
+        None => println!("cluster: node {n2} still running after SIGKILL"),
+    }
+    c.check(
+        ended.is_some(),
+        format!("the frontend reported node {n2}'s death"),
+    );
+    let lost = Kv::on(n2)
+        .deadline(Duration::from_secs(10))
+        .call(&Get { key: "x".into() })
+        .await;
+    c.check(
+        lost.is_err(),
+        format!(
+            "a call to the dead node fails instead of hanging: {:?}",
+            lost.err().map(|e| e.to_string())
+        ),
+    );
+    let rest = vec![NodeId::FRONTEND, n1];
+    match Kv::on(n1)
+        .deadline(Duration::from_secs(60))
+        .call(&Exercise {
+            members: rest.clone(),
+            keys: 10,
+        })
+        .await
+    {
+        Ok(r) => c.check(
+            r.ok == 10 && r.failures.is_empty(),
+            format!(
+                "the store carries on over {rest:?}: {} of 10 keys {:?}",
+                r.ok, r.failures
+            ),
+        ),
+        Err(e) => c.check(false, format!("node {n1} after node {n2}'s death: {e}")),
+    }
+
+    // Stop node 1 cleanly.
+    let stop = Probe::on(n1).call(&Stop { code: 0 }).await;
+    c.check(stop.is_ok(), format!("node {n1} asked to stop: {stop:?}"));
+    let h1 = &nodes[0].0;
+    let t = Instant::now();
+    let end = loop {
+        if let NodeStatus::Ended(e) = h1.status() {
+            break Some(e);
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        ebbrt::exec::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "cluster: node {n1} ended: {}",
+        end.as_ref().map_or("not yet".into(), |e| e.to_string())
+    );
+    c.check(
+        matches!(
+            end,
+            Some(NodeError::Exited {
+                app_status: Some(0),
+                ..
+            })
+        ),
+        format!("node {n1} stopped with status 0"),
+    );
+    let stats = messenger.stats();
+    println!(
+        "cluster: frontend messenger: {} frames in, {} out, {} connections opened, {} refused",
+        stats.frames_in, stats.frames_out, stats.connections_opened, stats.auth_refused
+    );
+    drop(alloc);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(c)
+}
+
+/// The map entry naming the file nodes read.
+const FILE_KEY: &str = "cluster.file";
+
+/// The `q`-quantile of sorted values (0 when empty).
+fn quantile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q + 0.5) as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
