@@ -45,6 +45,7 @@ linked![
     ebbrt_console_stdout,
     ebbrt_console_uart,
     ebbrt_fs_offload,
+    ebbrt_global_id_map,
     ebbrt_gp_alloc,
     ebbrt_idle_halt,
     ebbrt_idle_poll,

@@ -5,15 +5,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ebbrt::{IoBufChain, StaticEbb};
 use ebbrt_fs_offload::{FileSystem, FsError};
 use ebbrt_global_id_map::{GlobalIdMap, Value, publish_endpoint};
-use ebbrt_messenger::{Admission, Config, Distributed, Messenger, NodeId};
+use ebbrt_messenger::{Admission, Config, Distributed, Messenger, MsgError, NodeId};
 use ebbrt_node_allocator::{
     LocalQemu, Network, NodeAllocator, NodeError, NodeHandle, NodeOpts, NodeStatus,
 };
 
 use crate::NODE_PORT;
-use crate::shared::{Exercise, Get, Kv, PingPeer, Probe, Put, ReadFile, Stop, owner, time_pings};
+use crate::shared::{
+    Exercise, Get, Kv, Ping, PingPeer, Probe, Put, ReadFile, Stop, owner, time_pings,
+};
 
 /// How long a node may take from boot to connected (TCG on a busy host).
 const BOOT: Duration = Duration::from_secs(240);
@@ -125,6 +128,7 @@ async fn run_checks() -> Result<Checks, String> {
         extra_args: String::new(),
     };
     let mut nodes: Vec<(NodeHandle, Instant)> = Vec::new();
+    let mut forwards: Vec<SocketAddr> = Vec::new();
     for _ in 0..2 {
         let h = alloc.allocate(&image, &opts).map_err(|e| e.to_string())?;
         let node = h.id();
@@ -134,7 +138,9 @@ async fn run_checks() -> Result<Checks, String> {
             publish_endpoint(node, ep)
                 .await
                 .map_err(|e| e.to_string())?;
-            messenger.add_peer(node, SocketAddr::from(([127, 0, 0, 1], ep.port())));
+            let here = SocketAddr::from(([127, 0, 0, 1], ep.port()));
+            messenger.add_peer(node, here);
+            forwards.push(here);
         }
         println!(
             "cluster: booting node {node} (console: {})",
@@ -170,6 +176,46 @@ async fn run_checks() -> Result<Checks, String> {
         .chain(nodes.iter().map(|(h, _)| h.id()))
         .collect();
     let (n1, n2) = (members[1], members[2]);
+
+    // Peers the allocation did not make are refused: one without the
+    // secret (by node 1), one with it but never allocated (by the frontend).
+    let intruder = Messenger::start_detached(Config::new(NodeId(99), b"not the secret"))
+        .map_err(|e| e.to_string())?;
+    intruder.add_peer(n1, forwards[0]);
+    let r = intruder
+        .request(
+            n1,
+            <Probe as StaticEbb>::ID,
+            &Ping { seq: 1 },
+            IoBufChain::new(),
+            Duration::from_secs(20),
+        )
+        .await;
+    c.check(
+        matches!(r, Err(MsgError::Unauthorized)),
+        format!("node {n1} refused a peer without the secret: {:?}", r.err()),
+    );
+    let stranger = Messenger::start_detached(Config::new(NodeId(42), secret.as_bytes()))
+        .map_err(|e| e.to_string())?;
+    stranger.add_peer(NodeId::FRONTEND, SocketAddr::from(([127, 0, 0, 1], port)));
+    let r = stranger
+        .request(
+            NodeId::FRONTEND,
+            <GlobalIdMap as StaticEbb>::ID,
+            &ebbrt_global_id_map::Get {
+                name: FILE_KEY.into(),
+            },
+            IoBufChain::new(),
+            Duration::from_secs(20),
+        )
+        .await;
+    c.check(
+        matches!(r, Err(MsgError::Unauthorized)),
+        format!(
+            "the frontend refused node 42, which it never allocated: {:?}",
+            r.err()
+        ),
+    );
 
     // The sharded store, from the frontend.
     let mut stored_on = [0u32; 3];
