@@ -605,7 +605,22 @@ fn docs(attrs: &[Attribute]) -> (String, String) {
 fn record(core: &TokenStream, args: &Args, item: &ItemStruct, kind: Kind) -> TokenStream {
     let ident = &item.ident;
     let name = ident.to_string();
-    let (docs, summary) = docs(&item.attrs);
+    let (mut docs, summary) = docs(&item.attrs);
+    if let Some(d) = &args.distributed {
+        let served: Vec<String> = d
+            .value
+            .iter()
+            .map(|p| {
+                let p = quote!(#p).to_string().replace(' ', "");
+                format!("`{p}`")
+            })
+            .collect();
+        docs.push_str(&format!(
+            "\n\nDistributed: a representative on every node of the application, \
+             reached from any node with `{name}::on(node).call(&request)`; serves {}.",
+            served.join(", ")
+        ));
+    }
     let kind = match kind {
         Kind::PerCore => quote!(#core::EbbKind::PerCore),
         Kind::Shared => quote!(#core::EbbKind::Shared),
@@ -704,5 +719,24 @@ mod tests {
             parse_err("shared = 1"),
             "the Ebb kind `shared` takes no value"
         );
+    }
+
+    #[test]
+    fn distributed_lists_requests() {
+        assert_eq!(
+            parse_err("per_core, id = ids::app(1), distributed(Put, a::Get)"),
+            "ok"
+        );
+        let want = "`distributed` lists the requests the Ebb serves: `distributed(Put, Get)`";
+        assert_eq!(parse_err("per_core, distributed"), want);
+        assert_eq!(parse_err("per_core, distributed()"), want);
+        assert_eq!(parse_err("per_core, distributed = Put"), want);
+        assert_eq!(
+            parse_err("per_core, distributed(A), distributed(B)"),
+            "duplicate #[ebb] argument `distributed`"
+        );
+        let args = Args::parse("per_core, distributed(Put, a::Get)".parse().unwrap()).unwrap();
+        let d = args.distributed.unwrap().value;
+        assert_eq!(d.len(), 2);
     }
 }
