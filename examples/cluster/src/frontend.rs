@@ -15,7 +15,8 @@ use ebbrt_node_allocator::{
 
 use crate::NODE_PORT;
 use crate::shared::{
-    Exercise, Get, Kv, Ping, PingPeer, Probe, Put, ReadFile, Stop, owner, time_pings,
+    Exercise, FNV_START, Get, Kv, Ping, PingPeer, Probe, Put, ReadFile, ReadTimed, Sink, Stop, fnv,
+    owner, time_pings,
 };
 
 /// How long a node may take from boot to connected (TCG on a busy host).
@@ -333,6 +334,67 @@ async fn run_checks() -> Result<Checks, String> {
             c.check(r.failed == 0, format!("200 pings node {n1} -> node {n2}"));
         }
         Err(e) => c.check(false, format!("node {n1} pinging node {n2}: {e}")),
+    }
+
+    // Bulk: frontend -> node as message bulk, node <- frontend's disk
+    // through the offload.
+    let chunk: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let rounds = 16u64;
+    let t = Instant::now();
+    let mut sunk_ok = true;
+    for _ in 0..rounds {
+        let bulk = IoBufChain::from(ebbrt::IoBuf::from_vec(chunk.clone()));
+        match Probe::on(n1)
+            .deadline(Duration::from_secs(60))
+            .call_bulk(&Sink, bulk)
+            .await
+        {
+            Ok(r) => {
+                sunk_ok &= r.msg.bytes == chunk.len() as u64 && r.msg.hash == fnv(FNV_START, &chunk)
+            }
+            Err(e) => {
+                println!("cluster: bulk to node {n1}: {e}");
+                sunk_ok = false;
+            }
+        }
+    }
+    println!(
+        "cluster: bulk frontend -> node {n1}: {rounds} x 1 MiB in {} ms, {:.1} MB/s",
+        t.elapsed().as_millis(),
+        (rounds << 20) as f64 / t.elapsed().as_secs_f64() / 1e6
+    );
+    c.check(
+        sunk_ok,
+        format!("{rounds} MiB of bulk bytes reached node {n1} intact"),
+    );
+    let big: Vec<u8> = chunk
+        .iter()
+        .cycle()
+        .take(4 << 20)
+        .map(|b| b ^ 0x5a)
+        .collect();
+    std::fs::write(served.join("big.bin"), &big).map_err(|e| format!("big.bin: {e}"))?;
+    match Probe::on(n1)
+        .deadline(Duration::from_secs(120))
+        .call(&ReadTimed {
+            path: "big.bin".into(),
+        })
+        .await
+    {
+        Ok(r) => {
+            println!(
+                "cluster: node {n1} read 4 MiB through the offload in {} ms, {:.1} MB/s",
+                r.micros / 1000,
+                (4u64 << 20) as f64 / (r.micros.max(1) as f64 / 1e6) / 1e6
+            );
+            c.check(
+                r.result == Ok((big.len() as u64, fnv(FNV_START, &big))),
+                format!("node {n1} read big.bin (4 MiB) intact: {:?}", r.result),
+            );
+        }
+        Err(e) => c.check(false, format!("node {n1} reading big.bin: {e}")),
     }
 
     // Node 2 dies; the frontend notices and carries on with the others.

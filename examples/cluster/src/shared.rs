@@ -94,9 +94,7 @@ fn me() -> NodeId {
 
 /// The member that owns `key` (FNV-1a of the key, modulo the members).
 pub fn owner(key: &str, members: &[NodeId]) -> NodeId {
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let h = fnv(FNV_START, key.as_bytes());
     members[(h % members.len() as u64) as usize]
 }
 
@@ -239,12 +237,55 @@ ebbrt_messenger::message!(Rtts, "cluster::Rtts", 1);
 ebbrt_messenger::message!(Stop, "cluster::Stop", 1, reply = Stopping);
 ebbrt_messenger::message!(Stopping, "cluster::Stopping", 1);
 
+/// Bulk bytes to swallow (after the message, as bulk).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Sink;
+/// What a [`Sink`] received.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Sunk {
+    /// How many bulk bytes.
+    pub bytes: u64,
+    /// Their FNV-1a hash.
+    pub hash: u64,
+}
+/// Asks a node to read a whole file through the offload, timed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadTimed {
+    /// Its path in the served directory.
+    pub path: String,
+}
+/// What a [`ReadTimed`] read.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadTime {
+    /// The bytes' length and FNV-1a hash, or the error.
+    pub result: Result<(u64, u64), FsError>,
+    /// How long the read took, in microseconds.
+    pub micros: u64,
+}
+ebbrt_messenger::message!(Sink, "cluster::Sink", 1, reply = Sunk);
+ebbrt_messenger::message!(Sunk, "cluster::Sunk", 1);
+ebbrt_messenger::message!(ReadTimed, "cluster::ReadTimed", 1, reply = ReadTime);
+ebbrt_messenger::message!(ReadTime, "cluster::ReadTime", 1);
+
+/// FNV-1a over bytes, continuing from `h` (start with [`FNV_START`]).
+pub fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+/// FNV-1a's offset basis.
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// The status a node's main returns once asked to stop (`i32::MIN`: not
 /// asked yet).
 pub static STOP: AtomicI32 = AtomicI32::new(i32::MIN);
 
 /// What the frontend asks of a node.
-#[ebb(per_core, id = ids::app(11), distributed(ReadFile, Ping, PingPeer, Stop))]
+#[ebb(
+    per_core,
+    id = ids::app(11),
+    distributed(ReadFile, Ping, PingPeer, Stop, Sink, ReadTimed)
+)]
 #[derive(Default)]
 pub struct Probe;
 
@@ -321,5 +362,41 @@ impl Serve<Stop> for Probe {
     ) -> Result<Reply<Stopping>, ErrorKind> {
         STOP.store(m.code, Ordering::Relaxed);
         Ok(Reply::new(Stopping))
+    }
+}
+
+impl Serve<Sink> for Probe {
+    async fn serve(
+        &'static self,
+        _from: NodeId,
+        _m: Sink,
+        bulk: IoBufChain,
+    ) -> Result<Reply<Sunk>, ErrorKind> {
+        let hash = bulk.buffers().fold(FNV_START, |h, b| fnv(h, b));
+        Ok(Reply::new(Sunk {
+            bytes: bulk.len() as u64,
+            hash,
+        }))
+    }
+}
+
+impl Serve<ReadTimed> for Probe {
+    async fn serve(
+        &'static self,
+        _from: NodeId,
+        m: ReadTimed,
+        _bulk: IoBufChain,
+    ) -> Result<Reply<ReadTime>, ErrorKind> {
+        let t = Instant::now();
+        let result = FileSystem::read_file(&m.path, 64 << 20).await.map(|c| {
+            (
+                c.len() as u64,
+                c.buffers().fold(FNV_START, |h, b| fnv(h, b)),
+            )
+        });
+        Ok(Reply::new(ReadTime {
+            result,
+            micros: t.elapsed().as_micros() as u64,
+        }))
     }
 }
