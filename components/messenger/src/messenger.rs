@@ -384,6 +384,30 @@ impl Messenger {
     /// linked into the image ([`crate::distributed`]). A second start is
     /// refused.
     pub fn start(config: Config) -> Result<EbbRef<Messenger>, StartError> {
+        if Messenger::node_messenger().get().started().is_ok() {
+            return Err(StartError::AlreadyStarted);
+        }
+        let listener = match config.listen {
+            Some(addr) => Some(TcpListener::bind(addr)?),
+            None => None,
+        };
+        Messenger::start_node(config, listener)
+    }
+
+    /// [`Messenger::start`] accepting on `listener` (one the application
+    /// opened: hosted, inside the node allocator's network namespace with
+    /// `TcpListener::from_std`); `config.listen` is not used.
+    pub fn start_on(
+        config: Config,
+        listener: TcpListener,
+    ) -> Result<EbbRef<Messenger>, StartError> {
+        Messenger::start_node(config, Some(listener))
+    }
+
+    fn start_node(
+        config: Config,
+        listener: Option<TcpListener>,
+    ) -> Result<EbbRef<Messenger>, StartError> {
         let ebb = Messenger::node_messenger();
         let me = ebb.get();
         let mut fresh = false;
@@ -397,7 +421,9 @@ impl Messenger {
         if !fresh {
             return Err(StartError::AlreadyStarted);
         }
-        me.listen(config.listen)?;
+        if let Some(l) = listener {
+            me.accept_on(l)?;
+        }
         crate::distributed::register_all(me).map_err(StartError::Distributed)?;
         Ok(ebb)
     }
@@ -413,17 +439,15 @@ impl Messenger {
             home: cpu::current(),
         });
         let ebb = Messenger::create(root).map_err(StartError::Ebb)?;
-        ebb.get().listen(listen)?;
+        if let Some(addr) = listen {
+            ebb.get().accept_on(TcpListener::bind(addr)?)?;
+        }
         Ok(ebb)
     }
 
-    fn listen(&'static self, listen: Option<SocketAddr>) -> Result<(), ebbrt_core::io::Error> {
-        if let Some(addr) = listen {
-            let listener = TcpListener::bind(addr)?;
-            let local = listener.local_addr()?;
-            *self.data().local_addr.lock() = Some(local);
-            ebbrt_core::spawn_local(self.accept_loop(listener)).detach();
-        }
+    fn accept_on(&'static self, listener: TcpListener) -> Result<(), ebbrt_core::io::Error> {
+        *self.data().local_addr.lock() = Some(listener.local_addr()?);
+        ebbrt_core::spawn_local(self.accept_loop(listener)).detach();
         Ok(())
     }
 

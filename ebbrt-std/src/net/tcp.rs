@@ -284,6 +284,20 @@ impl TcpListener {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr().map_err(from_std)
     }
+
+    /// Adopts a listening socket made elsewhere — inside another network
+    /// namespace, say, by a thread that entered it (a socket stays in the
+    /// namespace it was made in) — as a listener of the current core.
+    /// Hosted only: a native image has no such sockets.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true).map_err(from_std)?;
+        Ok(TcpListener {
+            inner: Async::new(mio::net::TcpListener::from_std(listener))?,
+            max_connections: None,
+            live: Rc::new(Cell::new(0)),
+            episode: Episode::default(),
+        })
+    }
 }
 
 impl fmt::Debug for TcpListener {

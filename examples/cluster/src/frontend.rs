@@ -98,25 +98,44 @@ async fn run_checks() -> Result<Checks, String> {
     std::fs::write(served.join(FILE), &text).map_err(|e| format!("{FILE}: {e}"))?;
     FileSystem::serve_dir(&served).map_err(|e| format!("serve {}: {e}", served.display()))?;
 
-    let backend = LocalQemu::new(Network::User, 0, work.join("logs")).map_err(|e| e.to_string())?;
-    println!("cluster: accelerator {:?}", backend.accel());
+    let network = match ebbrt::runtime::args() {
+        [] => Network::User,
+        [t] if t == "--tap" => Network::Tap,
+        other => {
+            return Err(format!(
+                "unknown arguments {other:?}: `--tap` (nodes on taps in a network namespace; \
+                 root) or nothing (QEMU user networking)"
+            ));
+        }
+    };
+    let user = network == Network::User;
+    let backend = LocalQemu::new(network, 0, work.join("logs")).map_err(|e| e.to_string())?;
+    println!(
+        "cluster: accelerator {:?}, network {network:?}{}",
+        backend.accel(),
+        backend
+            .namespace()
+            .map_or(String::new(), |ns| format!(" (namespace {ns})"))
+    );
     let alloc = NodeAllocator::new(backend);
     let secret = alloc.secret().map_err(|e| e.to_string())?;
 
     // The frontend is node 0, with id space 0, listening where nodes were
-    // told (10.0.2.2 from a node under user networking is our loopback).
+    // told: on our loopback (10.0.2.2 from a node under user networking), or
+    // on the bridge inside the taps' namespace.
     ebbrt::ebb::ids::ID_ALLOCATOR_REF
         .use_space(0)
         .map_err(|e| e.to_string())?;
     let mut config = Config::new(NodeId::FRONTEND, secret.as_bytes());
     let port = alloc.frontend_endpoint().port();
-    config.listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
     let registry = alloc.registry();
     let admit_secret = secret.clone();
     config.admit = Some(Admission::new(move |node| {
         registry.connected(node, admit_secret.as_bytes()).is_ok()
     }));
-    let messenger = Messenger::start(config).map_err(|e| e.to_string())?;
+    let listener = alloc.listen().map_err(|e| e.to_string())?;
+    let listener = ebbrt::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    let messenger = Messenger::start_on(config, listener).map_err(|e| e.to_string())?;
     GlobalIdMap::set(FILE_KEY, Value::Bytes(FILE.as_bytes().to_vec()))
         .await
         .map_err(|e| e.to_string())?;
@@ -134,14 +153,18 @@ async fn run_checks() -> Result<Checks, String> {
         let h = alloc.allocate(&image, &opts).map_err(|e| e.to_string())?;
         let node = h.id();
         if let Some(ep) = h.peer_endpoint() {
-            // Where the other nodes reach it (through the host's loopback),
-            // and where the frontend does.
+            // Where the other nodes reach it (through the host's loopback, or
+            // on the bridge), and, under user networking, where the frontend
+            // does (on a tap it cannot: its sockets are outside the
+            // namespace; nodes connect to it).
             publish_endpoint(node, ep)
                 .await
                 .map_err(|e| e.to_string())?;
-            let here = SocketAddr::from(([127, 0, 0, 1], ep.port()));
-            messenger.add_peer(node, here);
-            forwards.push(here);
+            if user {
+                let here = SocketAddr::from(([127, 0, 0, 1], ep.port()));
+                messenger.add_peer(node, here);
+                forwards.push(here);
+            }
         }
         println!(
             "cluster: booting node {node} (console: {})",
@@ -178,45 +201,49 @@ async fn run_checks() -> Result<Checks, String> {
         .collect();
     let (n1, n2) = (members[1], members[2]);
 
-    // Peers the allocation did not make are refused: one without the
-    // secret (by node 1), one with it but never allocated (by the frontend).
-    let intruder = Messenger::start_detached(Config::new(NodeId(99), b"not the secret"))
-        .map_err(|e| e.to_string())?;
-    intruder.add_peer(n1, forwards[0]);
-    let r = intruder
-        .request(
-            n1,
-            <Probe as StaticEbb>::ID,
-            &Ping { seq: 1 },
-            IoBufChain::new(),
-            Duration::from_secs(20),
-        )
-        .await;
-    c.check(
-        matches!(r, Err(MsgError::Unauthorized)),
-        format!("node {n1} refused a peer without the secret: {:?}", r.err()),
-    );
-    let stranger = Messenger::start_detached(Config::new(NodeId(42), secret.as_bytes()))
-        .map_err(|e| e.to_string())?;
-    stranger.add_peer(NodeId::FRONTEND, SocketAddr::from(([127, 0, 0, 1], port)));
-    let r = stranger
-        .request(
-            NodeId::FRONTEND,
-            <GlobalIdMap as StaticEbb>::ID,
-            &ebbrt_global_id_map::Get {
-                name: FILE_KEY.into(),
-            },
-            IoBufChain::new(),
-            Duration::from_secs(20),
-        )
-        .await;
-    c.check(
-        matches!(r, Err(MsgError::Unauthorized)),
-        format!(
-            "the frontend refused node 42, which it never allocated: {:?}",
-            r.err()
-        ),
-    );
+    if user {
+        // Peers the allocation did not make are refused: one without the
+        // secret (by node 1), one with it but never allocated (by the frontend).
+        let intruder = Messenger::start_detached(Config::new(NodeId(99), b"not the secret"))
+            .map_err(|e| e.to_string())?;
+        intruder.add_peer(n1, forwards[0]);
+        let r = intruder
+            .request(
+                n1,
+                <Probe as StaticEbb>::ID,
+                &Ping { seq: 1 },
+                IoBufChain::new(),
+                Duration::from_secs(20),
+            )
+            .await;
+        c.check(
+            matches!(r, Err(MsgError::Unauthorized)),
+            format!("node {n1} refused a peer without the secret: {:?}", r.err()),
+        );
+        let stranger = Messenger::start_detached(Config::new(NodeId(42), secret.as_bytes()))
+            .map_err(|e| e.to_string())?;
+        stranger.add_peer(NodeId::FRONTEND, SocketAddr::from(([127, 0, 0, 1], port)));
+        let r = stranger
+            .request(
+                NodeId::FRONTEND,
+                <GlobalIdMap as StaticEbb>::ID,
+                &ebbrt_global_id_map::Get {
+                    name: FILE_KEY.into(),
+                },
+                IoBufChain::new(),
+                Duration::from_secs(20),
+            )
+            .await;
+        c.check(
+            matches!(r, Err(MsgError::Unauthorized)),
+            format!(
+                "the frontend refused node 42, which it never allocated: {:?}",
+                r.err()
+            ),
+        );
+    } else {
+        println!("cluster: the refusal checks need user networking (a peer from the host)");
+    }
 
     // The sharded store, from the frontend.
     let mut stored_on = [0u32; 3];
