@@ -119,8 +119,10 @@ fn kubevirt_vm_validates_against_the_schema_and_the_webhook_rules() {
     assert_eq!(domain["machine"]["type"], "q35");
     assert_eq!(domain["cpu"]["cores"], 4);
     assert_eq!(domain["memory"]["guest"], "512Mi");
-    // Two nodes, two secrets.
-    assert_ne!(a.bootstrap().secret, b.bootstrap().secret);
+    // Two nodes of one allocation: two ids and id spaces, one secret.
+    assert_ne!(a.bootstrap().node, b.bootstrap().node);
+    assert_ne!(a.bootstrap().id_space, b.bootstrap().id_space);
+    assert_eq!(a.bootstrap().secret, b.bootstrap().secret);
     let _ = std::fs::remove_dir_all(dir);
 }
 

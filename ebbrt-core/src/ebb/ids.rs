@@ -235,7 +235,7 @@ mod tests {
         for (id, n) in all {
             assert_eq!(name(id), Some(n));
         }
-        assert_eq!(name(EbbId::new(15)), None);
+        assert_eq!(name(EbbId::new(16)), None);
         assert_eq!(name(app(0)), None);
         assert_eq!(name(EbbId::new(FIRST_DYNAMIC)), None);
     }
