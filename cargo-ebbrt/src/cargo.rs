@@ -195,6 +195,12 @@ impl Workspace {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.root.join("target"), PathBuf::from)
     }
 
+    /// Where `cargo ebbrt test` builds fuzz targets (the fuzz directories
+    /// are workspaces of their own): `fuzz` under the target directory.
+    pub fn fuzz_target_dir(&self) -> PathBuf {
+        self.target_dir().join("fuzz")
+    }
+
     /// Whether a native build has compiled `core` for this profile yet
     /// (`-Zbuild-std` puts `libcore-*.rlib` among the target's deps): if
     /// not, the next native build compiles `core` and `alloc` first.

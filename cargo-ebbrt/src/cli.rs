@@ -20,6 +20,8 @@ pub const MAX_CORES: usize = 256;
 pub const DEFAULT_CORES: u32 = 2;
 /// Default time limit of the host tests (build included).
 pub const DEFAULT_HOST_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long `cargo ebbrt test` runs each fuzz target by default.
+pub const DEFAULT_FUZZ: Duration = Duration::from_secs(10);
 /// Default per-boot timeout of a test kernel.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -156,6 +158,8 @@ pub struct TestArgs {
     pub host_timeout: Duration,
     /// Show every line a test kernel prints, not only the protocol lines.
     pub verbose: bool,
+    /// How long each cargo-fuzz target runs (zero: none).
+    pub fuzz: Duration,
 }
 
 /// Arguments of `cargo ebbrt docs`.
@@ -275,8 +279,11 @@ hosted), then builds every test kernel (a test target whose name starts with
 `qemu`) for the native target and boots it under QEMU. In the framework's own
 workspace it then runs the network checks (echo/netcheck: the echo example on
 a virtio-net NIC, over QEMU user networking and, as root, a tap in a network
-namespace). Ends with the line `N passed, N failed` (in-QEMU totals); exit
-status 0 iff everything passed. With -p, only that package's tests.
+namespace). Then it runs each cargo-fuzz target of the packages (a `fuzz/`
+directory beside their Cargo.toml) for a few seconds from its corpus;
+cargo-fuzz must be installed. Ends with the line `N passed, N failed`
+(in-QEMU and fuzz totals); exit status 0 iff everything passed. With -p,
+only that package's tests.
 
 Options:
   --filter <NAME>     run only the test kernels (and network checks,
@@ -286,6 +293,7 @@ Options:
   --timeout <SECS>    time limit of one boot of a test kernel (default 120)
   --host-timeout <SECS>
                       time limit of the host tests, build included (default 900)
+  --fuzz <SECS>       how long each fuzz target runs (default 10; 0: none)
   -v, --verbose       show everything the test kernels print
   -h, --help          print this help
 ",
@@ -562,6 +570,7 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
         timeout: DEFAULT_TEST_TIMEOUT,
         host_timeout: DEFAULT_HOST_TIMEOUT,
         verbose: false,
+        fuzz: DEFAULT_FUZZ,
     };
     while let Some(item) = flags.next() {
         match item {
@@ -604,6 +613,20 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
                     flags.no_value(&name, inline)?;
                     out.verbose = true;
                 }
+                "--fuzz" => {
+                    let v = flags.value(&name, inline)?;
+                    out.fuzz = match v.parse::<u64>() {
+                        Ok(n) => Duration::from_secs(n),
+                        Err(_) => {
+                            return Err(usage_error(
+                                format!(
+                                    "--fuzz must be a whole number of seconds (0: no fuzzing), not `{v}`"
+                                ),
+                                usage,
+                            ));
+                        }
+                    };
+                }
                 _ => {
                     if !out.build.take(&mut flags, &name, inline)? {
                         return Err(usage_error(
@@ -615,9 +638,9 @@ fn parse_test(args: impl Iterator<Item = String>) -> Result<Command, UsageError>
             },
         }
     }
-    if out.no_host && out.no_qemu {
+    if out.no_host && out.no_qemu && out.fuzz.is_zero() {
         return Err(usage_error(
-            "--no-host and --no-qemu together leave nothing to test",
+            "--no-host, --no-qemu and --fuzz 0 together leave nothing to test",
             usage,
         ));
     }
@@ -1008,9 +1031,13 @@ mod tests {
                 no_qemu: false,
                 timeout: DEFAULT_TEST_TIMEOUT,
                 host_timeout: DEFAULT_HOST_TIMEOUT,
-                verbose: false
+                verbose: false,
+                fuzz: DEFAULT_FUZZ,
             }
         );
+        assert_eq!(test(&["test", "--fuzz", "0"]).fuzz, Duration::ZERO);
+        assert_eq!(test(&["test", "--fuzz=30"]).fuzz, Duration::from_secs(30));
+        assert!(err(&["test", "--fuzz", "long"]).contains("--fuzz must be"));
         let t = test(&[
             "test",
             "--filter",
@@ -1026,7 +1053,11 @@ mod tests {
         assert_eq!(t.host_timeout, Duration::from_secs(60));
         assert!(err(&["test", "--host-timeout", "soon"]).contains("--host-timeout must be"));
         assert!(err(&["test", "qemu_exec"]).contains("did you mean `--filter qemu_exec`"));
-        assert!(err(&["test", "--no-host", "--no-qemu"]).contains("nothing to test"));
+        assert!(
+            err(&["test", "--no-host", "--no-qemu", "--fuzz", "0"]).contains("nothing to test")
+        );
+        let fuzz_only = test(&["test", "--no-host", "--no-qemu"]);
+        assert!(fuzz_only.no_host && fuzz_only.no_qemu && !fuzz_only.fuzz.is_zero());
         assert!(err(&["test", "--filter"]).contains("needs a value"));
         assert!(err(&["test", "--filter="]).contains("non-empty"));
         assert!(

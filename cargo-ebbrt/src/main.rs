@@ -26,6 +26,7 @@ mod docs_cmd;
 #[cfg(test)]
 mod e2e;
 mod exit;
+mod fuzz;
 mod net;
 mod netcheck;
 mod new_cmd;

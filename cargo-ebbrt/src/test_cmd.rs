@@ -11,6 +11,7 @@ use crate::accel::{self, Accel};
 use crate::cargo::{TestKernel, Workspace};
 use crate::cli::{DEFAULT_CORES, TestArgs};
 use crate::exit::{Outcome, RawStatus};
+use crate::fuzz;
 use crate::process::{self, Options, Stdout};
 use crate::protocol::{self, Event, MARKER, TestResult};
 use crate::qemu::{self, Boot};
@@ -147,6 +148,48 @@ pub fn test(a: TestArgs) -> Result<i32, Error> {
             }
         } else {
             println!("no in-QEMU test kernels in the workspace (test targets named `qemu*`)");
+        }
+    }
+    // A filter names test kernels: no fuzzing then.
+    let fuzz_dirs = if a.fuzz.is_zero() || a.filter.is_some() {
+        Vec::new()
+    } else {
+        fuzz::discover(&ws, a.build.package.as_deref())
+    };
+    if !fuzz_dirs.is_empty() {
+        heading(&format!(
+            "fuzz targets, {} s each from their corpus (--fuzz to change)",
+            a.fuzz.as_secs()
+        ));
+        if fuzz::installed(&ws.root) {
+            let target = ws.fuzz_target_dir();
+            for d in &fuzz_dirs {
+                note(&format!(
+                    "{}: building and running its fuzz targets (a workspace of their own, built \
+                     into {}; minutes the first time)",
+                    d.package,
+                    target.display()
+                ));
+                for r in fuzz::run_dir(&ws.root, d, a.fuzz, &target) {
+                    match &r.result {
+                        Ok(()) => {
+                            println!("fuzz {} ... ok", r.name);
+                            passed += 1;
+                        }
+                        Err(why) => {
+                            println!("fuzz {} ... FAILED: {why}", r.name);
+                            failed += 1;
+                        }
+                    }
+                }
+            }
+        } else {
+            println!(
+                "fuzz: FAILED: {} fuzz directories but no cargo-fuzz: `cargo install \
+                 cargo-fuzz` (.ci/run does), or --fuzz 0 to leave them out",
+                fuzz_dirs.len()
+            );
+            failed += 1;
         }
     }
     if !host_ok {
