@@ -23,6 +23,7 @@ pub mod binary;
 pub mod clock;
 mod mem_store;
 pub mod meta;
+pub mod response;
 pub mod session;
 pub mod stats;
 pub mod store;
@@ -31,6 +32,7 @@ mod tests;
 
 pub use clock::{Clock, ManualClock};
 pub use mem_store::{ITEM_OVERHEAD, MemStore};
+pub use response::{Response, Sink};
 pub use session::{Cache, Config, Flow, Session};
 pub use store::Store;
 
