@@ -14,12 +14,15 @@
 //! - boot arguments (native: the kernel command line; hosted:
 //!   `EBBRT_ARGS`): `memcached.port=` [11211], `memcached.addr=`
 //!   [0.0.0.0], `memcached.m=` megabytes [64], `memcached.c=` connections
-//!   [1024], `memcached.I=` item size, with `k`/`m` [1m], `memcached.t=`
+//!   [1024], `memcached.I=` item size, with `k`/`m` [1m], `memcached.buffers=`
+//!   each connection's receive and send buffer, with `k`/`m` (at least 1k)
+//!   [the runtime's: 64 KiB natively], `memcached.t=`
 //!   threads (reported only; every core serves), `memcached.epoch=` Unix
 //!   time at boot (native: the kernel has no wall clock; without it the
 //!   clock starts at 0 and absolute expiry times lie far in the future);
 //! - hosted, also memcached's flags, which win: `-p`, `-l`, `-m`, `-c`,
-//!   `-I`, `-t`, and `-U 0`, `-u`, `-v` accepted and ignored.
+//!   `-I`, `-t`, and `-U 0`, `-u`, `-v` accepted and ignored; and
+//!   `--buffers SIZE`.
 //!
 //! It prints `memcached: listening on ADDR on N cores` once every core
 //! listens, and serves until it is killed.
@@ -39,7 +42,7 @@ use core::time::Duration;
 
 use ebbrt::cpu::{self, CoreId};
 use ebbrt::io;
-use ebbrt::net::{TcpListener, TcpStream};
+use ebbrt::net::{ListenOptions, TcpListener, TcpStream};
 use memcached::{Cache, Clock, Config, Flow, MemStore, Response, Session, Sink};
 
 /// Why the server could not start. `Debug` is what `main` prints.
@@ -72,6 +75,9 @@ struct Options {
     item_size_max: usize,
     threads: Option<u64>,
     epoch: Option<u64>,
+    /// Each connection's receive and send buffer, bytes (`None`: the
+    /// runtime's).
+    buffers: Option<usize>,
 }
 
 impl Default for Options {
@@ -84,6 +90,7 @@ impl Default for Options {
             item_size_max: 1 << 20,
             threads: None,
             epoch: None,
+            buffers: None,
         }
     }
 }
@@ -131,13 +138,14 @@ impl Options {
             "I" | "-I" => self.item_size_max = size(key, value)?,
             "t" | "-t" => self.threads = Some(number(key, value)?),
             "epoch" => self.epoch = Some(number(key, value)?),
+            "buffers" | "--buffers" => self.buffers = Some(size(key, value)?),
             // UDP is off, as in memcached 1.6 by default; only 0 is honest.
             "-U" if value == "0" => {}
             "-u" => {}
             _ => {
                 return Err(StartError::BadArgument(alloc::format!(
                     "unknown option `{key}` (usage: memcached [-p PORT] [-l ADDR] [-m MB] \
-                     [-c CONNS] [-I SIZE] [-t THREADS])"
+                     [-c CONNS] [-I SIZE] [-t THREADS] [--buffers SIZE])"
                 )));
             }
         }
@@ -146,7 +154,7 @@ impl Options {
 
     fn load() -> Result<Options, StartError> {
         let mut o = Options::default();
-        for key in ["port", "addr", "m", "c", "I", "t", "epoch"] {
+        for key in ["port", "addr", "m", "c", "I", "t", "epoch", "buffers"] {
             let name = alloc::format!("memcached.{key}");
             if let Some(v) = ebbrt::runtime::boot_arg(&name) {
                 o.set(key, v)?;
@@ -157,7 +165,8 @@ impl Options {
         Ok(o)
     }
 
-    /// Hosted: memcached's flags, `-p 11211` or `-p11211`.
+    /// Hosted: memcached's flags, `-p 11211` or `-p11211`, and ours,
+    /// `--buffers 4k` or `--buffers=4k`.
     #[cfg(not(target_os = "none"))]
     fn command_line(&mut self) -> Result<(), StartError> {
         let mut args = ebbrt::runtime::args().iter();
@@ -165,7 +174,13 @@ impl Options {
             if arg == "-v" || arg == "-vv" {
                 continue;
             }
-            let (flag, inline) = if arg.len() > 2 && arg.starts_with('-') {
+            let (flag, inline) = if let Some((flag, v)) = arg.split_once('=')
+                && flag.starts_with("--")
+            {
+                (flag, Some(v))
+            } else if arg.starts_with("--") {
+                (arg.as_str(), None)
+            } else if arg.len() > 2 && arg.starts_with('-') {
                 (&arg[..2], Some(&arg[2..]))
             } else {
                 (arg.as_str(), None)
@@ -239,10 +254,14 @@ fn pid() -> u64 {
 }
 
 /// Binds this core's listener and serves it in the background.
-fn listen_here(cache: &'static Cache, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+fn listen_here(
+    cache: &'static Cache,
+    addr: SocketAddr,
+    opts: ListenOptions,
+) -> Result<SocketAddr, StartError> {
     let core = cpu::current();
     let bind_error = |error| StartError::Bind { core, addr, error };
-    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let listener = opts.bind(addr).map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     ebbrt::spawn_local(serve(cache, listener)).detach();
     Ok(local)
@@ -316,11 +335,18 @@ async fn main() -> Result<(), StartError> {
     let cache: &'static Cache = Box::leak(Box::new(Cache::new(Box::new(store), clock(&o), config)));
     // Core 0 binds first, so that with port 0 every core shares the port
     // the system picked.
-    let local = listen_here(cache, SocketAddr::new(o.addr, o.port))?;
+    // Natively the buffers are the connection's smoltcp rings, so small
+    // ones are what lets many mostly idle connections fit in memory;
+    // hosted they become SO_RCVBUF/SO_SNDBUF.
+    let opts = match o.buffers {
+        Some(b) => ListenOptions::new().rx_buffer(b).tx_buffer(b),
+        None => ListenOptions::new(),
+    };
+    let local = listen_here(cache, SocketAddr::new(o.addr, o.port), opts)?;
     let others: Vec<_> = cpu::all()
         .skip(1)
         .map(|core| {
-            ebbrt::exec::spawn_on_with(core, move || async move { listen_here(cache, local) })
+            ebbrt::exec::spawn_on_with(core, move || async move { listen_here(cache, local, opts) })
         })
         .collect();
     for bound in others {

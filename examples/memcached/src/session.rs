@@ -556,7 +556,13 @@ fn flush(cache: &Cache, delay: i64) {
 // ---- meta ----
 
 /// Appends the return flags `flags` asks for, in its order.
-fn meta_flags(out: &mut impl Sink, flags: &Flags<'_>, key: &[u8], item: Option<&ItemView>, now: u64) {
+fn meta_flags(
+    out: &mut impl Sink,
+    flags: &Flags<'_>,
+    key: &[u8],
+    item: Option<&ItemView>,
+    now: u64,
+) {
     for &(c, tok) in &flags.list {
         match (c, item) {
             (b'O', _) => {
