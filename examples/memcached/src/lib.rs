@@ -23,6 +23,7 @@ pub mod binary;
 pub mod clock;
 mod mem_store;
 pub mod meta;
+mod rcu_store;
 pub mod response;
 pub mod session;
 pub mod stats;
@@ -32,6 +33,7 @@ mod tests;
 
 pub use clock::{Clock, ManualClock};
 pub use mem_store::{ITEM_OVERHEAD, MemStore};
+pub use rcu_store::{RcuStore, SharedRcuStore};
 pub use response::{Response, Sink};
 pub use session::{Cache, Config, Flow, Session};
 pub use store::Store;

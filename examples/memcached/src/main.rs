@@ -7,8 +7,10 @@
 //! its core that feeds what it reads to a [`memcached::Session`] and
 //! writes back the replies of everything whole it received (one write per
 //! read, so pipelined requests are answered in one batch), as a chain
-//! whose values are the stored buffers themselves (`TcpStream::write_chain`). All cores
-//! share one cache ([`memcached::MemStore`] behind a spin lock).
+//! whose values are the stored buffers themselves (`TcpStream::write_chain`).
+//! All cores share one cache: by default [`memcached::RcuStore`] (an RCU
+//! hash table Ebb, reads without locks), or [`memcached::MemStore`] (one
+//! spin lock) with `--store mem`.
 //!
 //! Options, memcached's names (default in brackets):
 //! - boot arguments (native: the kernel command line; hosted:
@@ -16,13 +18,14 @@
 //!   [0.0.0.0], `memcached.m=` megabytes [64], `memcached.c=` connections
 //!   [1024], `memcached.I=` item size, with `k`/`m` [1m], `memcached.buffers=`
 //!   each connection's receive and send buffer, with `k`/`m` (at least 1k)
-//!   [the runtime's: 64 KiB natively], `memcached.t=`
+//!   [the runtime's: 64 KiB natively], `memcached.store=` `rcu` or `mem`
+//!   [rcu], `memcached.t=`
 //!   threads (reported only; every core serves), `memcached.epoch=` Unix
 //!   time at boot (native: the kernel has no wall clock; without it the
 //!   clock starts at 0 and absolute expiry times lie far in the future);
 //! - hosted, also memcached's flags, which win: `-p`, `-l`, `-m`, `-c`,
 //!   `-I`, `-t`, and `-U 0`, `-u`, `-v` accepted and ignored; and
-//!   `--buffers SIZE`.
+//!   `--buffers SIZE` and `--store rcu|mem`.
 //!
 //! It prints `memcached: listening on ADDR on N cores` once every core
 //! listens, and serves until it is killed.
@@ -43,7 +46,9 @@ use core::time::Duration;
 use ebbrt::cpu::{self, CoreId};
 use ebbrt::io;
 use ebbrt::net::{ListenOptions, TcpListener, TcpStream};
-use memcached::{Cache, Clock, Config, Flow, MemStore, Response, Session, Sink};
+use memcached::{
+    Cache, Clock, Config, Flow, MemStore, Response, Session, SharedRcuStore, Sink, Store,
+};
 
 /// Why the server could not start. `Debug` is what `main` prints.
 enum StartError {
@@ -78,6 +83,17 @@ struct Options {
     /// Each connection's receive and send buffer, bytes (`None`: the
     /// runtime's).
     buffers: Option<usize>,
+    /// Which store keeps the items.
+    store: StoreKind,
+}
+
+/// The stores the server can keep its items in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum StoreKind {
+    /// [`memcached::RcuStore`]: lock-free reads, CLOCK eviction.
+    Rcu,
+    /// [`memcached::MemStore`]: one lock, exact LRU.
+    Mem,
 }
 
 impl Default for Options {
@@ -91,6 +107,7 @@ impl Default for Options {
             threads: None,
             epoch: None,
             buffers: None,
+            store: StoreKind::Rcu,
         }
     }
 }
@@ -139,13 +156,20 @@ impl Options {
             "t" | "-t" => self.threads = Some(number(key, value)?),
             "epoch" => self.epoch = Some(number(key, value)?),
             "buffers" | "--buffers" => self.buffers = Some(size(key, value)?),
+            "store" | "--store" => {
+                self.store = match value {
+                    "rcu" => StoreKind::Rcu,
+                    "mem" => StoreKind::Mem,
+                    _ => return Err(bad(key, value, "`rcu` or `mem`")),
+                }
+            }
             // UDP is off, as in memcached 1.6 by default; only 0 is honest.
             "-U" if value == "0" => {}
             "-u" => {}
             _ => {
                 return Err(StartError::BadArgument(alloc::format!(
                     "unknown option `{key}` (usage: memcached [-p PORT] [-l ADDR] [-m MB] \
-                     [-c CONNS] [-I SIZE] [-t THREADS] [--buffers SIZE])"
+                     [-c CONNS] [-I SIZE] [-t THREADS] [--buffers SIZE] [--store rcu|mem])"
                 )));
             }
         }
@@ -154,7 +178,9 @@ impl Options {
 
     fn load() -> Result<Options, StartError> {
         let mut o = Options::default();
-        for key in ["port", "addr", "m", "c", "I", "t", "epoch", "buffers"] {
+        for key in [
+            "port", "addr", "m", "c", "I", "t", "epoch", "buffers", "store",
+        ] {
             let name = alloc::format!("memcached.{key}");
             if let Some(v) = ebbrt::runtime::boot_arg(&name) {
                 o.set(key, v)?;
@@ -166,7 +192,7 @@ impl Options {
     }
 
     /// Hosted: memcached's flags, `-p 11211` or `-p11211`, and ours,
-    /// `--buffers 4k` or `--buffers=4k`.
+    /// `--buffers 4k` or `--buffers=4k`, `--store mem`.
     #[cfg(not(target_os = "none"))]
     fn command_line(&mut self) -> Result<(), StartError> {
         let mut args = ebbrt::runtime::args().iter();
@@ -331,8 +357,14 @@ async fn main() -> Result<(), StartError> {
         pid: pid(),
         port: o.port,
     };
-    let store = MemStore::new(o.megabytes.saturating_mul(1 << 20));
-    let cache: &'static Cache = Box::leak(Box::new(Cache::new(Box::new(store), clock(&o), config)));
+    let limit = o.megabytes.saturating_mul(1 << 20);
+    let store: Box<dyn Store> = match o.store {
+        StoreKind::Rcu => Box::new(SharedRcuStore::create(limit).map_err(|e| {
+            StartError::BadArgument(alloc::format!("cannot make the store: {e:?}"))
+        })?),
+        StoreKind::Mem => Box::new(MemStore::new(limit)),
+    };
+    let cache: &'static Cache = Box::leak(Box::new(Cache::new(store, clock(&o), config)));
     // Core 0 binds first, so that with port 0 every core shares the port
     // the system picked.
     // Natively the buffers are the connection's smoltcp rings, so small

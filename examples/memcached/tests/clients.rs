@@ -109,11 +109,11 @@ fn require(tool: &str, install: &str) {
     assert!(found, "`{tool}` is not installed: {install} (.ci/run does)");
 }
 
-/// memccapable's tests in one protocol (`-a` ASCII, `-b` binary); every
-/// one must pass.
-fn memccapable(protocol: &str) {
+/// memccapable's tests in one protocol (`-a` ASCII, `-b` binary) against
+/// a server started with `extra`; every one must pass.
+fn memccapable(protocol: &str, extra: &[&str]) {
     require("memccapable", "apt-get install libmemcached-tools");
-    let server = loopback_server(&[]);
+    let server = loopback_server(extra);
     let out = Command::new("timeout")
         .args(["120", "memccapable", "-h", "127.0.0.1", "-p"])
         .arg(server.addr.port().to_string())
@@ -132,12 +132,19 @@ fn memccapable(protocol: &str) {
 
 #[test]
 fn memccapable_ascii_passes_every_test() {
-    memccapable("-a");
+    memccapable("-a", &[]);
 }
 
 #[test]
 fn memccapable_binary_passes_every_test() {
-    memccapable("-b");
+    memccapable("-b", &[]);
+}
+
+/// The default store is the RCU table; the other one must pass too.
+#[test]
+fn memccapable_passes_on_the_locked_store_too() {
+    memccapable("-a", &["--store", "mem"]);
+    memccapable("-b", &["--store=mem"]);
 }
 
 #[test]
@@ -334,7 +341,13 @@ fn boot_arguments_set_the_options_and_bad_ones_are_errors() {
     let got = read_until(&mut s, b"END\r\n");
     assert!(String::from_utf8_lossy(&got).contains("STAT maxbytes 8388608\r\n"));
     drop(server);
-    for bad in [&["-p", "notaport"][..], &["-I", "5"], &["--frobnicate"]] {
+    for bad in [
+        &["-p", "notaport"][..],
+        &["-I", "5"],
+        &["--frobnicate"],
+        &["--store", "disk"],
+        &["--buffers=12"],
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_memcached"))
             .args(["--cores", "1", "--"])
             .args(bad)
