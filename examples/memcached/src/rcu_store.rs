@@ -670,3 +670,216 @@ impl Store for EbbRef<SharedRcuStore> {
         self.store.stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc as StdArc;
+    use std::thread;
+
+    use ebbrt_rcu::threads::Threads;
+
+    use super::*;
+
+    type TestStore = RcuStore<StdArc<Threads>>;
+
+    fn set(s: &TestStore, key: &str, value: &str, now: u64) -> StoreOutcome {
+        s.store(
+            StoreRequest {
+                key: key.as_bytes(),
+                value: IoBuf::from(value),
+                flags: 0,
+                exptime: None,
+                mode: Mode::Set,
+                cas: None,
+                new_cas: None,
+                invalidate: false,
+                vivify: None,
+            },
+            now,
+        )
+    }
+
+    fn hit(s: &TestStore, key: &str) -> bool {
+        s.get(key.as_bytes(), 1, GetOptions::default()).is_some()
+    }
+
+    /// The counts `stats` gives against the items the FIFO still holds.
+    fn check_counts(s: &TestStore) {
+        let clock = s.clock.lock();
+        let live: Vec<_> = clock
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|i| i.linked.load(Relaxed))
+            .collect();
+        let st = s.stats();
+        assert_eq!(st.curr_items, live.len() as u64);
+        assert_eq!(st.bytes, live.iter().map(|i| i.charge()).sum::<u64>());
+    }
+
+    #[test]
+    fn the_clock_gives_read_items_a_second_chance() {
+        let t = Threads::new(1);
+        let _me = t.enter();
+        let per = 1 + 10 + ITEM_OVERHEAD;
+        let s = RcuStore::with_rcu(3 * per, t.clone());
+        for k in ["a", "b", "c"] {
+            set(&s, k, "0123456789", 1);
+        }
+        // `a` was read: the hand passes it and takes `b`.
+        assert!(hit(&s, "a"));
+        set(&s, "d", "0123456789", 1);
+        assert!(!hit(&s, "b"));
+        assert!(hit(&s, "a") && hit(&s, "c") && hit(&s, "d"));
+        // Everything was read since: a full turn, then the oldest goes.
+        set(&s, "e", "0123456789", 1);
+        assert!(!hit(&s, "c"));
+        let st = s.stats();
+        assert_eq!((st.evictions, st.curr_items, st.bytes), (2, 3, 3 * per));
+        check_counts(&s);
+        // Larger than the limit: refused, nothing evicted, the old value gone.
+        let big = "x".repeat(4 * per as usize);
+        assert_eq!(set(&s, "a", &big, 1), StoreOutcome::OutOfMemory);
+        assert!(!hit(&s, "a"));
+        assert_eq!(s.stats().evictions, 2);
+        check_counts(&s);
+    }
+
+    #[test]
+    fn counts_stay_exact_through_replace_append_delete_and_flush() {
+        let t = Threads::new(1);
+        let me = t.enter();
+        let s = RcuStore::with_rcu(1 << 20, t.clone());
+        set(&s, "k", "12345", 1);
+        set(&s, "k", "1", 1);
+        let append = StoreRequest {
+            key: b"k",
+            value: IoBuf::from("23"),
+            flags: 0,
+            exptime: None,
+            mode: Mode::Append,
+            cas: None,
+            new_cas: None,
+            invalidate: false,
+            vivify: None,
+        };
+        assert!(matches!(s.store(append, 1), StoreOutcome::Stored(_)));
+        assert_eq!(
+            s.get(b"k", 1, GetOptions::default()).unwrap().value,
+            b"123"[..]
+        );
+        set(&s, "n", "9", 1);
+        let incr = ArithRequest {
+            incr: true,
+            delta: 1,
+            create: None,
+            cas: None,
+            new_cas: None,
+            touch: None,
+        };
+        assert!(matches!(
+            s.arith(b"n", 1, incr),
+            ArithOutcome::Value { value: 10, .. }
+        ));
+        check_counts(&s);
+        assert_eq!(s.stats().bytes, charge(b"k", 3) + charge(b"n", 2));
+        let invalidate = DeleteOptions {
+            invalidate: Some(None),
+            ..DeleteOptions::default()
+        };
+        assert_eq!(s.delete(b"k", 1, invalidate), DeleteOutcome::Deleted);
+        assert!(s.get(b"k", 1, GetOptions::default()).unwrap().stale);
+        assert_eq!(
+            s.delete(b"n", 1, DeleteOptions::default()),
+            DeleteOutcome::Deleted
+        );
+        check_counts(&s);
+        assert_eq!(s.stats().curr_items, 1);
+        // Expired: a miss, counted, and gone from the counts.
+        s.store(
+            StoreRequest {
+                key: b"e",
+                value: IoBuf::from("x"),
+                flags: 0,
+                exptime: Some(5),
+                mode: Mode::Set,
+                cas: None,
+                new_cas: None,
+                invalidate: false,
+                vivify: None,
+            },
+            1,
+        );
+        assert!(s.get(b"e", 5, GetOptions::default()).is_none());
+        assert_eq!(s.stats().get_expired, 1);
+        check_counts(&s);
+        s.flush(2, 2);
+        assert_eq!((s.stats().curr_items, s.stats().bytes), (0, 0));
+        assert!(!hit(&s, "k"));
+        check_counts(&s);
+        me.barrier();
+    }
+
+    #[test]
+    fn replaced_items_do_not_pile_up_in_the_fifo() {
+        let t = Threads::new(1);
+        let me = t.enter();
+        let s = RcuStore::with_rcu(1 << 20, t.clone());
+        for i in 0..20_000 {
+            set(&s, "k", &alloc::format!("{i}"), 1);
+            if i % 1000 == 0 {
+                me.quiescent();
+            }
+        }
+        assert!(s.clock.lock().len() <= 2 + 1024 + 1);
+        check_counts(&s);
+    }
+
+    #[test]
+    fn concurrent_readers_and_writers_keep_the_counts_exact() {
+        const THREADS: usize = 4;
+        const KEYS: usize = 300;
+        let t = Threads::new(THREADS);
+        let per = 4 + 100 + ITEM_OVERHEAD;
+        // Room for a third of the keys: the writers evict all along.
+        let s = StdArc::new(RcuStore::with_rcu(per * KEYS as u64 / 3, t.clone()));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|n| {
+                let (s, t) = (s.clone(), t.clone());
+                thread::spawn(move || {
+                    let me = t.enter();
+                    let value = "v".repeat(100);
+                    for i in 0..5_000usize {
+                        let key = alloc::format!("k{:03}", (i * 7 + n * 13) % KEYS);
+                        match (i + n) % 4 {
+                            0 => {
+                                set(&s, &key, &value, 1);
+                            }
+                            1 => {
+                                s.delete(key.as_bytes(), 1, DeleteOptions::default());
+                            }
+                            _ => {
+                                if let Some(v) = s.get(key.as_bytes(), 1, GetOptions::default()) {
+                                    assert_eq!(v.value, value.as_bytes());
+                                }
+                            }
+                        }
+                        me.quiescent();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let _me = t.enter();
+        check_counts(&s);
+        let st = s.stats();
+        assert!(st.evictions > 0, "{st:?}");
+        // Each writer may overshoot by the item it stores while another
+        // makes room.
+        assert!(
+            st.bytes <= st.limit_maxbytes + THREADS as u64 * per,
+            "{st:?}"
+        );
+    }
+}
