@@ -8,7 +8,11 @@
 //! (`read`), as an [`IoBuf`](ebbrt_core::iobuf::IoBuf) (`read_buf`,
 //! `recv_buf`: one copy out of smoltcp's socket buffer, none after), or is
 //! consumed in place (`read_with`: no copy out of the socket buffer); see
-//! [`TcpStream`] for exactly which copies remain.
+//! [`TcpStream`] for exactly which copies remain. Sending takes a slice
+//! (`write`, `write_all`) or an
+//! [`IoBufChain`](ebbrt_core::iobuf::IoBufChain) whose buffers go into the
+//! socket's send ring as they are (`write_chain`: the ring's copy is the
+//! only one).
 //!
 //! What it owns:
 //! - [`device`]: the interface a NIC driver implements (queue pairs of

@@ -22,7 +22,7 @@ use core::time::Duration;
 
 use ebbrt_core::exec;
 use ebbrt_core::io::{self, Error, ErrorKind};
-use ebbrt_core::iobuf::IoBuf;
+use ebbrt_core::iobuf::{IoBuf, IoBufChain};
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::wire::{
@@ -1112,6 +1112,57 @@ impl Stack {
                     Ok(_) => {}
                     Err(_) => return Poll::Ready(Err(NOT_CONNECTED)),
                 }
+            }
+            s.register_send_waker(cx.waker());
+            Poll::Pending
+        });
+        match r {
+            Ok(p) => p,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Writes from the front of `chain` into stream `id`'s send ring as
+    /// much as fits, taking what was written off the chain; returns how
+    /// many bytes. This `send_slice` is the one copy of the bytes on their
+    /// way out natively: from the application's buffers into smoltcp's
+    /// send ring (which it keeps for retransmission), from where the
+    /// driver copies each segment into a transmit frame. Several buffers
+    /// go in per poll, then one flush sends them.
+    pub(crate) fn poll_write_chain(
+        &self,
+        id: u64,
+        chain: &mut IoBufChain,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if chain.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let r = self.with_tcp(id, |inner, h| {
+            let s = inner.sockets.get_mut::<tcp::Socket>(h);
+            if !s.may_send() {
+                return Poll::Ready(Err(match s.state() {
+                    tcp::State::Closed | tcp::State::TimeWait => {
+                        Error::new(ErrorKind::ConnectionReset, "the connection is closed")
+                    }
+                    tcp::State::SynSent | tcp::State::SynReceived => NOT_CONNECTED,
+                    _ => Error::new(ErrorKind::BrokenPipe, "the write half is shut down"),
+                }));
+            }
+            let mut written = 0;
+            while let Some(front) = chain.front() {
+                match s.send_slice(front) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        written += n;
+                        chain.advance(n);
+                    }
+                    Err(_) => return Poll::Ready(Err(NOT_CONNECTED)),
+                }
+            }
+            if written > 0 {
+                self.flush(inner);
+                return Poll::Ready(Ok(written));
             }
             s.register_send_waker(cx.waker());
             Poll::Pending

@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 
 use ebbrt_core::EbbRef;
 use ebbrt_core::io::{self, Error, ErrorKind};
-use ebbrt_core::iobuf::IoBuf;
+use ebbrt_core::iobuf::{IoBuf, IoBufChain};
 
 use crate::manager::{Home, NO_DEVICE, NetworkManager};
 use crate::remote::RemoteStack;
@@ -406,6 +406,26 @@ impl TcpStream {
         io::write_all(buf, |b| self.write(b)).await
     }
 
+    /// Writes all of `chain`, buffer after buffer, without gathering them
+    /// into one (the same method as hosted). The application's buffers are
+    /// copied once, by the stack, into the connection's send ring (which
+    /// smoltcp keeps until the peer acknowledges the bytes); a server can
+    /// thus send a stored value as a header [`IoBuf`], the value's own
+    /// [`IoBuf`] (a clone: no copy) and a trailer. On a core without a
+    /// stack of its own the chain moves to the owner core as it is (its
+    /// buffers are reference-counted views), where the same copy happens.
+    pub async fn write_chain(&self, chain: IoBufChain) -> io::Result<()> {
+        match &self.imp {
+            StreamImp::Local { stack, id } => write_chain_on(stack, *id, chain).await,
+            StreamImp::Remote { remote, id, .. } => {
+                let id = *id;
+                remote
+                    .run(move |s| async move { write_chain_on(&s, id, chain).await })
+                    .await
+            }
+        }
+    }
+
     /// Closes the write half: the peer reads the end of the stream once it
     /// has read what was written before. Reading goes on.
     pub async fn shutdown(&self) -> io::Result<()> {
@@ -448,6 +468,19 @@ impl TcpStream {
             }
         }
     }
+}
+
+/// Writes all of `chain` into stream `id` of `stack`.
+async fn write_chain_on(stack: &Stack, id: u64, mut chain: IoBufChain) -> io::Result<()> {
+    while !chain.is_empty() {
+        if poll_fn(|cx| stack.poll_write_chain(id, &mut chain, cx)).await? == 0 {
+            return Err(Error::new(
+                ErrorKind::Other,
+                "the connection accepted no bytes",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for TcpStream {

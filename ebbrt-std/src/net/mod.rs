@@ -11,7 +11,9 @@
 //! Received data can also come as an [`IoBuf`](ebbrt_core::iobuf::IoBuf)
 //! (`TcpStream::read_buf`, `UdpSocket::recv_buf`), the buffer type both
 //! runtimes share, read from the kernel straight into it; or be consumed in
-//! place with `TcpStream::read_with`.
+//! place with `TcpStream::read_with`. An
+//! [`IoBufChain`](ebbrt_core::iobuf::IoBufChain) is sent without gathering
+//! it first (`TcpStream::write_chain`: one `writev` of its buffers).
 //!
 //! Errors are [`ebbrt_core::io::Error`] values whose kind comes from the
 //! errno (connection refused, address in use, ...) and which keep the errno

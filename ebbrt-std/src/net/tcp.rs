@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use ebbrt_core::io;
-use ebbrt_core::iobuf::IoBuf;
+use ebbrt_core::iobuf::{IoBuf, IoBufChain};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::io_error::{exhausts, from_std};
@@ -23,6 +23,8 @@ const BACKLOG: i32 = 1024;
 const READ_BUF_MIN: usize = 4096;
 /// The largest `read_buf` buffer.
 const READ_BUF_MAX: usize = 256 * 1024;
+/// The most buffers one `writev` takes (Linux's `IOV_MAX`).
+pub(super) const MAX_IOVECS: usize = 1024;
 /// The first pause of a listener after an accept failed for want of
 /// descriptors or memory; it doubles with every failure in a row.
 const BACKOFF_FIRST: Duration = Duration::from_millis(1);
@@ -447,6 +449,37 @@ impl TcpStream {
     /// Writes all of `buf`.
     pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         io::write_all(buf, |b| self.write(b)).await
+    }
+
+    /// Writes all of `chain`, buffer after buffer, without gathering them
+    /// into one (the same method as natively): each write hands the kernel
+    /// the chain's buffers as an I/O vector (`writev`), so the bytes go
+    /// from the application's [`IoBuf`]s straight into the socket, the one
+    /// copy Linux makes. A server can thus send a stored value as a header
+    /// [`IoBuf`], the value's own [`IoBuf`] (a clone: no copy) and a
+    /// trailer.
+    pub async fn write_chain(&self, mut chain: IoBufChain) -> io::Result<()> {
+        while !chain.is_empty() {
+            let n = self
+                .inner
+                .write_with(|mut s| {
+                    let slices: Vec<std::io::IoSlice<'_>> = chain
+                        .buffers()
+                        .take(MAX_IOVECS)
+                        .map(|b| std::io::IoSlice::new(b))
+                        .collect();
+                    s.write_vectored(&slices)
+                })
+                .await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::Other,
+                    "the connection accepted no bytes",
+                ));
+            }
+            chain.advance(n);
+        }
+        Ok(())
     }
 
     /// Closes the write half: the peer reads the end of the stream once it

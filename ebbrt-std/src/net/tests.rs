@@ -6,6 +6,7 @@ use std::time::Duration;
 use ebbrt_core::cpu::{self, CoreId};
 use ebbrt_core::exec::{self, spawn_local};
 use ebbrt_core::io::ErrorKind;
+use ebbrt_core::iobuf::{IoBuf, IoBufChain};
 
 use super::*;
 use crate::testing::run_on;
@@ -531,4 +532,37 @@ fn accept_failures_pause_longer_each_time_and_log_once_per_run() {
     assert_eq!(ep.failures.get(), 10);
     ep.worked(None);
     assert_eq!((ep.delay.get(), ep.failures.get()), (None, 0));
+}
+
+#[test]
+fn write_chain_sends_every_buffer_in_order() {
+    // More buffers than one writev takes, and more bytes than a socket
+    // buffer holds, so that the chain goes in several partial writes.
+    let body = pattern(3 << 20);
+    let expected = body.clone();
+    let received = run_on(0, move || async move {
+        let l = TcpListener::bind(loopback()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = spawn_local(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let mut chain = IoBufChain::new();
+            let body = IoBuf::from(body);
+            let mut at = 0;
+            let mut piece = 1;
+            while at < body.len() {
+                let end = (at + piece).min(body.len());
+                chain.push_back(body.slice(at..end));
+                at = end;
+                piece = piece % 4000 + 1;
+            }
+            assert!(chain.buffer_count() > tcp::MAX_IOVECS);
+            s.write_chain(chain).await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        let c = TcpStream::connect(addr).await.unwrap();
+        let got = read_to_end(&c).await.unwrap();
+        server.await;
+        got
+    });
+    assert!(received == expected, "the stream differs from the chain");
 }

@@ -6,19 +6,26 @@
 //! network stack), as `examples/echo` does. Each connection is a task on
 //! its core that feeds what it reads to a [`memcached::Session`] and
 //! writes back the replies of everything whole it received (one write per
-//! read, so pipelined requests are answered in one batch). All cores
-//! share one cache ([`memcached::MemStore`] behind a spin lock).
+//! read, so pipelined requests are answered in one batch), as a chain
+//! whose values are the stored buffers themselves (`TcpStream::write_chain`).
+//! All cores share one cache: by default [`memcached::RcuStore`] (an RCU
+//! hash table Ebb, reads without locks), or [`memcached::MemStore`] (one
+//! spin lock) with `--store mem`.
 //!
 //! Options, memcached's names (default in brackets):
 //! - boot arguments (native: the kernel command line; hosted:
 //!   `EBBRT_ARGS`): `memcached.port=` [11211], `memcached.addr=`
 //!   [0.0.0.0], `memcached.m=` megabytes [64], `memcached.c=` connections
-//!   [1024], `memcached.I=` item size, with `k`/`m` [1m], `memcached.t=`
+//!   [1024], `memcached.I=` item size, with `k`/`m` [1m], `memcached.buffers=`
+//!   each connection's receive and send buffer, with `k`/`m` (at least 1k)
+//!   [the runtime's: 64 KiB natively], `memcached.store=` `rcu` or `mem`
+//!   [rcu], `memcached.t=`
 //!   threads (reported only; every core serves), `memcached.epoch=` Unix
 //!   time at boot (native: the kernel has no wall clock; without it the
 //!   clock starts at 0 and absolute expiry times lie far in the future);
 //! - hosted, also memcached's flags, which win: `-p`, `-l`, `-m`, `-c`,
-//!   `-I`, `-t`, and `-U 0`, `-u`, `-v` accepted and ignored.
+//!   `-I`, `-t`, and `-U 0`, `-u`, `-v` accepted and ignored; and
+//!   `--buffers SIZE` and `--store rcu|mem`.
 //!
 //! It prints `memcached: listening on ADDR on N cores` once every core
 //! listens, and serves until it is killed.
@@ -38,8 +45,10 @@ use core::time::Duration;
 
 use ebbrt::cpu::{self, CoreId};
 use ebbrt::io;
-use ebbrt::net::{TcpListener, TcpStream};
-use memcached::{Cache, Clock, Config, Flow, MemStore, Session};
+use ebbrt::net::{ListenOptions, TcpListener, TcpStream};
+use memcached::{
+    Cache, Clock, Config, Flow, MemStore, Response, Session, SharedRcuStore, Sink, Store,
+};
 
 /// Why the server could not start. `Debug` is what `main` prints.
 enum StartError {
@@ -71,6 +80,20 @@ struct Options {
     item_size_max: usize,
     threads: Option<u64>,
     epoch: Option<u64>,
+    /// Each connection's receive and send buffer, bytes (`None`: the
+    /// runtime's).
+    buffers: Option<usize>,
+    /// Which store keeps the items.
+    store: StoreKind,
+}
+
+/// The stores the server can keep its items in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum StoreKind {
+    /// [`memcached::RcuStore`]: lock-free reads, CLOCK eviction.
+    Rcu,
+    /// [`memcached::MemStore`]: one lock, exact LRU.
+    Mem,
 }
 
 impl Default for Options {
@@ -83,6 +106,8 @@ impl Default for Options {
             item_size_max: 1 << 20,
             threads: None,
             epoch: None,
+            buffers: None,
+            store: StoreKind::Rcu,
         }
     }
 }
@@ -130,13 +155,21 @@ impl Options {
             "I" | "-I" => self.item_size_max = size(key, value)?,
             "t" | "-t" => self.threads = Some(number(key, value)?),
             "epoch" => self.epoch = Some(number(key, value)?),
+            "buffers" | "--buffers" => self.buffers = Some(size(key, value)?),
+            "store" | "--store" => {
+                self.store = match value {
+                    "rcu" => StoreKind::Rcu,
+                    "mem" => StoreKind::Mem,
+                    _ => return Err(bad(key, value, "`rcu` or `mem`")),
+                }
+            }
             // UDP is off, as in memcached 1.6 by default; only 0 is honest.
             "-U" if value == "0" => {}
             "-u" => {}
             _ => {
                 return Err(StartError::BadArgument(alloc::format!(
                     "unknown option `{key}` (usage: memcached [-p PORT] [-l ADDR] [-m MB] \
-                     [-c CONNS] [-I SIZE] [-t THREADS])"
+                     [-c CONNS] [-I SIZE] [-t THREADS] [--buffers SIZE] [--store rcu|mem])"
                 )));
             }
         }
@@ -145,7 +178,9 @@ impl Options {
 
     fn load() -> Result<Options, StartError> {
         let mut o = Options::default();
-        for key in ["port", "addr", "m", "c", "I", "t", "epoch"] {
+        for key in [
+            "port", "addr", "m", "c", "I", "t", "epoch", "buffers", "store",
+        ] {
             let name = alloc::format!("memcached.{key}");
             if let Some(v) = ebbrt::runtime::boot_arg(&name) {
                 o.set(key, v)?;
@@ -156,7 +191,8 @@ impl Options {
         Ok(o)
     }
 
-    /// Hosted: memcached's flags, `-p 11211` or `-p11211`.
+    /// Hosted: memcached's flags, `-p 11211` or `-p11211`, and ours,
+    /// `--buffers 4k` or `--buffers=4k`, `--store mem`.
     #[cfg(not(target_os = "none"))]
     fn command_line(&mut self) -> Result<(), StartError> {
         let mut args = ebbrt::runtime::args().iter();
@@ -164,7 +200,13 @@ impl Options {
             if arg == "-v" || arg == "-vv" {
                 continue;
             }
-            let (flag, inline) = if arg.len() > 2 && arg.starts_with('-') {
+            let (flag, inline) = if let Some((flag, v)) = arg.split_once('=')
+                && flag.starts_with("--")
+            {
+                (flag, Some(v))
+            } else if arg.starts_with("--") {
+                (arg.as_str(), None)
+            } else if arg.len() > 2 && arg.starts_with('-') {
                 (&arg[..2], Some(&arg[2..]))
             } else {
                 (arg.as_str(), None)
@@ -238,10 +280,14 @@ fn pid() -> u64 {
 }
 
 /// Binds this core's listener and serves it in the background.
-fn listen_here(cache: &'static Cache, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+fn listen_here(
+    cache: &'static Cache,
+    addr: SocketAddr,
+    opts: ListenOptions,
+) -> Result<SocketAddr, StartError> {
     let core = cpu::current();
     let bind_error = |error| StartError::Bind { core, addr, error };
-    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let listener = opts.bind(addr).map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     ebbrt::spawn_local(serve(cache, listener)).detach();
     Ok(local)
@@ -285,18 +331,14 @@ async fn connection(cache: &'static Cache, stream: TcpStream) {
     }
     let _counted = Counted(cache);
     let mut session = Session::new(cache);
-    let mut out = Vec::new();
-    // Values are copied into `out`: the network API writes slices, so
-    // sending a stored `IoBuf` as it is would need a vectored write.
+    let mut out = Response::new();
+    // A hit's value goes out as the store's own `IoBuf`, between views of
+    // the reply's text: no application-level copy (hosted, `writev` hands
+    // it to the kernel; natively the stack copies it into its send ring).
     while let Ok(Some(buf)) = stream.read_buf().await {
         let flow = session.feed(&buf, &mut out);
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-            // A large multiget should not pin its buffer for good.
-            out.shrink_to(64 * 1024);
+        if !out.is_empty() && stream.write_chain(out.take()).await.is_err() {
+            return;
         }
         if flow == Flow::Close {
             break;
@@ -315,15 +357,28 @@ async fn main() -> Result<(), StartError> {
         pid: pid(),
         port: o.port,
     };
-    let store = MemStore::new(o.megabytes.saturating_mul(1 << 20));
-    let cache: &'static Cache = Box::leak(Box::new(Cache::new(Box::new(store), clock(&o), config)));
+    let limit = o.megabytes.saturating_mul(1 << 20);
+    let store: Box<dyn Store> = match o.store {
+        StoreKind::Rcu => Box::new(SharedRcuStore::create(limit).map_err(|e| {
+            StartError::BadArgument(alloc::format!("cannot make the store: {e:?}"))
+        })?),
+        StoreKind::Mem => Box::new(MemStore::new(limit)),
+    };
+    let cache: &'static Cache = Box::leak(Box::new(Cache::new(store, clock(&o), config)));
     // Core 0 binds first, so that with port 0 every core shares the port
     // the system picked.
-    let local = listen_here(cache, SocketAddr::new(o.addr, o.port))?;
+    // Natively the buffers are the connection's smoltcp rings, so small
+    // ones are what lets many mostly idle connections fit in memory;
+    // hosted they become SO_RCVBUF/SO_SNDBUF.
+    let opts = match o.buffers {
+        Some(b) => ListenOptions::new().rx_buffer(b).tx_buffer(b),
+        None => ListenOptions::new(),
+    };
+    let local = listen_here(cache, SocketAddr::new(o.addr, o.port), opts)?;
     let others: Vec<_> = cpu::all()
         .skip(1)
         .map(|core| {
-            ebbrt::exec::spawn_on_with(core, move || async move { listen_here(cache, local) })
+            ebbrt::exec::spawn_on_with(core, move || async move { listen_here(cache, local, opts) })
         })
         .collect();
     for bound in others {

@@ -1,6 +1,6 @@
-//! [`MemStore`]: the simple store — one hash map and one LRU order behind a
-//! spin lock, shared by every core. Good enough until the concurrent RCU
-//! table Ebb replaces it behind the same [`Store`] trait.
+//! [`MemStore`]: the simple store — one hash map and one exact LRU order
+//! behind a spin lock, shared by every core. The server's other store
+//! (`--store mem`); the default is [`RcuStore`](crate::RcuStore).
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -201,7 +201,7 @@ fn new_item(value: IoBuf, flags: u32, exptime: Option<u64>, cas: u64, now: u64) 
 /// Parses a stored value as memcached's incr/decr do: decimal digits (an
 /// optional run of trailing spaces, which memcached's in-place updates
 /// leave), at most 2^64 - 1.
-fn parse_counter(v: &[u8]) -> Option<u64> {
+pub(crate) fn parse_counter(v: &[u8]) -> Option<u64> {
     let digits = v.trim_ascii_end();
     if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -213,7 +213,7 @@ fn parse_counter(v: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-fn counter_text(n: u64) -> IoBuf {
+pub(crate) fn counter_text(n: u64) -> IoBuf {
     IoBuf::from(alloc::format!("{n}"))
 }
 

@@ -12,6 +12,7 @@ use crate::ascii::{self, Command, StoreVerb};
 use crate::binary::{self, op, status};
 use crate::clock::{Clock, expiry};
 use crate::meta::{self, Flags, MetaCommand, MetaVerb};
+use crate::response::Sink;
 use crate::stats::{Stats, add, bump};
 use crate::store::{
     ArithOutcome, ArithRequest, DeleteOptions, DeleteOutcome, GetOptions, ItemView, Mode, Store,
@@ -209,7 +210,7 @@ impl<'c> Session<'c> {
 
     /// Takes the bytes the connection received, executes every whole
     /// request among them and appends the replies to `out`.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Flow {
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl Sink) -> Flow {
         if self.closed {
             return Flow::Close;
         }
@@ -260,7 +261,7 @@ impl<'c> Session<'c> {
 
     /// One ASCII request from `pos`: `(bytes taken, bytes to swallow, flow)`,
     /// or `None` if it is not whole yet.
-    fn ascii_step(&mut self, pos: usize, out: &mut Vec<u8>) -> Option<(usize, usize, Flow)> {
+    fn ascii_step(&mut self, pos: usize, out: &mut impl Sink) -> Option<(usize, usize, Flow)> {
         let limits = ascii::Limits {
             item_size_max: self.cache.config.item_size_max,
         };
@@ -274,7 +275,7 @@ impl<'c> Session<'c> {
         }
     }
 
-    fn binary_step(&mut self, pos: usize, out: &mut Vec<u8>) -> Option<(usize, usize, Flow)> {
+    fn binary_step(&mut self, pos: usize, out: &mut impl Sink) -> Option<(usize, usize, Flow)> {
         match binary::parse(&self.buf[pos..], self.cache.config.item_size_max) {
             binary::Step::Incomplete => None,
             binary::Step::Close => Some((self.buf.len() - pos, 0, Flow::Close)),
@@ -306,18 +307,18 @@ impl<'c> Session<'c> {
     }
 }
 
-fn line(out: &mut Vec<u8>, s: &[u8]) {
+fn line(out: &mut impl Sink, s: &[u8]) {
     out.extend_from_slice(s);
     out.extend_from_slice(b"\r\n");
 }
 
-fn reply(out: &mut Vec<u8>, noreply: bool, s: &str) {
+fn reply(out: &mut impl Sink, noreply: bool, s: &str) {
     if !noreply {
         line(out, s.as_bytes());
     }
 }
 
-fn stats_reply(cache: &Cache, group: Option<&[u8]>, out: &mut Vec<u8>) {
+fn stats_reply(cache: &Cache, group: Option<&[u8]>, out: &mut impl Sink) {
     let lines = match group {
         None => cache.stats_lines(),
         Some(b"settings") => cache.settings_lines(),
@@ -338,17 +339,17 @@ fn stats_reply(cache: &Cache, group: Option<&[u8]>, out: &mut Vec<u8>) {
     line(out, b"END");
 }
 
-/// `core::fmt::Write` into a byte vector.
-struct Text<'a>(&'a mut Vec<u8>);
+/// `core::fmt::Write` into a sink.
+struct Text<'a, S>(&'a mut S);
 
-impl core::fmt::Write for Text<'_> {
+impl<S: Sink> core::fmt::Write for Text<'_, S> {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
 }
 
-fn execute_ascii(cache: &Cache, cmd: Command<'_>, out: &mut Vec<u8>) -> Flow {
+fn execute_ascii(cache: &Cache, cmd: Command<'_>, out: &mut impl Sink) -> Flow {
     let st = &cache.stats;
     let store = &*cache.store;
     let now = cache.now();
@@ -381,7 +382,8 @@ fn execute_ascii(cache: &Cache, cmd: Command<'_>, out: &mut Vec<u8>) -> Flow {
                     let _ = write!(Text(out), " {}", item.cas);
                 }
                 out.extend_from_slice(b"\r\n");
-                line(out, &item.value);
+                out.value(&item.value);
+                out.extend_from_slice(b"\r\n");
             }
             line(out, b"END");
         }
@@ -554,7 +556,13 @@ fn flush(cache: &Cache, delay: i64) {
 // ---- meta ----
 
 /// Appends the return flags `flags` asks for, in its order.
-fn meta_flags(out: &mut Vec<u8>, flags: &Flags<'_>, key: &[u8], item: Option<&ItemView>, now: u64) {
+fn meta_flags(
+    out: &mut impl Sink,
+    flags: &Flags<'_>,
+    key: &[u8],
+    item: Option<&ItemView>,
+    now: u64,
+) {
     for &(c, tok) in &flags.list {
         match (c, item) {
             (b'O', _) => {
@@ -564,7 +572,7 @@ fn meta_flags(out: &mut Vec<u8>, flags: &Flags<'_>, key: &[u8], item: Option<&It
             (b'k', _) => {
                 out.extend_from_slice(b" k");
                 if flags.has(b'b') {
-                    meta::base64_encode(key, out);
+                    meta::base64_encode(key, out.text());
                     // A binary key comes back encoded, and says so.
                     out.extend_from_slice(b" b");
                 } else {
@@ -618,7 +626,7 @@ fn meta_flags(out: &mut Vec<u8>, flags: &Flags<'_>, key: &[u8], item: Option<&It
 /// A status line with the flags that go with it (`O`, `k`, `b` only when
 /// there is no item).
 fn meta_status(
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     code: &[u8],
     flags: &Flags<'_>,
     key: &[u8],
@@ -638,7 +646,7 @@ fn meta_cas(flags: &Flags<'_>, f: u8) -> Option<u64> {
     flags.unsigned(f)
 }
 
-fn execute_meta(cache: &Cache, m: MetaCommand<'_>, out: &mut Vec<u8>) {
+fn execute_meta(cache: &Cache, m: MetaCommand<'_>, out: &mut impl Sink) {
     let (verb, key, flags, data) = match m {
         MetaCommand::Noop => return line(out, b"MN"),
         MetaCommand::TooLarge => return line(out, b"SERVER_ERROR object too large for cache"),
@@ -676,7 +684,8 @@ fn execute_meta(cache: &Cache, m: MetaCommand<'_>, out: &mut Vec<u8>) {
                         let _ = write!(Text(out), "VA {}", item.value.len());
                         meta_flags(out, &flags, &key, Some(&item), now);
                         out.extend_from_slice(b"\r\n");
-                        line(out, &item.value);
+                        out.value(&item.value);
+                        out.extend_from_slice(b"\r\n");
                     } else {
                         meta_status(out, b"HD", &flags, &key, Some(&item), now);
                     }
@@ -794,7 +803,7 @@ fn execute_meta(cache: &Cache, m: MetaCommand<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn meta_arith(cache: &Cache, key: &[u8], flags: &Flags<'_>, out: &mut Vec<u8>) {
+fn meta_arith(cache: &Cache, key: &[u8], flags: &Flags<'_>, out: &mut impl Sink) {
     let (st, now) = (&cache.stats, cache.now());
     let incr = !matches!(flags.token(b'M'), Some(b"D" | b"d" | b"-"));
     let delta = meta_cas(flags, b'D').unwrap_or(1);
@@ -886,24 +895,51 @@ fn bin_message(status: u16) -> &'static [u8] {
 
 /// An error response: no extras, no key, CAS 0, memcached's message as
 /// the body.
-fn bin_error(out: &mut Vec<u8>, h: &binary::Header, status: u16) {
+fn bin_error(out: &mut impl Sink, h: &binary::Header, status: u16) {
     let msg = bin_message(status);
-    binary::write_header(out, h.opcode, status, 0, 0, msg.len(), h.opaque, 0);
+    binary::write_header(out.text(), h.opcode, status, 0, 0, msg.len(), h.opaque, 0);
     out.extend_from_slice(msg);
 }
 
 /// A success response with `extras`, `key` and `value`.
 fn bin_ok(
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     h: &binary::Header,
     cas: u64,
     extras: &[u8],
     key: &[u8],
     value: &[u8],
 ) {
-    let body = extras.len() + key.len() + value.len();
+    bin_ok_head(out, h, cas, extras, key, value.len());
+    out.extend_from_slice(value);
+}
+
+/// A success response whose value is a stored one, sent as it is kept.
+fn bin_ok_value(
+    out: &mut impl Sink,
+    h: &binary::Header,
+    cas: u64,
+    extras: &[u8],
+    key: &[u8],
+    value: &IoBuf,
+) {
+    bin_ok_head(out, h, cas, extras, key, value.len());
+    out.value(value);
+}
+
+/// A success response's header, extras and key, for a value of
+/// `value_len` bytes.
+fn bin_ok_head(
+    out: &mut impl Sink,
+    h: &binary::Header,
+    cas: u64,
+    extras: &[u8],
+    key: &[u8],
+    value_len: usize,
+) {
+    let body = extras.len() + key.len() + value_len;
     binary::write_header(
-        out,
+        out.text(),
         h.opcode,
         status::SUCCESS,
         key.len(),
@@ -914,7 +950,6 @@ fn bin_ok(
     );
     out.extend_from_slice(extras);
     out.extend_from_slice(key);
-    out.extend_from_slice(value);
 }
 
 fn be32(b: &[u8]) -> u32 {
@@ -930,7 +965,7 @@ fn bin_expiry(cache: &Cache, raw: u32) -> Option<u64> {
     cache.expiry(i64::from(raw))
 }
 
-fn execute_binary(cache: &Cache, req: &binary::Request<'_>, out: &mut Vec<u8>) -> Flow {
+fn execute_binary(cache: &Cache, req: &binary::Request<'_>, out: &mut impl Sink) -> Flow {
     let h = &req.header;
     let (st, store, now) = (&cache.stats, &*cache.store, cache.now());
     let cas_in = (h.cas != 0).then_some(h.cas);
@@ -969,12 +1004,12 @@ fn execute_binary(cache: &Cache, req: &binary::Request<'_>, out: &mut Vec<u8>) -
                         bump(&st.get_hits);
                     }
                     let key: &[u8] = if with_key { req.key } else { b"" };
-                    let value: &[u8] = if h.opcode == op::TOUCH {
-                        b""
+                    let value = if h.opcode == op::TOUCH {
+                        IoBuf::new()
                     } else {
-                        &item.value
+                        item.value
                     };
-                    bin_ok(out, h, item.cas, &item.flags.to_be_bytes(), key, value);
+                    bin_ok_value(out, h, item.cas, &item.flags.to_be_bytes(), key, &value);
                 }
                 None => {
                     if touch {
@@ -987,7 +1022,7 @@ fn execute_binary(cache: &Cache, req: &binary::Request<'_>, out: &mut Vec<u8>) -
                     } else if with_key {
                         let k = req.key;
                         binary::write_header(
-                            out,
+                            out.text(),
                             h.opcode,
                             status::KEY_ENOENT,
                             k.len(),

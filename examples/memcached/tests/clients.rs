@@ -109,11 +109,11 @@ fn require(tool: &str, install: &str) {
     assert!(found, "`{tool}` is not installed: {install} (.ci/run does)");
 }
 
-/// memccapable's tests in one protocol (`-a` ASCII, `-b` binary); every
-/// one must pass.
-fn memccapable(protocol: &str) {
+/// memccapable's tests in one protocol (`-a` ASCII, `-b` binary) against
+/// a server started with `extra`; every one must pass.
+fn memccapable(protocol: &str, extra: &[&str]) {
     require("memccapable", "apt-get install libmemcached-tools");
-    let server = loopback_server(&[]);
+    let server = loopback_server(extra);
     let out = Command::new("timeout")
         .args(["120", "memccapable", "-h", "127.0.0.1", "-p"])
         .arg(server.addr.port().to_string())
@@ -132,12 +132,19 @@ fn memccapable(protocol: &str) {
 
 #[test]
 fn memccapable_ascii_passes_every_test() {
-    memccapable("-a");
+    memccapable("-a", &[]);
 }
 
 #[test]
 fn memccapable_binary_passes_every_test() {
-    memccapable("-b");
+    memccapable("-b", &[]);
+}
+
+/// The default store is the RCU table; the other one must pass too.
+#[test]
+fn memccapable_passes_on_the_locked_store_too() {
+    memccapable("-a", &["--store", "mem"]);
+    memccapable("-b", &["--store=mem"]);
 }
 
 #[test]
@@ -229,6 +236,84 @@ fn connections_over_the_limit_are_told_and_closed() {
 }
 
 #[test]
+fn with_small_buffers_it_holds_its_connections_refuses_the_rest_and_answers() {
+    const LIMIT: usize = 300;
+    let server = loopback_server(&["-c", &LIMIT.to_string(), "--buffers", "4k"]);
+    let connect = || {
+        let s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    };
+    let mut open = Vec::new();
+    for i in 0..LIMIT {
+        let mut s = connect();
+        // A round trip, so the server has counted this connection.
+        s.write_all(format!("set k{i} 0 0 1\r\n{}\r\n", i % 10).as_bytes())
+            .unwrap();
+        assert_eq!(read_until(&mut s, b"\r\n"), b"STORED\r\n", "connection {i}");
+        open.push(s);
+    }
+    for _ in 0..40 {
+        let mut extra = connect();
+        let mut got = Vec::new();
+        extra.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"ERROR Too many open connections\r\n");
+    }
+    // Every connection held still answers, the first and the last alike.
+    for i in [0, LIMIT / 2, LIMIT - 1] {
+        let mut s = &open[i];
+        s.write_all(format!("get k{i}\r\n").as_bytes()).unwrap();
+        let got = read_until(&mut open[i], b"END\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            format!("VALUE k{i} 0 1\r\n{}\r\nEND\r\n", i % 10)
+        );
+    }
+    let mut s = &open[1];
+    s.write_all(b"stats\r\n").unwrap();
+    let stats = read_until(&mut open[1], b"END\r\n");
+    let stats = String::from_utf8_lossy(&stats);
+    assert!(
+        stats.contains("STAT rejected_connections 40\r\n"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!("STAT curr_connections {LIMIT}\r\n")),
+        "{stats}"
+    );
+    // Closing some makes room for as many new ones.
+    // (The server counts a close when its task sees the end of the stream:
+    // a connection refused meanwhile is retried.)
+    open.truncate(LIMIT - 10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while open.len() < LIMIT {
+        let mut s = connect();
+        s.write_all(b"get k7\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.ends_with(b"\r\n") || got.starts_with(b"VALUE") && !got.ends_with(b"END\r\n") {
+            match s.read(&mut buf).expect("read a reply") {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        if got == b"ERROR Too many open connections\r\n" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "closed connections never freed their places"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "VALUE k7 0 1\r\n7\r\nEND\r\n"
+        );
+        open.push(s);
+    }
+}
+
+#[test]
 fn boot_arguments_set_the_options_and_bad_ones_are_errors() {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_memcached"))
@@ -256,7 +341,13 @@ fn boot_arguments_set_the_options_and_bad_ones_are_errors() {
     let got = read_until(&mut s, b"END\r\n");
     assert!(String::from_utf8_lossy(&got).contains("STAT maxbytes 8388608\r\n"));
     drop(server);
-    for bad in [&["-p", "notaport"][..], &["-I", "5"], &["--frobnicate"]] {
+    for bad in [
+        &["-p", "notaport"][..],
+        &["-I", "5"],
+        &["--frobnicate"],
+        &["--store", "disk"],
+        &["--buffers=12"],
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_memcached"))
             .args(["--cores", "1", "--"])
             .args(bad)
