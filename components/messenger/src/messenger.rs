@@ -1043,11 +1043,11 @@ impl Messenger {
             let next = conn.out.borrow_mut().pop_front();
             match next {
                 Some((head, bulk)) => {
-                    let mut ok = conn.stream.write_all(&head).await.is_ok();
-                    for b in bulk.buffers() {
-                        ok = ok && conn.stream.write_all(b).await.is_ok();
-                    }
-                    if !ok {
+                    // Header and payload, then the bulk buffers themselves
+                    // (views, not copies) in one vectored write.
+                    let mut frame = bulk;
+                    frame.push_front(ebbrt_core::IoBuf::from_vec(head));
+                    if conn.stream.write_chain(frame).await.is_err() {
                         conn.closing.set(true);
                         conn.out.borrow_mut().clear();
                         return;
