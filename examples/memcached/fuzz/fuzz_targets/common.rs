@@ -1,12 +1,34 @@
 //! What every target checks: the parser never panics, a request it
 //! accepts is no longer than the input, and a session fed the same bytes
-//! whole or split at a point the input chooses answers the same.
+//! whole or split at a point the input chooses answers the same, on both
+//! stores (the default RCU table, and `MemStore`).
 
-use memcached::{Cache, Config, Flow, ManualClock, MemStore, Session};
+use std::sync::Arc;
 
-fn cache() -> Cache {
+use ebbrt_rcu::threads::{Participant, Threads};
+use memcached::{Cache, Config, Flow, ManualClock, MemStore, RcuStore, Session, Store};
+
+std::thread_local! {
+    /// The RCU domain of the fuzzing thread (plain threads, no runtime).
+    static RCU: (Arc<Threads>, Participant) = {
+        let threads = Threads::new(1);
+        let me = threads.enter();
+        (threads, me)
+    };
+}
+
+fn store(rcu: bool) -> Box<dyn Store> {
+    if rcu {
+        let threads = RCU.with(|(t, _)| t.clone());
+        Box::new(RcuStore::with_rcu(1 << 20, threads))
+    } else {
+        Box::new(MemStore::new(1 << 20))
+    }
+}
+
+fn cache(rcu: bool) -> Cache {
     Cache::new(
-        Box::new(MemStore::new(1 << 20)),
+        store(rcu),
         Box::new(ManualClock::new(1_700_000_000)),
         Config {
             item_size_max: 4096,
@@ -15,8 +37,8 @@ fn cache() -> Cache {
     )
 }
 
-fn feed(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
-    let c = cache();
+fn feed(rcu: bool, chunks: &[&[u8]]) -> (Vec<u8>, bool) {
+    let c = cache(rcu);
     let mut s = Session::new(&c);
     let mut out = Vec::new();
     let mut closed = false;
@@ -26,6 +48,11 @@ fn feed(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
             break;
         }
     }
+    drop(s);
+    drop(c);
+    // Between inputs the thread holds nothing: a quiescent state, so the
+    // RCU store's deferred frees run instead of piling up over a long run.
+    RCU.with(|(_, me)| me.quiescent());
     (out, closed)
 }
 
@@ -36,5 +63,7 @@ pub fn same_whole_and_split(data: &[u8]) {
     };
     let at = body.len() * usize::from(cut) / 256;
     let (a, b) = body.split_at(at);
-    assert_eq!(feed(&[body]), feed(&[a, b]), "split at {at}");
+    for rcu in [true, false] {
+        assert_eq!(feed(rcu, &[body]), feed(rcu, &[a, b]), "split at {at}, rcu store {rcu}");
+    }
 }
