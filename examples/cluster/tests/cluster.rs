@@ -4,8 +4,9 @@
 //! lines a user reads.
 //!
 //! The tool builds the frontend and the native image into a target
-//! directory of this test's own under `target/tmp` (the one `cargo test`
-//! builds into is locked while it runs), so it takes minutes when cold.
+//! directory under `target/tmp` (the one `cargo test` builds into is locked
+//! while it runs), shared with the memcached example's native test, so it
+//! takes minutes when cold.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;

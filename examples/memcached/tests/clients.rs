@@ -362,8 +362,8 @@ fn boot_arguments_set_the_options_and_bad_ones_are_errors() {
 /// The native image under QEMU (user networking, a free host port
 /// forwarded to the guest's 11211), checked with memccapable both ways.
 /// It builds the native image (into a target directory of its own under
-/// `target/tmp`: the one `cargo test` builds into is locked while it
-/// runs) and boots it under TCG, so it takes a minute or two the first time.
+/// `target/tmp`, shared with the cluster example's test: the one `cargo
+/// test` builds into is locked while it runs) and boots it under TCG, so it takes a minute or two the first time.
 #[test]
 fn native_under_qemu_passes_memccapable() {
     use std::os::unix::process::CommandExt;
@@ -376,7 +376,7 @@ fn native_under_qemu_passes_memccapable() {
         .as_secs();
     // Its own process group, so that QEMU under cargo and the tool is
     // stopped with them.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memcached-native");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-native");
     let mut child = Command::new(env!("CARGO"))
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", &target)
