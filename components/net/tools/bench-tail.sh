@@ -68,7 +68,7 @@ for spec in specs:
     for c in (1, 2):
         rows = []
         for f in sorted(glob.glob(f"{out}/{name}-t*-c{c}.txt")):
-            s = sorted(float(x) for x in open(f))
+            s = sorted(float(x.split()[0]) for x in open(f))
             rows.append((q(s, .5), q(s, .99), q(s, .999)))
         if rows:
             rng = lambda i: f"{min(r[i] for r in rows):.0f}-{max(r[i] for r in rows):.0f}"

@@ -10,8 +10,9 @@ The bulk test streams MiB of random data while a reader thread collects
 the echo, then compares SHA-256 digests. --seq opens and closes N
 connections one after another (each echoes 4 bytes); --conns opens N at
 once. --gap waits that many microseconds (busy-waiting) between round
-trips; --dump writes every round trip's latency (µs, in the order they
-were measured) to FILE, one a line. Exit status 0 only if every echoed
+trips; --dump writes every round trip to FILE, one a line, in the order
+they were measured: its latency in µs and its start (CLOCK_MONOTONIC, s:
+`perf record -k mono` timestamps are on the same clock). Exit status 0 only if every echoed
 byte matched.
 """
 import argparse, hashlib, os, socket, sys, threading, time
@@ -38,7 +39,7 @@ def latency(host, port, rounds, gap_us=0, dump=None):
     msg = b"x" * 64
     for _ in range(min(50, rounds)):  # warm up
         s.sendall(msg); recv_exact(s, 64)
-    lat = []
+    lat, starts = [], []
     for _ in range(rounds):
         if gap_us:
             until = time.perf_counter() + gap_us / 1e6
@@ -49,10 +50,11 @@ def latency(host, port, rounds, gap_us=0, dump=None):
         if recv_exact(s, 64) != msg:
             raise ValueError("echo mismatch")
         lat.append(time.perf_counter() - t)
+        starts.append(t)
     s.close()
     if dump:
         with open(dump, "w") as f:
-            f.writelines(f"{x * 1e6:.1f}\n" for x in lat)
+            f.writelines(f"{x * 1e6:.1f} {t:.6f}\n" for x, t in zip(lat, starts))
     lat.sort()
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e6
     return pick(0.5), pick(0.99), pick(0.999)
