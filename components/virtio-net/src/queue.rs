@@ -55,10 +55,12 @@ const BUSY_GAP_NS: u64 = 500_000;
 const BUSY_FRAMES: u32 = 4;
 /// Busy passes in a row before switching to polling.
 const BUSY_PASSES: u32 = 4;
-/// Polling ends when no frame came for this long (ns): the core then
-/// halts again instead of spinning (under emulation a spinning vCPU takes
-/// a host CPU from the device model).
-const POLL_QUIET_NS: u64 = 1_000_000;
+/// Polling ends when no frame came for this long (ns; boot argument
+/// `virtio.poll_quiet_us`): the core then halts again instead of spinning
+/// (under emulation a spinning vCPU takes a host CPU from the device
+/// model). It is also what a polling episode that starves the device
+/// costs the frame it keeps out, hence short.
+pub(crate) const POLL_QUIET_NS: u64 = 200_000;
 /// A frame this soon after polling stopped means polling starved the
 /// device (see the module's documentation).
 const STARVED_NS: u64 = 250_000;
@@ -150,6 +152,8 @@ pub(crate) struct Live {
     prev_pass: u64,
     refills: u32,
     interrupts: bool,
+    /// The device's `poll_quiet_ns`.
+    poll_quiet_ns: u64,
     /// When the last polling episode handed back to the interrupt, until
     /// the next frame tells whether it starved the device (0: none).
     poll_ended: u64,
@@ -204,6 +208,7 @@ impl QueuePair {
                 prev_pass: 0,
                 refills: 0,
                 interrupts: irq.is_some(),
+                poll_quiet_ns: nic.poll_quiet_ns,
                 poll_ended: 0,
                 no_poll_until: 0,
                 backoff: BACKOFF_MIN_NS,
@@ -309,7 +314,7 @@ fn poller(live: &'static RefCell<Live>) -> IdlePoller {
             }
             return true;
         }
-        if now_ns().saturating_sub(l.last_frame) > POLL_QUIET_NS {
+        if now_ns().saturating_sub(l.last_frame) > l.poll_quiet_ns {
             if l.interrupts {
                 log::debug!("virtio-net: queue pair {} is quiet: interrupts", l.index);
                 l.rx.set_dev_notify(true);
