@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """p99 latency against offered load, from loadgen's JSON (memcached-vs.sh).
 
-    plot-p99.py OUT_DIR FIGURE.svg     the figure: one panel per environment
+    plot-p99.py OUT_DIR... FIGURE.svg  the figure: one panel per environment
                                        (hosted, native), a curve per server
-    plot-p99.py --table OUT_DIR        the results as a Markdown table
+    plot-p99.py --table OUT_DIR...     the results as a Markdown table
 
-OUT_DIR holds <env>-<server>-<cores>-sweep.json and -search.json as
+A run found in several OUT_DIRs is taken from the last. OUT_DIR holds <env>-<server>-<cores>-sweep.json and -search.json as
 memcached-vs.sh writes them. The figure is plain SVG written here (no
 plotting library needed): log-log axes, the SLA of each panel as a dashed
 line, a point per sweep step that answered at least 95 % of its schedule
@@ -24,15 +24,16 @@ STYLE = {("ebbrt", "1"): ("#d62728", "EbbRT 1 core"),
 ORDER = ["ebbrt", "memcached", "linux"]
 
 
-def load(out):
+def load(outs):
     runs = {}
-    for f in sorted(glob.glob(os.path.join(out, "*-*-*-*.json"))):
+    files = [f for out in outs for f in sorted(glob.glob(os.path.join(out, "*-*-*-*.json")))]
+    for f in files:
         env, server, cores, kind = os.path.basename(f)[:-5].split("-")
         try:
             d = json.load(open(f))
         except (json.JSONDecodeError, OSError):
             continue
-        runs.setdefault((env, server, cores), {})[kind] = d
+        runs.setdefault((env, server, cores), {})[kind] = d  # the last wins
     return runs
 
 
@@ -148,9 +149,9 @@ def svg(out, path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--table":
-        table(sys.argv[2])
-    elif len(sys.argv) == 3:
-        svg(sys.argv[1], sys.argv[2])
+    if len(sys.argv) >= 3 and sys.argv[1] == "--table":
+        table(sys.argv[2:])
+    elif len(sys.argv) >= 3:
+        svg(sys.argv[1:-1], sys.argv[-1])
     else:
         sys.exit(__doc__)
