@@ -27,7 +27,7 @@
 # (search steps, 12), RETRIES (a failed search step is run once more, 1:
 # on a shared machine one stall of the generator should not end a search), LINUX_VM (the baseline script), SWEEP_HOSTED and
 # SWEEP_NATIVE (comma-separated offered loads), ONLY_CORES ("1 2"),
-# LG_PREFIX (below).
+# LG_PREFIX and SERVER_PREFIX (below).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -45,6 +45,10 @@ ONLY_CORES=${ONLY_CORES:-1 2}
 # a real-time priority, so that on a shared host its own wake-ups are not
 # what the p99 measures (the servers and QEMU keep their priority).
 LG_PREFIX=${LG_PREFIX:-}
+# The same for the hosted servers (memcached and ours), e.g. "taskset -c 0"
+# with LG_PREFIX="taskset -c 1 chrt -f 20": server and generator on CPUs
+# of their own (one-core runs).
+SERVER_PREFIX=${SERVER_PREFIX:-}
 mkdir -p "$OUT"
 L=$CARGO_TARGET_DIR/release/loadgen
 common=(--protocol binary --connections "$CONNS" --duration "$DURATION" --json)
@@ -82,13 +86,13 @@ hosted() {
   build
   for n in $ONLY_CORES; do
     # The host's memcached 1.6, n worker threads.
-    memcached -u root -l 127.0.0.1 -p 21411 -U 0 -t "$n" -m 256 -c 4096 &
+    $SERVER_PREFIX memcached -u root -l 127.0.0.1 -p 21411 -U 0 -t "$n" -m 256 -c 4096 &
     local mc=$!
     wait_port 127.0.0.1 21411
     run "hosted-memcached-$n" -- 127.0.0.1:21411 500us 5000 "$SWEEP_HOSTED"
     kill "$mc"; wait "$mc" 2>/dev/null
     # Ours, hosted: n pinned cores.
-    "$CARGO_TARGET_DIR/release/memcached" --cores "$n" -- -p 21412 -l 127.0.0.1 -m 256 &
+    $SERVER_PREFIX "$CARGO_TARGET_DIR/release/memcached" --cores "$n" -- -p 21412 -l 127.0.0.1 -m 256 &
     local eb=$!
     wait_port 127.0.0.1 21412
     run "hosted-ebbrt-$n" -- 127.0.0.1:21412 500us 5000 "$SWEEP_HOSTED"
