@@ -127,9 +127,17 @@ pub fn run(mut cmd: Command, opts: Options, stdout: Stdout<'_>) -> io::Result<Fi
     };
     let mut timed_out = false;
     let status = loop {
-        if let Ok(line) = rx.recv_timeout(POLL) {
-            deliver(line);
-            continue;
+        match rx.recv_timeout(POLL) {
+            Ok(line) => {
+                deliver(line);
+                continue;
+            }
+            // No line reader (stdout relayed straight to the terminal, or
+            // not captured): the channel is closed at once, and without
+            // this sleep the loop would spin on `try_wait`, a host CPU
+            // taken from QEMU for the whole run.
+            Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(POLL),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if let Some(status) = child.try_wait()? {
             break status;

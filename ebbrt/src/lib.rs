@@ -54,10 +54,12 @@ pub use runtime::net;
 #[cfg(all(target_os = "none", feature = "net"))]
 pub use ebbrt_net as net;
 
-// Linked for its NIC Ebb (at NET_DEVICE, bound to the network manager at
-// link time) and its component record, not for names.
+/// The virtio-net driver (natively, with the `net` feature): linked for
+/// its NIC Ebb (at NET_DEVICE, bound to the network manager at link time)
+/// and its component record; named for its diagnostics
+/// (`VirtioNet::get().polling()`, `poll_stats()`).
 #[cfg(all(target_os = "none", feature = "net"))]
-use ebbrt_virtio_net as _;
+pub use ebbrt_virtio_net as virtio_net;
 
 // The console: the alternative wins over the default; hosted, either
 // feature means stdout. Linked for its binding and record.

@@ -48,6 +48,8 @@ sweep and SLA search
                          --qps and doubling, then bisecting; each step lasts --duration
   --search-max N         never offer more than N QPS (default 10000000)
   --search-steps N       at most N steps (default 16)
+  --search-retries N     run a failed step again, up to N times, and count the rate as passing
+                         if any attempt passed (every attempt is a step; default 0)
 
 output
   --json                 machine-readable output on stdout (progress goes to stderr)
@@ -110,6 +112,8 @@ pub struct Config {
     pub search_max: f64,
     /// The search's step budget.
     pub search_steps: usize,
+    /// Attempts after a failed search step.
+    pub search_retries: usize,
     /// JSON output.
     pub json: bool,
 }
@@ -141,6 +145,7 @@ impl Default for Config {
             search: false,
             search_max: 10_000_000.0,
             search_steps: 16,
+            search_retries: 0,
             json: false,
         }
     }
@@ -227,6 +232,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--search" => c.search = true,
             "--search-max" => c.search_max = num(&flag, &value()?)?,
             "--search-steps" => c.search_steps = num(&flag, &value()?)?,
+            "--search-retries" => c.search_retries = num(&flag, &value()?)?,
             "--json" => c.json = true,
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }

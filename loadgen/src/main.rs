@@ -177,6 +177,7 @@ fn run(c: &Config) -> Result<bool, String> {
             max_qps: c.search_max,
             tolerance: 0.05,
             max_steps: c.search_steps,
+            retries: c.search_retries,
         };
         let mut failure: Option<String> = None;
         let outcome = search::run(&plan, &criteria, |qps| {
@@ -326,5 +327,6 @@ fn config_json(c: &Config, addr: &str) -> Value {
         "sweep": c.sweep,
         "sla_p99_us": c.sla_p99.map(|d| d.as_secs_f64() * 1e6),
         "search": c.search,
+        "search_retries": c.search_retries,
     })
 }

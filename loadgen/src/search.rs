@@ -5,6 +5,12 @@
 //! the step budget is spent. A step passes when its p99 is within the SLA,
 //! it carried (nearly) the load it was offered, and it had no errors: a
 //! server that answers fast by answering few does not pass.
+//!
+//! On a machine shared with other work a single step can fail from a
+//! stall that has nothing to do with the server (the generator itself
+//! waiting for a CPU). With `retries` a failed step is run again, up to
+//! that many times, and the rate counts as passing when any attempt
+//! passed; every attempt is reported as a step of its own.
 
 /// What a step must show to pass.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +58,9 @@ pub struct Plan {
     pub tolerance: f64,
     /// Stop after this many steps in all.
     pub max_steps: usize,
+    /// Attempts after a failed step at the same rate (0: a failure is
+    /// final).
+    pub retries: usize,
 }
 
 /// The outcome: each step's offered rate and verdict, and the best pass.
@@ -67,10 +76,18 @@ pub struct Outcome {
 pub fn run(plan: &Plan, criteria: &Criteria, mut step: impl FnMut(f64) -> Measured) -> Outcome {
     let mut steps: Vec<(f64, Measured, bool)> = Vec::new();
     let mut probe = |q: f64, steps: &mut Vec<(f64, Measured, bool)>| {
-        let m = step(q);
-        let ok = criteria.passes(&m);
-        steps.push((q, m, ok));
-        ok
+        for attempt in 0..=plan.retries {
+            if attempt > 0 && steps.len() >= plan.max_steps {
+                break;
+            }
+            let m = step(q);
+            let ok = criteria.passes(&m);
+            steps.push((q, m, ok));
+            if ok {
+                return true;
+            }
+        }
+        false
     };
     let mut lo: Option<f64> = None; // highest pass
     let mut hi: Option<f64> = None; // lowest fail
@@ -133,7 +150,65 @@ mod tests {
             max_qps: 10_000_000.0,
             tolerance: 0.02,
             max_steps: 40,
+            retries: 0,
         }
+    }
+
+    #[test]
+    fn a_retry_passes_a_step_that_failed_once() {
+        // Fails the first time 8k is offered, passes the second; the knee
+        // is at 20k.
+        let mut seen_8k = 0;
+        let out = run(
+            &Plan {
+                retries: 1,
+                ..plan(1000.0)
+            },
+            &CRITERIA,
+            |q| {
+                let stalled = q == 8000.0 && {
+                    seen_8k += 1;
+                    seen_8k == 1
+                };
+                Measured {
+                    p99_ns: if q <= 20_000.0 && !stalled {
+                        100_000
+                    } else {
+                        2_000_000
+                    },
+                    achieved_qps: q,
+                    scheduled_qps: q,
+                    errors: 0,
+                }
+            },
+        );
+        let best = out.steps[out.best.unwrap()].0;
+        assert!((20_000.0 * 0.98..=20_000.0).contains(&best), "{best}");
+        // 8k twice: the failure, then the pass; above the knee every rate
+        // is tried twice.
+        let at_8k: Vec<bool> = out
+            .steps
+            .iter()
+            .filter(|s| s.0 == 8000.0)
+            .map(|s| s.2)
+            .collect();
+        assert_eq!(at_8k, [false, true]);
+        assert_eq!(out.steps.iter().filter(|s| s.0 == 32_000.0).count(), 2);
+        // Without retries the stall ends the doubling at 4k.
+        let mut seen = 0;
+        let strict = run(&plan(1000.0), &CRITERIA, |q| {
+            let stalled = q == 8000.0 && {
+                seen += 1;
+                seen == 1
+            };
+            Measured {
+                p99_ns: if stalled { 2_000_000 } else { 100_000 },
+                achieved_qps: q,
+                scheduled_qps: q,
+                errors: 0,
+            }
+        });
+        assert!(strict.steps[strict.best.unwrap()].0 < 8000.0);
     }
 
     #[test]

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""TCP echo benchmark: 64-byte round-trip latency (p50/p99) and bulk
+"""TCP echo benchmark: 64-byte round-trip latency (p50/p99/p99.9) and bulk
 throughput with a checksum, against any TCP echo server.
 
     netbench.py HOST PORT [--rounds N] [--bulk MiB] [--conns N] [--seq N] [--parallel N]
+                [--gap US] [--dump FILE]
 
 Every round trip sends 64 bytes and waits for all 64 back (TCP_NODELAY).
 The bulk test streams MiB of random data while a reader thread collects
 the echo, then compares SHA-256 digests. --seq opens and closes N
 connections one after another (each echoes 4 bytes); --conns opens N at
-once. Exit status 0 only if every echoed byte matched.
+once. --gap waits that many microseconds (busy-waiting) between round
+trips; --dump writes every round trip to FILE, one a line, in the order
+they were measured: its latency in µs and its start (CLOCK_MONOTONIC, s:
+`perf record -k mono` timestamps are on the same clock). Exit status 0 only if every echoed
+byte matched.
 """
 import argparse, hashlib, os, socket, sys, threading, time
 
@@ -29,22 +34,30 @@ def recv_exact(s, n):
     return bytes(got)
 
 
-def latency(host, port, rounds):
+def latency(host, port, rounds, gap_us=0, dump=None):
     s = connect(host, port)
     msg = b"x" * 64
     for _ in range(min(50, rounds)):  # warm up
         s.sendall(msg); recv_exact(s, 64)
-    lat = []
+    lat, starts = [], []
     for _ in range(rounds):
+        if gap_us:
+            until = time.perf_counter() + gap_us / 1e6
+            while time.perf_counter() < until:
+                pass
         t = time.perf_counter()
         s.sendall(msg)
         if recv_exact(s, 64) != msg:
             raise ValueError("echo mismatch")
         lat.append(time.perf_counter() - t)
+        starts.append(t)
     s.close()
+    if dump:
+        with open(dump, "w") as f:
+            f.writelines(f"{x * 1e6:.1f} {t:.6f}\n" for x, t in zip(lat, starts))
     lat.sort()
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e6
-    return pick(0.5), pick(0.99)
+    return pick(0.5), pick(0.99), pick(0.999)
 
 
 def bulk(host, port, mib):
@@ -106,7 +119,7 @@ def parallel(host, port, n, rounds):
         t = time.perf_counter()
         res = pool.starmap(latency, [(host, port, rounds)] * n)
         dt = time.perf_counter() - t
-    return n * rounds / dt, max(r[0] for r in res), max(r[1] for r in res)
+    return n * rounds / dt, max(r[0] for r in res), max(r[1] for r in res), max(r[2] for r in res)
 
 
 def main():
@@ -117,14 +130,16 @@ def main():
     p.add_argument("--seq", type=int, default=0)
     p.add_argument("--conns", type=int, default=0)
     p.add_argument("--parallel", type=int, default=0, help="N clients at once (round trips/s)")
+    p.add_argument("--gap", type=float, default=0, help="microseconds between round trips")
+    p.add_argument("--dump", help="write each round trip's latency (us) to this file")
     a = p.parse_args()
     good = True
     if a.parallel:
-        rate, p50, p99 = parallel(a.host, a.port, a.parallel, a.rounds)
-        print(f"{a.parallel} parallel clients: {rate:.0f} round trips/s; worst client p50 {p50:.0f} us, p99 {p99:.0f} us")
+        rate, p50, p99, p999 = parallel(a.host, a.port, a.parallel, a.rounds)
+        print(f"{a.parallel} parallel clients: {rate:.0f} round trips/s; worst client p50 {p50:.0f} us, p99 {p99:.0f} us, p99.9 {p999:.0f} us")
     elif a.rounds:
-        p50, p99 = latency(a.host, a.port, a.rounds)
-        print(f"latency 64 B round trip: p50 {p50:.0f} us, p99 {p99:.0f} us ({a.rounds} rounds)")
+        p50, p99, p999 = latency(a.host, a.port, a.rounds, a.gap, a.dump)
+        print(f"latency 64 B round trip: p50 {p50:.0f} us, p99 {p99:.0f} us, p99.9 {p999:.0f} us ({a.rounds} rounds)")
     if a.bulk:
         mbs, ok = bulk(a.host, a.port, a.bulk)
         good &= ok

@@ -161,6 +161,9 @@ pub(crate) struct Nic {
     pub(crate) header: usize,
     /// When receive queues switch from interrupts to polling.
     pub(crate) polling: Polling,
+    /// How long a polling queue waits for a frame before it goes back to
+    /// its interrupt (ns; boot argument `virtio.poll_quiet_us`).
+    pub(crate) poll_quiet_ns: u64,
     /// The MTU the stack uses: the device's advice (`MTU`), at most what
     /// a receive buffer holds.
     pub(crate) mtu: usize,
@@ -400,11 +403,25 @@ impl Nic {
                 Polling::Auto
             }
         };
+        let poll_quiet_ns = match ebbrt_core::native::boot_arg("virtio.poll_quiet_us") {
+            None => crate::queue::POLL_QUIET_NS,
+            Some(v) => match v.parse::<u64>() {
+                Ok(us) if us > 0 => us * 1000,
+                _ => {
+                    log::warn!(
+                        "virtio-net: virtio.poll_quiet_us={v} is not a positive number; using {}",
+                        crate::queue::POLL_QUIET_NS / 1000
+                    );
+                    crate::queue::POLL_QUIET_NS
+                }
+            },
+        };
         let nic = Nic {
             transport: spin::Mutex::new(t),
             features,
             header,
             polling,
+            poll_quiet_ns,
             mtu,
             mac,
             pairs: spin::Mutex::new(Vec::new()),

@@ -24,7 +24,7 @@ use ebbrt_net::device::{NetDevice, NetDeviceEbb};
 
 #[cfg(target_os = "none")]
 use crate::device::Nic;
-use crate::features::Features;
+use crate::features::{Features, PollStats};
 #[cfg(not(target_os = "none"))]
 use crate::hosted::{Live, Nic};
 #[cfg(target_os = "none")]
@@ -139,6 +139,14 @@ impl VirtioNet {
             .get()
             .and_then(|l| l.try_borrow().ok().map(|l| l.polling()))
             .unwrap_or(false)
+    }
+
+    /// The counters of this core's queue pair's interrupt-to-polling
+    /// switch (`None` while it is not open).
+    pub fn poll_stats(&self) -> Option<PollStats> {
+        self.pair
+            .get()
+            .and_then(|l| l.try_borrow().ok().map(|l| l.poll_stats()))
     }
 
     /// Opens this core's queue pair for `caller` (which must be this Ebb's

@@ -39,3 +39,19 @@ pub enum Polling {
     /// Never: every burst raises an interrupt and the core halts between.
     Never,
 }
+
+/// Counters of a queue pair's interrupt-to-polling switch
+/// ([`VirtioNet::poll_stats`](crate::VirtioNet::poll_stats)).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollStats {
+    /// Switches from interrupts to polling.
+    pub episodes: u64,
+    /// Polling episodes that starved the device: a frame came so soon
+    /// after polling stopped (within 250 µs) that the spinning core had
+    /// been keeping it out (under emulation, QEMU's I/O thread waiting for
+    /// the host CPU the vCPU spun on).
+    pub starved: u64,
+    /// Busy passes that stayed on interrupts because a starved episode
+    /// put the pair on a back-off.
+    pub held_back: u64,
+}

@@ -58,6 +58,10 @@ impl NetDevice for Nic {
 pub(crate) enum Live {}
 
 impl Live {
+    pub(crate) fn poll_stats(&self) -> crate::PollStats {
+        match *self {}
+    }
+
     pub(crate) fn polling(&self) -> bool {
         match *self {}
     }

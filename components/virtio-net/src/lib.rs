@@ -53,7 +53,7 @@ mod pio;
 mod queue;
 
 pub use ebb::{VirtioNet, VirtioNetRoot};
-pub use features::{Features, Polling};
+pub use features::{Features, PollStats, Polling};
 
 #[cfg(test)]
 mod tests {

@@ -9,11 +9,29 @@
 //! pair switches to polling from the idle loop (no interrupt per burst),
 //! and back once the ring stays empty. That switch's state lives in the
 //! representative with the rings.
+//!
+//! Polling can starve the device it waits for: under emulation on a host
+//! with few CPUs, the spinning vCPU holds a host CPU that QEMU's I/O thread
+//! needs to put the next frame in the ring, so the frame comes only once
+//! polling gives up and the core halts (then `POLL_QUIET_NS` late). A
+//! polling episode after which a frame arrives within `STARVED_NS` of the
+//! core going back to interrupts is counted as starved, and the pair then
+//! stays on interrupts for a back-off that doubles with every starved
+//! episode in a row (`BACKOFF_MIN_NS` to `BACKOFF_MAX_NS`) and resets after
+//! a healthy one.
+//!
+//! Every "enable notifications, then look again" and "publish, then ask
+//! whether to notify" pair is separated by a full fence: a store followed
+//! by a load of another location may be reordered on x86, and without the
+//! fence the driver and the device can each miss the other's update (a
+//! lost interrupt or a lost kick: a frame left in a ring until the next
+//! event).
 
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{OnceCell, RefCell};
+use core::sync::atomic::{Ordering, fence};
 use core::task::Waker;
 
 use ebbrt_core::exec::{self, IdlePoller};
@@ -23,7 +41,7 @@ use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
 use crate::device::{AnyTransport, Nic, RX_BUFFER};
-use crate::features::{Features, Polling};
+use crate::features::{Features, PollStats, Polling};
 use crate::hal::IdentityHal;
 
 /// Descriptors per queue (QEMU's default ring size; legacy devices need
@@ -37,10 +55,19 @@ const BUSY_GAP_NS: u64 = 500_000;
 const BUSY_FRAMES: u32 = 4;
 /// Busy passes in a row before switching to polling.
 const BUSY_PASSES: u32 = 4;
-/// Polling ends when no frame came for this long (ns): the core then
-/// halts again instead of spinning (under emulation a spinning vCPU takes
-/// a host CPU from the device model).
-const POLL_QUIET_NS: u64 = 1_000_000;
+/// Polling ends when no frame came for this long (ns; boot argument
+/// `virtio.poll_quiet_us`): the core then halts again instead of spinning
+/// (under emulation a spinning vCPU takes a host CPU from the device
+/// model). It is also what a polling episode that starves the device
+/// costs the frame it keeps out, hence short.
+pub(crate) const POLL_QUIET_NS: u64 = 200_000;
+/// A frame this soon after polling stopped means polling starved the
+/// device (see the module's documentation).
+const STARVED_NS: u64 = 250_000;
+/// How long a pair stays on interrupts after a starved polling episode,
+/// doubling with each one in a row.
+const BACKOFF_MIN_NS: u64 = 20_000_000;
+const BACKOFF_MAX_NS: u64 = 2_000_000_000;
 /// Recycled receive buffers batched before notifying the device.
 const REFILL_BATCH: u32 = 32;
 
@@ -125,6 +152,16 @@ pub(crate) struct Live {
     prev_pass: u64,
     refills: u32,
     interrupts: bool,
+    /// The device's `poll_quiet_ns`.
+    poll_quiet_ns: u64,
+    /// When the last polling episode handed back to the interrupt, until
+    /// the next frame tells whether it starved the device (0: none).
+    poll_ended: u64,
+    /// No switch to polling before this time (ns).
+    no_poll_until: u64,
+    /// The next back-off after a starved episode.
+    backoff: u64,
+    stats: PollStats,
     /// Receive buffers still to drop: the rest of a frame too large for
     /// one buffer (merged receive buffers).
     rx_skip: u16,
@@ -171,6 +208,11 @@ impl QueuePair {
                 prev_pass: 0,
                 refills: 0,
                 interrupts: irq.is_some(),
+                poll_quiet_ns: nic.poll_quiet_ns,
+                poll_ended: 0,
+                no_poll_until: 0,
+                backoff: BACKOFF_MIN_NS,
+                stats: PollStats::default(),
                 rx_skip: 0,
             })
         });
@@ -222,6 +264,37 @@ impl Live {
     pub(crate) fn polling(&self) -> bool {
         self.poller.is_some()
     }
+
+    /// The switch's counters.
+    pub(crate) fn poll_stats(&self) -> PollStats {
+        self.stats
+    }
+
+    /// Notes a received frame at `now`: the first after a polling episode
+    /// tells whether that episode starved the device.
+    fn frame_at(&mut self, now: u64) {
+        self.last_frame = now;
+        if self.poll_ended == 0 {
+            return;
+        }
+        if now.saturating_sub(self.poll_ended) < STARVED_NS {
+            self.stats.starved += 1;
+            self.no_poll_until = now + self.backoff;
+            if self.stats.starved == 1 {
+                log::info!(
+                    "virtio-net: queue pair {}: polling starved the device (a frame {} us after \
+                     it stopped); interrupts only for a while (back-off {} ms, doubling)",
+                    self.index,
+                    now.saturating_sub(self.poll_ended) / 1000,
+                    self.backoff / 1_000_000
+                );
+            }
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX_NS);
+        } else {
+            self.backoff = BACKOFF_MIN_NS;
+        }
+        self.poll_ended = 0;
+    }
 }
 
 fn now_ns() -> u64 {
@@ -241,12 +314,15 @@ fn poller(live: &'static RefCell<Live>) -> IdlePoller {
             }
             return true;
         }
-        if now_ns().saturating_sub(l.last_frame) > POLL_QUIET_NS {
+        if now_ns().saturating_sub(l.last_frame) > l.poll_quiet_ns {
             if l.interrupts {
                 log::debug!("virtio-net: queue pair {} is quiet: interrupts", l.index);
                 l.rx.set_dev_notify(true);
+                l.poll_ended = now_ns();
                 // A frame that came before notifications were back on
-                // raised no interrupt: wake the stack to look.
+                // raised no interrupt: wake the stack to look (after a
+                // fence: the device reads the flag after writing the ring).
+                fence(Ordering::SeqCst);
                 if l.rx.can_pop()
                     && let Some(w) = &l.waker
                 {
@@ -319,7 +395,7 @@ impl NetQueue for QueuePair {
                 }
             };
             l.frames_this_pass += 1;
-            l.last_frame = now_ns();
+            l.frame_at(now_ns());
             if l.rx_skip > 0 {
                 // A later piece of an oversized frame: no header, not a frame.
                 l.rx_skip -= 1;
@@ -405,6 +481,9 @@ impl NetQueue for QueuePair {
             Err(_) => return Err(TxError::Full),
         };
         l.tx_bufs[usize::from(token)] = Some(buf);
+        // The device re-enables kicks and then looks at the ring again; we
+        // published the ring and now read whether it wants a kick.
+        fence(Ordering::SeqCst);
         let notify = l.tx.should_notify();
         let q = (2 * l.index + 1) as u16;
         drop(l);
@@ -437,11 +516,17 @@ impl NetQueue for QueuePair {
         }
         let busy = frames >= BUSY_FRAMES
             || (frames > 0 && l.last_frame.saturating_sub(prev) < BUSY_GAP_NS);
-        if self.nic.polling == Polling::Auto && busy {
+        if self.nic.polling == Polling::Auto && busy && l.last_frame < l.no_poll_until {
+            // Polling starved the device lately: stay on interrupts.
+            l.busy_passes = 0;
+            l.stats.held_back += 1;
+        } else if self.nic.polling == Polling::Auto && busy {
             l.busy_passes += 1;
             if l.busy_passes >= BUSY_PASSES {
                 l.busy_passes = 0;
                 log::debug!("virtio-net: queue pair {} is busy: polling", l.index);
+                l.stats.episodes += 1;
+                l.poll_ended = 0;
                 drop(l);
                 let p = poller(self.live);
                 self.live.borrow_mut().poller = Some(p);
@@ -451,6 +536,8 @@ impl NetQueue for QueuePair {
             l.busy_passes = 0;
         }
         l.rx.set_dev_notify(true);
+        // See the poller: the fence orders the flag before the look.
+        fence(Ordering::SeqCst);
         l.rx.can_pop()
     }
 }
@@ -476,6 +563,7 @@ fn repost(l: &mut Live, nic: &Nic, mut buf: Vec<u8>) {
 /// takes only the NIC's transport lock.
 fn flush_refills(l: &mut Live, nic: &Nic) {
     l.refills = 0;
+    fence(Ordering::SeqCst);
     if l.rx.should_notify() {
         nic.transport.lock().notify((2 * l.index) as u16);
     }

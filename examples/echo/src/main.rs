@@ -11,8 +11,10 @@
 //! UDP: on the same port, every datagram goes back to its sender as it
 //! came, except the query [`STATS_QUERY`] (`ebbrt-echo:stats`), which is
 //! answered with one line of the network's counters: natively
-//! `ebbrt-echo:stats stacks=N rx_frames=... dropped=... truncated=...`
-//! (every stack's counters added up, see `ebbrt_net::StackStats`); hosted
+//! `ebbrt-echo:stats stacks=N rx_frames=... dropped=... truncated=...
+//! poll_episodes=N poll_starved=N poll_held_back=N` (every stack's
+//! counters added up, see `ebbrt_net::StackStats`, then the NIC driver's
+//! interrupt-to-polling switch, `ebbrt::virtio_net::PollStats`); hosted
 //! `ebbrt-echo:stats stacks=0` (Linux keeps its own). Hosted, one core
 //! serves UDP (a port has one UDP socket there); natively, every core that
 //! owns a stack does (with one NIC queue, that is core 0).
@@ -289,16 +291,31 @@ async fn serve_udp(socket: UdpSocket) {
 #[cfg(target_os = "none")]
 async fn stats_line() -> String {
     use ebbrt::net::{NetworkManager, StackStats};
+    use ebbrt::virtio_net::{PollStats, VirtioNet};
     let mut total = StackStats::default();
+    let mut poll = PollStats::default();
     let mut stacks = 0;
     for core in cpu::all() {
-        let s = ebbrt::exec::spawn_on_with(core, || async { NetworkManager::get().stats() }).await;
+        let (s, p) = ebbrt::exec::spawn_on_with(core, || async {
+            (NetworkManager::get().stats(), VirtioNet::get().poll_stats())
+        })
+        .await;
         if let Some(s) = s {
             stacks += 1;
             total.add(&s);
         }
+        if let Some(p) = p {
+            poll.episodes += p.episodes;
+            poll.starved += p.starved;
+            poll.held_back += p.held_back;
+        }
     }
-    alloc::format!("ebbrt-echo:stats stacks={stacks} {total}")
+    alloc::format!(
+        "ebbrt-echo:stats stacks={stacks} {total} poll_episodes={} poll_starved={} poll_held_back={}",
+        poll.episodes,
+        poll.starved,
+        poll.held_back
+    )
 }
 
 /// The answer to [`STATS_QUERY`]: hosted, Linux keeps the counters.
