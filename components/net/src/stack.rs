@@ -1094,14 +1094,8 @@ impl Stack {
         }
         let r = self.with_tcp(id, |inner, h| {
             let s = inner.sockets.get_mut::<tcp::Socket>(h);
-            if !s.may_send() {
-                return Poll::Ready(Err(match s.state() {
-                    tcp::State::Closed | tcp::State::TimeWait => {
-                        Error::new(ErrorKind::ConnectionReset, "the connection is closed")
-                    }
-                    tcp::State::SynSent | tcp::State::SynReceived => NOT_CONNECTED,
-                    _ => Error::new(ErrorKind::BrokenPipe, "the write half is shut down"),
-                }));
+            if let Some(e) = send_refusal(s) {
+                return Poll::Ready(Err(e));
             }
             if s.can_send() {
                 match s.send_slice(buf) {
@@ -1140,14 +1134,8 @@ impl Stack {
         }
         let r = self.with_tcp(id, |inner, h| {
             let s = inner.sockets.get_mut::<tcp::Socket>(h);
-            if !s.may_send() {
-                return Poll::Ready(Err(match s.state() {
-                    tcp::State::Closed | tcp::State::TimeWait => {
-                        Error::new(ErrorKind::ConnectionReset, "the connection is closed")
-                    }
-                    tcp::State::SynSent | tcp::State::SynReceived => NOT_CONNECTED,
-                    _ => Error::new(ErrorKind::BrokenPipe, "the write half is shut down"),
-                }));
+            if let Some(e) = send_refusal(s) {
+                return Poll::Ready(Err(e));
             }
             let mut written = 0;
             while let Some(front) = chain.front() {
@@ -1572,6 +1560,21 @@ fn reap(inner: &mut Inner) -> bool {
         }
     }
     inner.orphans.len() < before
+}
+
+/// Why stream `s` takes no more bytes to send, if it does not: closed,
+/// not connected yet, or its write half shut down.
+fn send_refusal(s: &tcp::Socket) -> Option<Error> {
+    if s.may_send() {
+        return None;
+    }
+    Some(match s.state() {
+        tcp::State::Closed | tcp::State::TimeWait => {
+            Error::new(ErrorKind::ConnectionReset, "the connection is closed")
+        }
+        tcp::State::SynSent | tcp::State::SynReceived => NOT_CONNECTED,
+        _ => Error::new(ErrorKind::BrokenPipe, "the write half is shut down"),
+    })
 }
 
 #[cfg(test)]
