@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ebbrt::{IoBufChain, StaticEbb};
-use ebbrt_fs_offload::{FileSystem, FsError};
+use ebbrt_fs_offload::{FileKind, FileSystem, FsError};
 use ebbrt_global_id_map::{GlobalIdMap, Value, publish_endpoint};
 use ebbrt_messenger::{Admission, Config, Distributed, Messenger, MsgError, NodeId};
 use ebbrt_node_allocator::{
@@ -329,6 +329,14 @@ async fn run_checks() -> Result<Checks, String> {
                     "node {n1} was refused a path out of the served directory: {:?}",
                     r.escape
                 ),
+            );
+            c.check(
+                r.stat == Ok((text.len() as u64, FileKind::File)),
+                format!("node {n1} stat {FILE}: {:?}", r.stat),
+            );
+            c.check(
+                r.listing.as_deref() == Ok(&[FILE.to_string()][..]),
+                format!("node {n1} listed the served directory: {:?}", r.listing),
             );
             c.check(
                 r.missing == Err(FsError::NotFound),

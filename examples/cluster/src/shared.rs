@@ -18,7 +18,7 @@ use core::time::Duration;
 use ebbrt::ebb::ids;
 use ebbrt::time::Instant;
 use ebbrt::{IoBufChain, ebb};
-use ebbrt_fs_offload::{FileSystem, FsError};
+use ebbrt_fs_offload::{FileKind, FileSystem, FsError};
 use ebbrt_global_id_map::GlobalIdMap;
 use ebbrt_messenger::{Distributed, ErrorKind, NodeId, Reply, Serve};
 use serde::{Deserialize, Serialize};
@@ -190,6 +190,10 @@ pub struct FileRead {
     pub escape: Result<u64, FsError>,
     /// What reading a missing file gave (it must be `NotFound`).
     pub missing: Result<u64, FsError>,
+    /// The file's size and kind as `stat` reports them.
+    pub stat: Result<(u64, FileKind), FsError>,
+    /// The served directory's entries (names, sorted), as `list` reports them.
+    pub listing: Result<Vec<String>, FsError>,
 }
 /// A ping.
 #[derive(Debug, Serialize, Deserialize)]
@@ -305,10 +309,16 @@ impl Serve<ReadFile> for Probe {
         let len = |r: Result<IoBufChain, FsError>| r.map(|c| c.len() as u64);
         let escape = len(FileSystem::read_file(&m.escape, FILE_LIMIT).await);
         let missing = len(FileSystem::read_file("no/such/file", FILE_LIMIT).await);
+        let stat = FileSystem::stat(&m.path).await.map(|s| (s.size, s.kind));
+        let listing = FileSystem::list("")
+            .await
+            .map(|(entries, _)| entries.into_iter().map(|e| e.name).collect());
         Ok(Reply::new(FileRead {
             result,
             escape,
             missing,
+            stat,
+            listing,
         }))
     }
 }
