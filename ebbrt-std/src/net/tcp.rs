@@ -18,9 +18,18 @@ use crate::reactor::Async;
 
 /// Pending connections a listener queues before Linux refuses more.
 const BACKLOG: i32 = 1024;
-/// The size of a `read_buf` buffer when the kernel says nothing is queued
-/// (the data may arrive between asking and reading, or the stream ended).
+/// The least room a `read_buf` gives what follows a full scratch buffer
+/// when the kernel says nothing more is queued (it may arrive between
+/// asking and reading).
 const READ_BUF_MIN: usize = 4096;
+/// The per-thread buffer every read goes through first (see
+/// [`TcpStream::read_buf`]).
+const SCRATCH_LEN: usize = 16 * 1024;
+
+std::thread_local! {
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
 /// The largest `read_buf` buffer.
 const READ_BUF_MAX: usize = 256 * 1024;
 /// The most buffers one `writev` takes (Linux's `IOV_MAX`).
@@ -393,11 +402,29 @@ impl TcpStream {
         let mut v = self
             .inner
             .read_with(|mut s| {
-                let size = readable_bytes(s.as_raw_fd()).clamp(READ_BUF_MIN, READ_BUF_MAX);
-                let mut v = vec![0u8; size];
-                let n = s.read(&mut v)?;
-                v.truncate(n);
-                Ok(v)
+                // Most reads are small (a request or two): one `read` into
+                // this thread's scratch buffer, and a buffer of exactly what
+                // came — no `FIONREAD` call, no zeroing of a large buffer.
+                // A full scratch means more is queued: one buffer for it all,
+                // sized by `FIONREAD`.
+                SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    let n = s.read(&mut scratch[..])?;
+                    if n < scratch.len() {
+                        return Ok(scratch[..n].to_vec());
+                    }
+                    let more = readable_bytes(s.as_raw_fd()).min(READ_BUF_MAX);
+                    let mut v = Vec::with_capacity(n + more.max(READ_BUF_MIN));
+                    v.extend_from_slice(&scratch[..n]);
+                    v.resize(n + more.max(READ_BUF_MIN), 0);
+                    match s.read(&mut v[n..]) {
+                        Ok(m) => v.truncate(n + m),
+                        // What is in hand is returned; the rest waits.
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => v.truncate(n),
+                        Err(e) => return Err(e),
+                    }
+                    Ok(v)
+                })
             })
             .await?;
         if v.is_empty() {
