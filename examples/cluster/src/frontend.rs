@@ -15,8 +15,8 @@ use ebbrt_node_allocator::{
 
 use crate::NODE_PORT;
 use crate::shared::{
-    Exercise, FNV_START, Get, Kv, Ping, PingPeer, Probe, Put, ReadFile, ReadTimed, Sink, Stop, fnv,
-    owner, time_pings,
+    Exercise, FNV_START, Get, Kv, Ping, PingPeer, Probe, Put, ReadFile, ReadTimed, Sink, Stop,
+    WatchFor, fnv, owner, time_pings,
 };
 
 /// How long a node may take from boot to connected (TCG on a busy host).
@@ -303,6 +303,25 @@ async fn run_checks() -> Result<Checks, String> {
             Err(e) => c.check(false, format!("node {n} exercise: {e}")),
         }
     }
+
+    // A watch on node 2, woken by a set on the frontend.
+    let watch = ebbrt::spawn_local(async move {
+        Probe::on(n2)
+            .deadline(Duration::from_secs(30))
+            .call(&WatchFor {
+                name: "cluster.signal".into(),
+            })
+            .await
+    });
+    ebbrt::exec::sleep(Duration::from_millis(200)).await;
+    GlobalIdMap::set("cluster.signal", Value::Bytes(b"go".to_vec()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let seen = watch.await;
+    c.check(
+        matches!(&seen, Ok(w) if w.value.as_deref() == Ok(&b"go"[..])),
+        format!("node {n2} watched cluster.signal until the frontend set it: {seen:?}"),
+    );
 
     // File offload from node 1.
     match Probe::on(n1)

@@ -266,6 +266,20 @@ pub struct ReadTime {
     /// How long the read took, in microseconds.
     pub micros: u64,
 }
+/// Asks a node to watch a name in the global id map until it is set.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WatchFor {
+    /// The name.
+    pub name: String,
+}
+/// What the watch saw: the value's bytes, or the error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Watched {
+    /// The bytes set, or why the watch failed.
+    pub value: Result<Vec<u8>, String>,
+}
+ebbrt_messenger::message!(WatchFor, "cluster::WatchFor", 1, reply = Watched);
+ebbrt_messenger::message!(Watched, "cluster::Watched", 1);
 ebbrt_messenger::message!(Sink, "cluster::Sink", 1, reply = Sunk);
 ebbrt_messenger::message!(Sunk, "cluster::Sunk", 1);
 ebbrt_messenger::message!(ReadTimed, "cluster::ReadTimed", 1, reply = ReadTime);
@@ -288,7 +302,7 @@ pub static STOP: AtomicI32 = AtomicI32::new(i32::MIN);
 #[ebb(
     per_core,
     id = ids::app(11),
-    distributed(ReadFile, Ping, PingPeer, Stop, Sink, ReadTimed)
+    distributed(ReadFile, Ping, PingPeer, Stop, Sink, ReadTimed, WatchFor)
 )]
 #[derive(Default)]
 pub struct Probe;
@@ -408,5 +422,25 @@ impl Serve<ReadTimed> for Probe {
             result,
             micros: t.elapsed().as_micros() as u64,
         }))
+    }
+}
+
+impl Serve<WatchFor> for Probe {
+    async fn serve(
+        &'static self,
+        _from: NodeId,
+        m: WatchFor,
+        _bulk: IoBufChain,
+    ) -> Result<Reply<Watched>, ErrorKind> {
+        let value = GlobalIdMap::watch(&m.name, 0, Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("{e}"))
+            .and_then(|e| {
+                e.value
+                    .bytes()
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| "not bytes".into())
+            });
+        Ok(Reply::new(Watched { value }))
     }
 }
