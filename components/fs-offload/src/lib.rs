@@ -41,9 +41,9 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "server")]
 pub mod server;
 
-mod ebb;
+pub mod file_system;
 
-pub use ebb::{File, FileSystem, FsAnswer, FsRoot};
+pub use file_system::{File, FileSystem, FsAnswer, FsRoot};
 
 /// The most bytes one [`FsRequest::Read`] returns (a larger `len` is cut
 /// to this).
