@@ -268,7 +268,7 @@ impl GlobalIdMap {
     /// `after` (0: until it is set at all); returns that entry.
     pub async fn watch(name: &str, after: u64, deadline: Duration) -> Result<Entry, MsgError> {
         let name = name.into();
-        let found = GlobalIdMap::on(NodeId::FRONTEND)
+        let found = Self::frontend()
             .deadline(deadline)
             .call(&Watch { name, after })
             .await?;

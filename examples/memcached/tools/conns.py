@@ -13,7 +13,12 @@ open connections still answer a set and a get, and prints the server's
 `curr_connections`, `rejected_connections` and `total_connections`. The
 client's own descriptor limit bounds N (`ulimit -n`).
 """
-import socket, sys, time
+import os, socket, sys
+
+# The flood loop is the network tools' (components/net/tools/flood.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "../../../components/net/tools"))
+from flood import open_all  # noqa: E402
 
 
 def request(s, data, end):
@@ -27,33 +32,21 @@ def request(s, data, end):
     return got
 
 
+
+
+def answers_version(s):
+    """Admitted if the server answers `version`; refused with memcached's
+    over-limit error."""
+    got = request(s, b"version\r\n", b"\r\n")
+    if got.startswith(b"VERSION "):
+        return True
+    if got.startswith(b"ERROR Too many open connections"):
+        return False
+    raise OSError(f"unexpected reply {got[:40]!r}")
+
+
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-socks, refused, other = [], 0, {}
-t0 = time.time()
-for i in range(n):
-    s = socket.socket()
-    s.settimeout(30)
-    try:
-        s.connect((host, port))
-        got = request(s, b"version\r\n", b"\r\n")
-        if got.startswith(b"VERSION "):
-            socks.append(s)
-        elif got.startswith(b"ERROR Too many open connections"):
-            refused += 1
-            s.close()
-        else:
-            raise OSError(f"unexpected reply {got[:40]!r}")
-    except (ConnectionRefusedError, ConnectionResetError):
-        refused += 1
-        s.close()
-    except OSError as e:
-        other[str(e)] = other.get(str(e), 0) + 1
-        s.close()
-    if (i + 1) % 1000 == 0:
-        print(f"{i+1} tried: {len(socks)} open, {refused} refused, other {other}, "
-              f"{time.time()-t0:.0f}s", flush=True)
-print(f"done: {len(socks)} open, {refused} refused, other {other}, {time.time()-t0:.0f}s",
-      flush=True)
+socks, refused, other = open_all(host, port, n, answers_version, 30)
 ok = 0
 for k, s in enumerate(socks[:1] + socks[-1:]):
     key = f"flood{k}".encode()
