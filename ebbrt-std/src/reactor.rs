@@ -8,7 +8,7 @@
 //! the registration: a wake-up is never lost. Wakers are woken after every
 //! borrow of the reactor is released, so waking may re-enter it.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
@@ -23,16 +23,35 @@ use mio::{Events, Interest, Registry, Token};
 use crate::io_error::from_std;
 use crate::timer::TimerFd;
 
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread's streams asked the kernel for bytes
+    /// through [`Async::read_stream`] (a test counts the calls saved).
+    pub(crate) static STREAM_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// The token of this core's `mio::Waker` (cross-core wakes).
 pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
 const TIMER_TOKEN: Token = Token(usize::MAX - 1);
 const EVENTS_PER_TURN: usize = 1024;
 
-/// The tasks waiting for one source, per direction.
+/// The tasks waiting for one source, per direction, and what the last
+/// read said of the receive queue.
 #[derive(Default)]
 struct Wakers {
     read: RefCell<Vec<Waker>>,
     write: RefCell<Vec<Waker>>,
+    /// The last read of a stream emptied its receive queue (it returned
+    /// fewer bytes than asked for) and no readiness event came since: a
+    /// read now would only say `WouldBlock`. Cleared by the next readable,
+    /// closed or error event (edge-triggered: data arriving after that
+    /// read makes one).
+    drained: Cell<bool>,
+    /// A closed or error event came: the end of the stream (or its error)
+    /// is waiting to be read. Final, like `tokio`'s closed readiness: an
+    /// end that came with the last bytes raises no further event, so after
+    /// it a short read never skips the next one.
+    closed: Cell<bool>,
 }
 
 fn add_waker(list: &RefCell<Vec<Waker>>, w: &Waker) {
@@ -148,6 +167,10 @@ impl Reactor {
                             continue;
                         };
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            w.drained.set(false);
+                            if ev.is_read_closed() || ev.is_error() {
+                                w.closed.set(true);
+                            }
                             to_wake.append(&mut w.read.borrow_mut());
                         }
                         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
@@ -238,6 +261,41 @@ impl<S: Source> Async<S> {
         poll_fn(|cx| self.poll_op(cx, &self.wakers.read, &mut op))
             .await
             .map_err(from_std)
+    }
+
+    /// Like [`Self::read_with`] for a stream socket, without the system call
+    /// that would only say `WouldBlock`: `op` returns its result and
+    /// whether it emptied the receive queue (a read shorter than asked
+    /// for); after such a read the next one waits for a readiness event
+    /// first, as `tokio` does. Edge-triggered registration makes this
+    /// safe: bytes that arrive after the short read raise a new event,
+    /// which clears the mark before it wakes the task. Once the peer's end
+    /// (or an error) has been reported no read is skipped: the end may have
+    /// come with the bytes just read, and no event would follow it.
+    pub(crate) async fn read_stream<R>(
+        &self,
+        mut op: impl FnMut(&S) -> io::Result<(R, bool)>,
+    ) -> ebbrt_core::io::Result<R> {
+        poll_fn(|cx| {
+            if self.wakers.drained.get() {
+                add_waker(&self.wakers.read, cx.waker());
+                return Poll::Pending;
+            }
+            #[cfg(test)]
+            STREAM_READS.with(|n| n.set(n.get() + 1));
+            match self.poll_op(cx, &self.wakers.read, &mut op) {
+                Poll::Ready(Ok((r, drained))) => {
+                    self.wakers
+                        .drained
+                        .set(drained && !self.wakers.closed.get());
+                    Poll::Ready(Ok(r))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+        .map_err(from_std)
     }
 
     /// Like [`Self::read_with`], waiting for writability.

@@ -388,7 +388,10 @@ impl TcpStream {
                 return Ok(n);
             }
         }
-        self.inner.read_with(|mut s| s.read(buf)).await
+        let len = buf.len();
+        self.inner
+            .read_stream(|mut s| s.read(buf).map(|n| (n, n > 0 && n < len)))
+            .await
     }
 
     /// Reads what has been received as one buffer (what the kernel has
@@ -401,7 +404,7 @@ impl TcpStream {
         }
         let mut v = self
             .inner
-            .read_with(|mut s| {
+            .read_stream(|mut s| {
                 // Most reads are small (a request or two): one `read` into
                 // this thread's scratch buffer, and a buffer of exactly what
                 // came — no `FIONREAD` call, no zeroing of a large buffer.
@@ -411,19 +414,26 @@ impl TcpStream {
                     let mut scratch = scratch.borrow_mut();
                     let n = s.read(&mut scratch[..])?;
                     if n < scratch.len() {
-                        return Ok(scratch[..n].to_vec());
+                        return Ok((scratch[..n].to_vec(), n > 0));
                     }
                     let more = readable_bytes(s.as_raw_fd()).min(READ_BUF_MAX);
                     let mut v = Vec::with_capacity(n + more.max(READ_BUF_MIN));
                     v.extend_from_slice(&scratch[..n]);
                     v.resize(n + more.max(READ_BUF_MIN), 0);
-                    match s.read(&mut v[n..]) {
-                        Ok(m) => v.truncate(n + m),
+                    let asked = v.len() - n;
+                    let drained = match s.read(&mut v[n..]) {
+                        Ok(m) => {
+                            v.truncate(n + m);
+                            m > 0 && m < asked
+                        }
                         // What is in hand is returned; the rest waits.
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => v.truncate(n),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            v.truncate(n);
+                            true
+                        }
                         Err(e) => return Err(e),
-                    }
-                    Ok(v)
+                    };
+                    Ok((v, drained))
                 })
             })
             .await?;

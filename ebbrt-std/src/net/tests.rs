@@ -566,3 +566,111 @@ fn write_chain_sends_every_buffer_in_order() {
     });
     assert!(received == expected, "the stream differs from the chain");
 }
+
+#[test]
+fn a_short_read_waits_for_the_next_event_instead_of_asking_again() {
+    // Request and reply, one at a time, with a plain thread as the client
+    // (sending each request only after the previous reply, and a pause
+    // now and then so that the server is asleep when bytes come): every
+    // read that got fewer bytes than asked for emptied the queue, so the
+    // server should not ask the kernel again before the next readiness
+    // event. Without that, each round costs a second read that says
+    // `WouldBlock`.
+    const ROUNDS: u64 = 200;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let addr: SocketAddr = addr_rx.recv().unwrap();
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_nodelay(true).unwrap();
+        let mut reply = [0u8; 8];
+        for i in 0..ROUNDS {
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            c.write_all(&i.to_le_bytes()).unwrap();
+            c.read_exact(&mut reply).unwrap();
+            assert_eq!(u64::from_le_bytes(reply), i + 1);
+        }
+    });
+    let (served, reads) = run_on(1, move || async move {
+        let l = TcpListener::bind(loopback()).unwrap();
+        addr_tx.send(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        let before = crate::reactor::STREAM_READS.with(|n| n.get());
+        let mut served = 0u64;
+        let mut got = Vec::new();
+        loop {
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            while got.len() >= 8 {
+                let v = u64::from_le_bytes(got[..8].try_into().unwrap());
+                got.drain(..8);
+                s.write_all(&(v + 1).to_le_bytes()).await.unwrap();
+                served += 1;
+            }
+        }
+        let reads = crate::reactor::STREAM_READS.with(|n| n.get()) - before;
+        (served, reads)
+    });
+    client.join().unwrap();
+    assert_eq!(served, ROUNDS);
+    // One read per request, the end of the stream, and a few that found
+    // nothing (the first, and any whose event came for bytes a read had
+    // already taken).
+    assert!(
+        reads <= ROUNDS + ROUNDS / 10,
+        "{reads} reads for {ROUNDS} requests"
+    );
+}
+
+#[test]
+fn the_end_that_came_with_the_last_bytes_is_read_after_a_short_read() {
+    // The bytes and the peer's FIN arrive while the core is busy, so one
+    // event reports both; the read that takes the bytes is short. No event
+    // follows, so the next read must still ask the kernel and see the end
+    // (a lost wake-up here hangs the connection forever).
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
+        c.write_all(b"last words").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        sent_tx.send(()).unwrap();
+        // Keep the socket open until the server is done with it.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut c, &mut rest).unwrap();
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let got = run_on(1, move || async move {
+            let l = TcpListener::bind(loopback()).unwrap();
+            addr_tx.send(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let reader = spawn_local(async move {
+                let got = read_to_end(&s).await.unwrap();
+                s.shutdown().await.unwrap();
+                got
+            });
+            // Runs after the reader has registered its interest: the core
+            // is busy (not polling) while both the bytes and the end come.
+            spawn_local(async move {
+                sent_rx.recv().unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            })
+            .detach();
+            reader.await
+        });
+        done_tx.send(got).unwrap();
+    });
+    let got = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the reader never saw the end of the stream");
+    assert_eq!(got, b"last words");
+    client.join().unwrap();
+}
