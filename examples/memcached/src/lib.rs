@@ -25,6 +25,7 @@ extern crate alloc;
 pub mod ascii;
 pub mod binary;
 pub mod clock;
+mod clock_ring;
 mod mem_store;
 pub mod meta;
 mod rcu_store;

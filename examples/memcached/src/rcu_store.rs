@@ -18,22 +18,23 @@
 //! reference bit; to make room the hand takes the oldest item, gives it
 //! another turn if its bit is set (clearing it) and evicts it otherwise
 //! (counted in `evictions`, or in `reclaimed` if it had expired). The FIFO
-//! (behind a lock of its own, taken by writers only) holds weak references,
-//! and is compacted when replaced items outnumber the live ones.
+//! ([`ClockRing`], behind a lock of its own, taken by writers only) holds
+//! exactly the live items: one that is replaced or removed leaves it at
+//! once, by the slot it carries, so no write ever pays for a sweep of it.
 //!
 //! Expired items, and items a delayed `flush_all` killed, are misses at
 //! once and are removed when next touched or when the hand reaches them.
 
-use alloc::collections::VecDeque;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use ebbrt::{EbbError, EbbRef, IoBuf, Shared, ebb};
 use ebbrt_rcu::{CoreRcu, Reclaim};
 use ebbrt_rcu_hashtable::{Action, DefaultHasher, RcuHashMap};
 use spin::Mutex;
 
+use crate::clock_ring::{ClockRing, NO_SLOT, Slotted};
 use crate::mem_store::{ITEM_OVERHEAD, counter_text, parse_counter};
 use crate::store::{
     ArithOutcome, ArithRequest, DeleteOptions, DeleteOutcome, GetOptions, ItemView, Mode, Store,
@@ -64,6 +65,14 @@ struct Item {
     /// Still the table's entry for its key (cleared under the writer lock
     /// when it is replaced or removed).
     linked: AtomicBool,
+    /// Its place in the CLOCK's ring (written under the ring's lock).
+    slot: AtomicU32,
+}
+
+impl Slotted for Item {
+    fn slot(&self) -> &AtomicU32 {
+        &self.slot
+    }
 }
 
 impl Item {
@@ -88,6 +97,7 @@ impl Item {
             win_taken: AtomicBool::new(false),
             referenced: AtomicBool::new(false),
             linked: AtomicBool::new(true),
+            slot: AtomicU32::new(NO_SLOT),
         }
     }
 
@@ -106,6 +116,7 @@ impl Item {
             win_taken: AtomicBool::new(self.win_taken.load(Relaxed)),
             referenced: AtomicBool::new(self.referenced.load(Relaxed)),
             linked: AtomicBool::new(true),
+            slot: AtomicU32::new(NO_SLOT),
         }
     }
 
@@ -150,8 +161,10 @@ struct Counters {
 /// ([`CoreRcu`], what the server uses), or plain threads' in host tests.
 pub struct RcuStore<R: Reclaim + 'static = CoreRcu> {
     map: RcuHashMap<Arc<[u8]>, Arc<Item>, R, DefaultHasher>,
-    /// The CLOCK's FIFO: items in the order they were stored.
-    clock: Mutex<VecDeque<Weak<Item>>>,
+    /// The CLOCK's FIFO: the live items in the order they were stored.
+    /// Lock order: this lock, then the table's writer lock (never the
+    /// other way round: a writer takes it after its table update).
+    clock: Mutex<ClockRing<Item>>,
     next_cas: AtomicU64,
     /// Items stored at or before this time are dead once it has come
     /// ([`NEVER`]: no delayed flush pending).
@@ -174,7 +187,7 @@ impl<R: Reclaim + Send + 'static> RcuStore<R> {
         counters.limit_maxbytes.store(limit_bytes, Relaxed);
         RcuStore {
             map: RcuHashMap::with_rcu(rcu, DefaultHasher::default()),
-            clock: Mutex::new(VecDeque::new()),
+            clock: Mutex::new(ClockRing::default()),
             next_cas: AtomicU64::new(0),
             oldest_live: AtomicU64::new(NEVER),
             counters,
@@ -224,34 +237,37 @@ impl<R: Reclaim + Send + 'static> RcuStore<R> {
             if dead.is_some() && matches!(action, Action::Keep) {
                 action = Action::Remove;
             }
-            let mut added = None;
+            let (mut added, mut gone) = (None, None);
             match &action {
                 Action::Keep => {}
                 Action::Set(new) => {
                     if let Some(o) = old {
                         self.unlinked(o);
+                        gone = Some(o.clone());
                     }
                     self.counters.bytes.fetch_add(new.charge(), Relaxed);
                     self.counters.curr_items.fetch_add(1, Relaxed);
-                    added = Some(Arc::downgrade(new));
+                    added = Some(new.clone());
                 }
                 Action::Remove => {
                     if let Some(o) = old {
                         self.unlinked(o);
+                        gone = Some(o.clone());
                     }
                 }
             }
-            (action, (out, added))
+            (action, (out, added, gone))
         });
-        let (out, added) = out;
-        if let Some(item) = added {
+        let (out, added, gone) = out;
+        if added.is_some() || gone.is_some() {
             let mut clock = self.clock.lock();
-            clock.push_back(item);
-            // Replaced items stay in the FIFO until the hand reaches them:
-            // drop them when they outnumber the live ones.
-            let live = self.counters.curr_items.load(Relaxed) as usize;
-            if clock.len() > 2 * live + 1024 {
-                clock.retain(|w| w.upgrade().is_some_and(|i| i.linked.load(Relaxed)));
+            if let Some(old) = gone {
+                clock.remove(&old);
+            }
+            // Another writer may have replaced it already (and found it in
+            // no ring): then it stays out.
+            if let Some(new) = added.filter(|n| n.linked.load(Relaxed)) {
+                clock.push_back(new);
             }
         }
         out
@@ -264,7 +280,8 @@ impl<R: Reclaim + Send + 'static> RcuStore<R> {
         self.counters.curr_items.fetch_sub(1, Relaxed);
     }
 
-    /// Removes `item` if it still is its key's entry; whether it was.
+    /// Removes `item` from the table if it still is its key's entry;
+    /// whether it was. Taking it out of the CLOCK's ring is the caller's.
     fn remove_exact(&self, item: &Arc<Item>) -> bool {
         let removed = self.map.remove_if(&*item.key, |e| {
             let same = Arc::ptr_eq(e.value, item);
@@ -284,18 +301,17 @@ impl<R: Reclaim + Send + 'static> RcuStore<R> {
         // Every item gets at most one second chance per call.
         let mut chances = clock.len();
         while self.counters.bytes.load(Relaxed) + need > limit {
-            let Some(weak) = clock.pop_front() else {
+            let Some(item) = clock.front().cloned() else {
                 return;
             };
-            let Some(item) = weak.upgrade() else {
-                continue;
-            };
-            if !item.linked.load(Relaxed) {
+            if chances > 0 && item.linked.load(Relaxed) && item.referenced.swap(false, Relaxed) {
+                chances -= 1;
+                clock.rotate();
                 continue;
             }
-            if chances > 0 && item.referenced.swap(false, Relaxed) {
-                chances -= 1;
-                clock.push_back(weak);
+            clock.pop_front();
+            if !item.linked.load(Relaxed) {
+                // Replaced or removed; its writer will find it gone.
                 continue;
             }
             let expired = self.dead(&item, now).is_some();
@@ -361,7 +377,9 @@ impl<R: Reclaim + Send + 'static> Store for RcuStore<R> {
                 Ok(view) => Some(view),
                 Err((why, item)) => {
                     self.count_dead(why);
-                    self.remove_exact(&item);
+                    if self.remove_exact(&item) {
+                        self.clock.lock().remove(&item);
+                    }
                     None
                 }
             };
@@ -585,10 +603,8 @@ impl<R: Reclaim + Send + 'static> Store for RcuStore<R> {
         // Everything stored so far goes; items stored meanwhile wait for
         // the FIFO's lock and live.
         let mut clock = self.clock.lock();
-        for weak in core::mem::take(&mut *clock) {
-            if let Some(item) = weak.upgrade() {
-                self.remove_exact(&item);
-            }
+        for item in clock.take_all() {
+            self.remove_exact(&item);
         }
         self.oldest_live.store(NEVER, Relaxed);
     }
@@ -706,11 +722,8 @@ mod tests {
     /// The counts `stats` gives against the items the FIFO still holds.
     fn check_counts(s: &TestStore) {
         let clock = s.clock.lock();
-        let live: Vec<_> = clock
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|i| i.linked.load(Relaxed))
-            .collect();
+        let live: Vec<_> = clock.iter().collect();
+        assert!(live.iter().all(|i| i.linked.load(Relaxed)));
         let st = s.stats();
         assert_eq!(st.curr_items, live.len() as u64);
         assert_eq!(st.bytes, live.iter().map(|i| i.charge()).sum::<u64>());
@@ -830,7 +843,7 @@ mod tests {
                 me.quiescent();
             }
         }
-        assert!(s.clock.lock().len() <= 2 + 1024 + 1);
+        assert_eq!(s.clock.lock().len(), 1);
         check_counts(&s);
     }
 
