@@ -41,6 +41,14 @@ workload (mutilate's Facebook ETC by default)
   --seed N               fixes keys, values and the schedule (default 1)
   --no-preload           skip setting every key before the measurement
 
+verification (always: every hit's bytes are checked against its key and version)
+  reads after writes     a hit older than a set acknowledged before the get was sent is stale
+                         (overlapping sets may land in either order and are not stale)
+  --verify-final         after the run (after the last step of a sweep or search), read every
+                         key back, pipelined, and check it holds its newest acknowledged version;
+                         a miss of a written key is lost (the default)
+  --no-verify-final      skip that read-back
+
 sweep and SLA search
   --sweep Q1,Q2,...      one run per offered QPS, in order (for latency-against-load curves)
   --sla-p99 T            the p99 bound, e.g. 500us, 5ms
@@ -56,9 +64,10 @@ output
   -h, --help             this text
 
 Exit status: 0 when every request was answered without error and every value read back
-verified; 1 when any was not (errors, unanswered requests, mismatches; in a search or a
-sweep, requests left unanswered by overload do not count, and a search with no passing
-step is a failure); 2 for bad options or a refused or unreachable server.
+verified; 1 when any was not (errors, unanswered requests, mismatches, stale reads, keys
+lost in the final read-back beyond what the server's `evictions` counter can explain;
+in a search or a sweep, requests left unanswered by overload do not count, and a search
+with no passing step is a failure); 2 for bad options or a refused or unreachable server.
 ";
 
 /// Everything a run is told.
@@ -98,6 +107,8 @@ pub struct Config {
     pub seed: u64,
     /// Set every key first.
     pub preload: bool,
+    /// Read every key back at the end and check its version.
+    pub verify_final: bool,
     /// Measurement connections (0: every connection measures).
     pub measure_connections: usize,
     /// Their total rate.
@@ -138,6 +149,7 @@ impl Default for Config {
             value_max: 1_000_000,
             seed: 1,
             preload: true,
+            verify_final: true,
             measure_connections: 0,
             measure_qps: 1000.0,
             sweep: Vec::new(),
@@ -219,6 +231,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--value-max" => c.value_max = num(&flag, &value()?)?,
             "--seed" => c.seed = num(&flag, &value()?)?,
             "--no-preload" => c.preload = false,
+            "--verify-final" => c.verify_final = true,
+            "--no-verify-final" => c.verify_final = false,
             "--measure-connections" => c.measure_connections = num(&flag, &value()?)?,
             "--measure-qps" => c.measure_qps = num(&flag, &value()?)?,
             "--sweep" => {
@@ -239,7 +253,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         if inline.is_some()
             && matches!(
                 flag.as_str(),
-                "--no-preload" | "--search" | "--json" | "-h" | "--help"
+                "--no-preload"
+                    | "--verify-final"
+                    | "--no-verify-final"
+                    | "--search"
+                    | "--json"
+                    | "-h"
+                    | "--help"
             )
         {
             return Err(format!("{flag} takes no value"));
@@ -358,6 +378,13 @@ mod tests {
         assert_eq!(c.sweep, [1000.0, 2000.0, 4000.0]);
         assert_eq!((c.measure_connections, c.measure_qps), (2, 500.0));
         assert_eq!(parse(["-h".to_string()]), Ok(Command::Help));
+        assert!(Config::default().verify_final);
+        assert!(!run(&["--no-verify-final"]).unwrap().verify_final);
+        assert!(
+            run(&["--no-verify-final", "--verify-final"])
+                .unwrap()
+                .verify_final
+        );
     }
 
     #[test]
@@ -372,6 +399,7 @@ mod tests {
             (&["--protocol", "udp"], "expected ascii"),
             (&["--frobnicate"], "unknown option"),
             (&["--json=yes"], "takes no value"),
+            (&["--verify-final=no"], "takes no value"),
             (&["--zipf", "-1"], "positive exponent"),
             (&["--sweep", "1000,0"], "must be positive"),
             (&["--sweep", "1000,,2"], "not a valid number"),

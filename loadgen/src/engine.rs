@@ -27,6 +27,7 @@ use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, 
 use crate::payload::{KeySpace, Mismatch, Payload};
 use crate::proto::{self, Kind, Protocol, Reply};
 use crate::schedule::Request;
+use crate::verify::{Final, Ledger, Verdict};
 
 /// Closer than this to the next send, the loop polls without sleeping: a
 /// timer would cost more than it saves.
@@ -50,6 +51,12 @@ pub struct Load {
     pub keys: Arc<KeySpace>,
     /// The values.
     pub payload: Arc<Payload>,
+    /// Which versions each key may hold: shared by every run of the
+    /// process, so that sets of the preload and of earlier steps count.
+    pub ledger: Arc<Ledger>,
+    /// Whether this run is the final read-back: its gets judge each key
+    /// against the ledger's final state (a miss of a written key is lost).
+    pub final_check: bool,
 }
 
 /// Counts and histograms of one run (or one thread's part of it).
@@ -85,6 +92,11 @@ pub struct Stats {
     pub unfinished: u64,
     /// Values read back that this generator did not write for that key.
     pub mismatches: u64,
+    /// Hits that verified but carried a version older than a write
+    /// acknowledged before the get was sent (see [`crate::verify`]).
+    pub stale: u64,
+    /// In the final read-back, misses of keys with an acknowledged write.
+    pub lost: u64,
     /// When the last reply arrived, nanoseconds after the start.
     pub last_reply_ns: u64,
     /// The first few error messages.
@@ -114,6 +126,8 @@ impl Default for Stats {
             connection_errors: 0,
             unfinished: 0,
             mismatches: 0,
+            stale: 0,
+            lost: 0,
             last_reply_ns: 0,
             messages: Vec::new(),
         }
@@ -142,6 +156,8 @@ impl Stats {
         self.connection_errors += o.connection_errors;
         self.unfinished += o.unfinished;
         self.mismatches += o.mismatches;
+        self.stale += o.stale;
+        self.lost += o.lost;
         self.last_reply_ns = self.last_reply_ns.max(o.last_reply_ns);
         for m in &o.messages {
             self.note(m.clone());
@@ -149,9 +165,10 @@ impl Stats {
     }
 
     /// Everything that makes a run fail: error replies, lost connections,
-    /// unanswered requests and mismatches.
+    /// unanswered requests, mismatches and stale reads. (Lost keys are
+    /// judged apart, against the server's evictions.)
     pub fn errors(&self) -> u64 {
-        self.error_replies + self.connection_errors + self.unfinished + self.mismatches
+        self.error_replies + self.connection_errors + self.unfinished + self.mismatches + self.stale
     }
 
     fn note(&mut self, m: String) {
@@ -166,6 +183,11 @@ struct Pending {
     key: u32,
     set: bool,
     opaque: u32,
+    /// A set's version; 0 for a get.
+    version: u32,
+    /// A get's floor when it was sent, or a set's mark for
+    /// [`Ledger::stored`].
+    mark: u32,
 }
 
 struct Conn {
@@ -217,23 +239,30 @@ impl Conn {
             self.next += 1;
             self.opaque = self.opaque.wrapping_add(1);
             let key = cx.load.keys.key(r.key);
-            if r.is_set() {
-                let len = cx.load.payload.len_for(r.key, r.version) as usize;
+            // The schedule only says get or set; a set's version comes from
+            // the key's counter now, and a get's floor is what was
+            // acknowledged before it is written.
+            let (version, mark) = if r.is_set() {
+                let (version, mark) = cx.load.ledger.issue_set(r.key);
+                let len = cx.load.payload.len_for(r.key, version) as usize;
                 cx.scratch.clear();
-                Payload::fill(key, r.version, len, &mut cx.scratch);
+                Payload::fill(key, version, len, &mut cx.scratch);
                 proto::encode_set(
                     cx.load.protocol,
                     key,
-                    r.version,
+                    version,
                     &cx.scratch,
                     self.opaque,
                     &mut self.out,
                 );
                 cx.stats.sets += 1;
+                (version, mark)
             } else {
+                let floor = cx.load.ledger.floor(r.key);
                 proto::encode_get(cx.load.protocol, key, self.opaque, &mut self.out);
                 cx.stats.gets += 1;
-            }
+                (0, floor)
+            };
             cx.stats.sent += 1;
             if self.record {
                 cx.stats.send_lag.saturating_record((now - r.at_ns).max(1));
@@ -243,6 +272,8 @@ impl Conn {
                 key: r.key,
                 set: r.is_set(),
                 opaque: self.opaque,
+                version,
+                mark,
             });
         }
     }
@@ -370,19 +401,59 @@ fn complete(
                 Some(k) if k != key => Err(Mismatch::WrongKey),
                 _ => Payload::verify(key, reply.flags, reply.data),
             };
-            if let Err(m) = checked {
-                stats.mismatches += 1;
+            let ledger = &cx.load.ledger;
+            let stale = match checked {
+                Err(m) => {
+                    stats.mismatches += 1;
+                    stats.note(format!(
+                        "mismatch for key {}: {m}",
+                        String::from_utf8_lossy(key)
+                    ));
+                    false
+                }
+                Ok(()) if cx.load.final_check => {
+                    ledger.final_verdict(p.key, Some(reply.flags)) == Final::Stale
+                }
+                Ok(()) => ledger.verdict(p.key, p.mark, reply.flags) == Verdict::Stale,
+            };
+            if stale {
+                stats.stale += 1;
+                let when = if cx.load.final_check {
+                    format!("expected one of {:?}", ledger.expected(p.key))
+                } else {
+                    format!(
+                        "a write of version {} or newer was acknowledged before the get was sent",
+                        p.mark
+                    )
+                };
                 stats.note(format!(
-                    "mismatch for key {}: {m}",
-                    String::from_utf8_lossy(key)
+                    "stale read of key {}: version {}, {when}",
+                    String::from_utf8_lossy(key),
+                    reply.flags
                 ));
             }
         }
-        (false, Kind::Miss) => stats.misses += 1,
-        (true, Kind::Stored) => {}
-        (true, Kind::NotStored) => stats.not_stored += 1,
+        (false, Kind::Miss) => {
+            stats.misses += 1;
+            if cx.load.final_check && cx.load.ledger.final_verdict(p.key, None) == Final::Lost {
+                stats.lost += 1;
+                stats.note(format!(
+                    "lost key {}: a miss, but version(s) {:?} were acknowledged",
+                    String::from_utf8_lossy(key),
+                    cx.load.ledger.expected(p.key)
+                ));
+            }
+        }
+        (true, Kind::Stored) => cx.load.ledger.stored(p.key, p.version, p.mark),
+        (true, Kind::NotStored) => {
+            stats.not_stored += 1;
+            cx.load.ledger.refused(p.key, p.version);
+        }
         (_, Kind::Error) => {
             stats.error_replies += 1;
+            if p.set {
+                cx.load.ledger.refused(p.key, p.version);
+            }
             let what = if p.set { "set" } else { "get" };
             stats.note(format!(
                 "{what} of {}: {}",
@@ -600,4 +671,85 @@ fn run_thread(load: &Load, share: Vec<Share>, start: Instant, deadline: u64) -> 
             .note(format!("{left} requests unanswered when the run ended"));
     }
     Ok(cx.stats)
+}
+
+/// Reads the server's general statistics on a connection of its own, in
+/// `protocol` (`stats` for the text protocols, a binary STAT otherwise),
+/// and returns the named one, or `None` if the server does not report it.
+pub fn server_stat(addr: SocketAddr, protocol: Protocol, name: &str) -> io::Result<Option<u64>> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_nodelay(true)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 << 10];
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("stats: {what}"));
+    match protocol {
+        Protocol::Ascii | Protocol::Meta => {
+            s.write_all(b"stats\r\n")?;
+            loop {
+                let n = s.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(bad("the connection closed"));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.ends_with(b"END\r\n") || buf.ends_with(b"ERROR\r\n") {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&buf);
+            Ok(text.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some("STAT") && f.next() == Some(name))
+                    .then(|| f.next()?.parse().ok())
+                    .flatten()
+            }))
+        }
+        Protocol::Binary => {
+            let mut req = [0u8; 24];
+            req[0] = 0x80;
+            req[1] = 0x10;
+            s.write_all(&req)?;
+            let mut found = None;
+            let mut at = 0;
+            loop {
+                while buf.len() - at < 24 {
+                    let n = s.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(bad("the connection closed"));
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let h = &buf[at..at + 24];
+                if h[0] != 0x81 || h[1] != 0x10 {
+                    return Err(bad("not a STAT reply"));
+                }
+                let key_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+                let extras = usize::from(h[4]);
+                let status = u16::from_be_bytes([h[6], h[7]]);
+                let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+                if key_len + extras > body || body > 1 << 20 {
+                    return Err(bad("a malformed STAT reply"));
+                }
+                while buf.len() - at < 24 + body {
+                    let n = s.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(bad("the connection closed"));
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let b = &buf[at + 24..at + 24 + body];
+                at += 24 + body;
+                if status != 0 {
+                    return Ok(None);
+                }
+                if key_len == 0 {
+                    return Ok(found);
+                }
+                let (key, value) = (&b[extras..extras + key_len], &b[extras + key_len..]);
+                if key == name.as_bytes() {
+                    found = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                }
+            }
+        }
+    }
 }

@@ -30,3 +30,4 @@ pub mod rng;
 pub mod schedule;
 pub mod search;
 pub mod target;
+pub mod verify;

@@ -11,8 +11,10 @@ use ebbrt_loadgen::cli::{self, Command, Config};
 use ebbrt_loadgen::dist::KeyChooser;
 use ebbrt_loadgen::engine::{self, Load, Stats};
 use ebbrt_loadgen::payload::{KeySpace, Payload};
+use ebbrt_loadgen::proto::Protocol;
 use ebbrt_loadgen::report::Step;
 use ebbrt_loadgen::rng::combine;
+use ebbrt_loadgen::verify::Ledger;
 use ebbrt_loadgen::{schedule, search, target};
 use serde_json::{Value, json};
 
@@ -77,6 +79,8 @@ fn run(c: &Config) -> Result<bool, String> {
         depth: c.depth,
         keys,
         payload,
+        ledger: Arc::new(Ledger::new(c.keys)),
+        final_check: false,
     };
     let popularity = c
         .zipf
@@ -102,6 +106,13 @@ fn run(c: &Config) -> Result<bool, String> {
         ));
     }
 
+    // The server's evictions before anything is written, to judge keys
+    // lost in the final read-back.
+    let evictions_before = if c.verify_final {
+        evictions(addr, c.protocol)
+    } else {
+        None
+    };
     let mut ok = true;
     let mut preload_json = Value::Null;
     if c.preload {
@@ -225,9 +236,10 @@ fn run(c: &Config) -> Result<bool, String> {
         // Overload leaves requests unanswered by design; what must never
         // happen at any load is a wrong value, an error reply or a lost
         // connection.
-        ok &= steps
-            .iter()
-            .all(|s| s.stats.mismatches + s.stats.error_replies + s.stats.connection_errors == 0);
+        ok &= steps.iter().all(|s| {
+            s.stats.mismatches + s.stats.stale + s.stats.error_replies + s.stats.connection_errors
+                == 0
+        });
         let best = outcome.best.map(|i| &steps[i]);
         match best {
             Some(b) => out.line(&format!(
@@ -281,11 +293,26 @@ fn run(c: &Config) -> Result<bool, String> {
             ok &= if c.sweep.is_empty() {
                 step.stats.errors == 0
             } else {
-                step.stats.mismatches + step.stats.error_replies + step.stats.connection_errors == 0
+                step.stats.mismatches
+                    + step.stats.stale
+                    + step.stats.error_replies
+                    + step.stats.connection_errors
+                    == 0
             };
             steps.push(step);
         }
     }
+
+    let mut final_json = Value::Null;
+    let mut lost = 0;
+    if c.verify_final {
+        let f = final_check(c, &load, evictions_before, &out)?;
+        ok &= f.ok;
+        lost = f.stats.lost;
+        final_json = f.json();
+    }
+    let stale: u64 = steps.iter().map(|s| s.stats.stale).sum::<u64>()
+        + final_json["stale"].as_u64().unwrap_or(0);
 
     if c.json {
         let doc = json!({
@@ -293,6 +320,10 @@ fn run(c: &Config) -> Result<bool, String> {
             "preload": preload_json,
             "steps": steps.iter().map(Step::json).collect::<Vec<_>>(),
             "search": search_json,
+            "final_check": final_json,
+            // Over every step and the final read-back.
+            "stale": stale,
+            "lost": lost,
             "ok": ok,
         });
         println!(
@@ -322,11 +353,113 @@ fn config_json(c: &Config, addr: &str) -> Value {
         "value_max": c.value_max,
         "seed": c.seed,
         "preload": c.preload,
+        "verify_final": c.verify_final,
         "measure_connections": c.measure_connections,
         "measure_qps": c.measure_qps,
         "sweep": c.sweep,
         "sla_p99_us": c.sla_p99.map(|d| d.as_secs_f64() * 1e6),
         "search": c.search,
         "search_retries": c.search_retries,
+    })
+}
+
+/// The server's `evictions` counter, if it reports one.
+fn evictions(addr: std::net::SocketAddr, protocol: Protocol) -> Option<u64> {
+    engine::server_stat(addr, protocol, "evictions")
+        .ok()
+        .flatten()
+}
+
+/// The outcome of the final read-back.
+struct FinalCheck {
+    keys: u32,
+    seconds: f64,
+    stats: Stats,
+    /// Evictions the server counted since before the preload, if known.
+    evictions: Option<u64>,
+    /// Whether every lost key may be an eviction.
+    explained: bool,
+    ok: bool,
+}
+
+impl FinalCheck {
+    fn json(&self) -> Value {
+        let s = &self.stats;
+        json!({
+            "keys": self.keys,
+            "checked": s.completed,
+            "hits": s.hits,
+            "misses": s.misses,
+            "lost": s.lost,
+            "stale": s.stale,
+            "mismatches": s.mismatches,
+            "errors": s.errors(),
+            "evictions": self.evictions,
+            "lost_explained_by_evictions": self.explained,
+            "seconds": self.seconds,
+            "ok": self.ok,
+            "messages": s.messages,
+        })
+    }
+}
+
+/// Reads every key back once, pipelined over the run's connections in its
+/// protocol, and judges each against the ledger (see `verify`). Keys
+/// missing although a write of them was acknowledged are lost; the run
+/// fails unless the server's evictions since the start are at least as
+/// many (an eviction of some other key could hide a real loss, so such a
+/// pass is reported as explained, not proven).
+fn final_check(
+    c: &Config,
+    load: &Load,
+    evictions_before: Option<u64>,
+    out: &Out,
+) -> Result<FinalCheck, String> {
+    let t = Instant::now();
+    let schedules: Vec<_> = (0..c.connections)
+        .map(|i| schedule::readback((i as u32..c.keys).step_by(c.connections)))
+        .collect();
+    let checker = Load {
+        depth: load.depth.max(PRELOAD_DEPTH),
+        final_check: true,
+        ..load.clone()
+    };
+    let s = engine::run(&checker, schedules, Vec::new(), PRELOAD_LIMIT)
+        .map_err(|e| format!("server {}: {e}", load.addr))?;
+    let seconds = t.elapsed().as_secs_f64();
+    let evictions = evictions_before
+        .zip(evictions(load.addr, load.protocol))
+        .and_then(|(before, after)| after.checked_sub(before));
+    let explained = s.lost > 0 && evictions.is_some_and(|e| s.lost <= e);
+    let ok = s.errors() == 0 && (s.lost == 0 || explained);
+    let shown = evictions.map_or("unknown".to_string(), |e| e.to_string());
+    let verdict = if !ok {
+        "FAILED"
+    } else if explained {
+        "ok (every lost key may be an eviction)"
+    } else {
+        "ok"
+    };
+    out.line(&format!(
+        "final check: {} of {} keys read back in {seconds:.2} s: {} hits, {} misses, {} lost, {} stale, {} mismatches, {} errors; server evictions {shown}: {verdict}",
+        s.completed,
+        c.keys,
+        s.hits,
+        s.misses,
+        s.lost,
+        s.stale,
+        s.mismatches,
+        s.errors()
+    ));
+    for m in &s.messages {
+        out.line(&format!("  final check: {m}"));
+    }
+    Ok(FinalCheck {
+        keys: c.keys,
+        seconds,
+        stats: s,
+        evictions,
+        explained,
+        ok,
     })
 }

@@ -57,6 +57,10 @@ pub struct Counts {
     pub unfinished: u64,
     /// Values that failed verification.
     pub mismatches: u64,
+    /// Hits older than a write acknowledged before the get was sent.
+    pub stale: u64,
+    /// Keys lost (final read-back only).
+    pub lost: u64,
     /// All of the failures above.
     pub errors: u64,
 }
@@ -96,6 +100,8 @@ impl Step {
                 connection_errors: s.connection_errors,
                 unfinished: s.unfinished,
                 mismatches: s.mismatches,
+                stale: s.stale,
+                lost: s.lost,
                 errors: s.errors(),
             },
             messages: s.messages.clone(),
@@ -123,7 +129,7 @@ impl Step {
     /// The table's header line.
     pub fn header() -> String {
         format!(
-            "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>6} {:>9}",
+            "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>6} {:>5} {:>9}",
             "offered/s",
             "achieved/s",
             "replies",
@@ -135,6 +141,7 @@ impl Step {
             "misses",
             "errors",
             "mismat.",
+            "stale",
             "lag99 µs"
         )
     }
@@ -143,7 +150,7 @@ impl Step {
     pub fn row(&self) -> String {
         let l = &self.latency_us;
         format!(
-            "{:>10.0} {:>10.0} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>6} {:>6} {:>9.1}",
+            "{:>10.0} {:>10.0} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>6} {:>6} {:>5} {:>9.1}",
             self.offered_qps,
             self.achieved_qps,
             self.stats.completed,
@@ -155,6 +162,7 @@ impl Step {
             self.stats.misses,
             self.stats.errors,
             self.stats.mismatches,
+            self.stats.stale,
             self.send_lag_us[0]
         )
     }
@@ -173,7 +181,7 @@ impl Step {
             "scheduled": c.scheduled, "sent": c.sent, "completed": c.completed,
             "gets": c.gets, "sets": c.sets, "hits": c.hits, "misses": c.misses, "not_stored": c.not_stored,
             "error_replies": c.error_replies, "connection_errors": c.connection_errors,
-            "unfinished": c.unfinished, "mismatches": c.mismatches, "errors": c.errors,
+            "unfinished": c.unfinished, "mismatches": c.mismatches, "stale": c.stale, "errors": c.errors,
             "messages": self.messages,
         })
     }
@@ -191,6 +199,7 @@ mod tests {
         }
         s.completed = 1000;
         s.mismatches = 2;
+        s.stale = 4;
         s.unfinished = 1;
         s.last_reply_ns = 2_000_000_000;
         let step = Step::new(600.0, 1.0, &s);
@@ -200,12 +209,21 @@ mod tests {
         assert!(close(step.latency_us[0], 500.0), "{:?}", step.latency_us);
         assert!(close(step.latency_us[2], 990.0), "{:?}", step.latency_us);
         assert!(close(step.latency_us[4], 1000.0), "{:?}", step.latency_us);
-        assert_eq!(step.stats.errors, 3);
+        assert_eq!(step.stats.errors, 7);
         let j = step.json();
         assert_eq!(j["mismatches"], 2);
+        assert_eq!(j["stale"], 4);
         assert_eq!(j["achieved_qps"], 500.0);
-        assert_eq!(step.row().split_whitespace().count(), 12, "{}", step.row());
+        assert_eq!(step.row().split_whitespace().count(), 13, "{}", step.row());
         assert_eq!(step.row().split_whitespace().nth(10), Some("2"));
+        assert_eq!(step.row().split_whitespace().nth(11), Some("4"));
+        assert_eq!(
+            Step::header()
+                .split_whitespace()
+                .filter(|w| *w != "µs")
+                .count(),
+            13
+        );
         assert_eq!(step.lag_note(), None);
         s.send_lag.record(600_000).unwrap();
         let late = Step::new(600.0, 1.0, &s);

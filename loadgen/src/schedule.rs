@@ -18,7 +18,8 @@ pub struct Request {
     pub at_ns: u64,
     /// The key's index in the [`KeySpace`](crate::payload::KeySpace).
     pub key: u32,
-    /// 0 for a get; otherwise a set writing this version.
+    /// 0 for a get; otherwise a set. (The version a set writes is taken
+    /// from its key's counter when it is sent, see [`crate::verify`].)
     pub version: u32,
 }
 
@@ -110,8 +111,8 @@ pub fn build(p: &Params, keys: &KeyChooser) -> Vec<Request> {
         }
         let key = keys.sample(&mut rng);
         let version = if rng.next_open01() < p.update {
-            // Any nonzero version will do; a random one makes concurrent
-            // writers of one key write different bytes.
+            // Any nonzero number marks a set (the draw is kept so that the
+            // schedules of a seed stay what they were).
             (rng.next_u64() as u32).max(1)
         } else {
             0
@@ -126,12 +127,23 @@ pub fn build(p: &Params, keys: &KeyChooser) -> Vec<Request> {
 }
 
 /// A preload schedule: a set of each key in `keys`, all due at once (the
-/// engine's pipelining depth paces them), at version 1.
+/// engine's pipelining depth paces them; each set's version comes from
+/// the key's counter when it is sent).
 pub fn preload(keys: impl Iterator<Item = u32>) -> Vec<Request> {
     keys.map(|key| Request {
         at_ns: 0,
         key,
         version: 1,
+    })
+    .collect()
+}
+
+/// A read-back schedule: a get of each key in `keys`, all due at once.
+pub fn readback(keys: impl Iterator<Item = u32>) -> Vec<Request> {
+    keys.map(|key| Request {
+        at_ns: 0,
+        key,
+        version: 0,
     })
     .collect()
 }
@@ -239,5 +251,8 @@ mod tests {
                 .enumerate()
                 .all(|(i, r)| r.key == i as u32 && r.is_set() && r.at_ns == 0)
         );
+        let r = readback(2..4);
+        assert_eq!(r.iter().map(|r| r.key).collect::<Vec<_>>(), [2, 3]);
+        assert!(r.iter().all(|r| !r.is_set() && r.at_ns == 0));
     }
 }

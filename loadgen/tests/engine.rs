@@ -13,6 +13,7 @@ use ebbrt_loadgen::engine::{self, Load, Stats};
 use ebbrt_loadgen::payload::{KeySpace, Payload};
 use ebbrt_loadgen::proto::Protocol;
 use ebbrt_loadgen::schedule::Request;
+use ebbrt_loadgen::verify::Ledger;
 
 const KEYS: u32 = 5;
 
@@ -32,6 +33,8 @@ fn load(addr: SocketAddr, depth: usize) -> Load {
             max_len: 1000,
             seed: 1,
         }),
+        ledger: Arc::new(Ledger::new(KEYS)),
+        final_check: false,
     }
 }
 
