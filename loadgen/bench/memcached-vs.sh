@@ -13,8 +13,11 @@
 #            client inside the namespace; SLA search at p99 <= 5 ms, then a
 #            sweep;
 #   soak     the native server (2 cores) under SOAK_QPS for SOAK (default 600s)
-#            with every value read back verified; QEMU's resident memory and
-#            the server's `stats` (bytes, items, connections) every 30 s;
+#            with every value read back verified (and no read older than an
+#            acknowledged write), then every key read back once
+#            (--verify-final: each at its newest acknowledged version,
+#            none lost); QEMU's resident memory and the server's `stats`
+#            (bytes, items, connections) every 30 s;
 #   plot     the figure from the sweeps (plot-p99.py): docs/memcached-p99.svg
 #   table    the table of the results in OUT.
 #
@@ -147,7 +150,7 @@ soak() {
   local ns; ns=$(sed -n 's/.*network namespace \(ebbrt-net-[0-9]*\).*/\1/p' "$log" | head -1)
   local qemu; qemu=$(ip netns pids "$ns" | head -1)
   ip netns exec "$ns" $LG_PREFIX "$L" --server 10.79.0.2:11211 --protocol binary --connections "$CONNS" \
-    --qps "${SOAK_QPS:-2000}" --duration "${SOAK:-600s}" --json >"$OUT/soak.json" 2>"$OUT/soak.log" &
+    --qps "${SOAK_QPS:-2000}" --duration "${SOAK:-600s}" --verify-final --json >"$OUT/soak.json" 2>"$OUT/soak.log" &
   local lg=$!
   : >"$OUT/soak-memory.txt"
   while kill -0 "$lg" 2>/dev/null; do
@@ -163,6 +166,14 @@ print(d.get('bytes'), d.get('curr_items'), d.get('curr_connections'), d.get('tot
   done
   wait "$lg"; echo "loadgen exit status $?" >&2
   grep -E '^ +[0-9]' "$OUT/soak.log" >&2
+  python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+f = d.get('final_check') or {}
+print('final check:', ', '.join(f'{k} {f.get(k)}' for k in
+      ('keys', 'checked', 'hits', 'misses', 'lost', 'stale', 'mismatches', 'errors', 'evictions', 'ok')))
+print('stale reads during the run:', sum(s['stale'] for s in d['steps']), '; run ok:', d['ok'])
+for m in f.get('messages', [])[:8]: print('  ' + m)" "$OUT/soak.json" >&2
   grep -E "panic|error" "$log" >&2
   for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p"; done
   wait "$tool"; rm -f "$log"

@@ -9,7 +9,8 @@
 //!
 //! What it owns: the workload ([`dist`], [`schedule`]: Facebook's "ETC" key
 //! and value sizes, the get/set mix, uniform or zipf key popularity), the
-//! self-verifying values ([`payload`]), the three wire protocols
+//! self-verifying values ([`payload`]) and which versions a key may still
+//! hold after acknowledged writes ([`verify`]), the three wire protocols
 //! ([`proto`]: ASCII, binary, meta), the event loop that drives many
 //! connections from few threads ([`engine`]), the search for the highest
 //! load that meets a p99 SLA ([`search`]) and the report ([`report`]).
