@@ -290,10 +290,13 @@ enum Fault {
     Evict(u32),
 }
 
+/// A stored value: (flags, bytes).
+type Value = (u32, Vec<u8>);
+
 #[derive(Default)]
 struct Store {
-    /// Key to (newest, previous) values, each (flags, bytes).
-    items: std::collections::HashMap<Vec<u8>, ((u32, Vec<u8>), Option<(u32, Vec<u8>)>)>,
+    /// Key to its newest and previous values.
+    items: std::collections::HashMap<Vec<u8>, (Value, Option<Value>)>,
     evictions: u64,
 }
 

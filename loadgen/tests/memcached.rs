@@ -78,7 +78,13 @@ fn start() -> Option<Memcached> {
         .expect("memcached starts");
     let mut server = Memcached { child, port };
     let begun = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // A connection to itself (TCP's simultaneous open, when the kernel
+    // picks the port as the source port) is not memcached listening.
+    let listening = || {
+        TcpStream::connect(("127.0.0.1", port))
+            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+    };
+    while !listening() {
         if let Some(status) = server.child.try_wait().unwrap() {
             panic!("memcached on port {port} exited with {status}");
         }
