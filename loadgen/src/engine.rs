@@ -420,11 +420,13 @@ fn complete(
                 stats.stale += 1;
                 let when = if cx.load.final_check {
                     format!("expected one of {:?}", ledger.expected(p.key))
-                } else {
+                } else if reply.flags < p.mark {
                     format!(
-                        "a write of version {} or newer was acknowledged before the get was sent",
+                        "versions below {} were superseded by a write acknowledged before the get was sent",
                         p.mark
                     )
+                } else {
+                    "a version this process never issued".to_string()
                 };
                 stats.note(format!(
                     "stale read of key {}: version {}, {when}",

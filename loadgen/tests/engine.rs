@@ -416,7 +416,8 @@ fn an_older_version_after_an_acknowledged_set_is_stale() {
     assert_eq!((run.hits, run.mismatches, run.stale), (5, 0, 5));
     assert_eq!(run.errors(), 5);
     assert!(
-        run.messages[0].contains("stale read of key k00000: version 1"),
+        run.messages[0]
+            .contains("stale read of key k00000: version 1, versions below 2 were superseded"),
         "{:?}",
         run.messages
     );
