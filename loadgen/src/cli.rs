@@ -41,12 +41,14 @@ workload (mutilate's Facebook ETC by default)
   --seed N               fixes keys, values and the schedule (default 1)
   --no-preload           skip setting every key before the measurement
 
-verification (always: every hit's bytes are checked against its key and version)
-  reads after writes     a hit older than a set acknowledged before the get was sent is stale
-                         (overlapping sets may land in either order and are not stale)
+verification
+  Always: every hit's bytes are checked against its key and version (else a mismatch), and
+  a hit older than a set acknowledged before the get was sent is stale (sets that overlap
+  may land in either order, so neither is stale).
   --verify-final         after the run (after the last step of a sweep or search), read every
-                         key back, pipelined, and check it holds its newest acknowledged version;
-                         a miss of a written key is lost (the default)
+                         key once, pipelined, and check it holds its newest acknowledged version
+                         (else stale); a miss of a written key is lost, which fails the run
+                         unless the server's `evictions` grew by at least as many (the default)
   --no-verify-final      skip that read-back
 
 sweep and SLA search
