@@ -30,7 +30,10 @@
 # (search steps, 12), RETRIES (a failed search step is run once more, 1:
 # on a shared machine one stall of the generator should not end a search), LINUX_VM (the baseline script), SWEEP_HOSTED and
 # SWEEP_NATIVE (comma-separated offered loads), ONLY_CORES ("1 2"),
-# LG_PREFIX and SERVER_PREFIX (below).
+# LG_PREFIX and SERVER_PREFIX (below), QUEUES (native: queue pairs of
+# ours, default 1; with 2 its runs are named native-ebbrt2q-N and each
+# core owns its queue pair and stack), LINUX (native: 0 skips the Linux
+# guest).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -113,10 +116,13 @@ kill_qemu_below() { # kill the QEMU processes descended from pid $1
 native() {
   build
   for n in $ONLY_CORES; do
-    # Ours, natively: n vCPUs, one queue pair (core 0's stack; the other
-    # cores' connections reach it across cores), a netns tap.
+    # Ours, natively: n vCPUs, QUEUES queue pairs (with one, core 0's
+    # stack; the other cores' connections reach it across cores), a netns
+    # tap.
     local log; log=$(mktemp)
-    cargo ebbrt run memcached --release --net tap --cores "$n" --mem 512M --timeout 1800 \
+    local q=${QUEUES:-1} label=ebbrt
+    [ "$q" -gt 1 ] && label=ebbrt${q}q
+    cargo ebbrt run memcached --release --net tap --queues "$q" --cores "$n" --mem 512M --timeout 1800 \
       --append "memcached.m=256 memcached.epoch=$(date +%s)" >"$log" 2>&1 &
     local tool=$!
     for _ in $(seq 1 600); do grep -q "listening on" "$log" && break; sleep 1; done
@@ -124,12 +130,13 @@ native() {
     if [ -z "$ns" ] || ! grep -q "listening on" "$log"; then
       echo "native memcached did not start:" >&2; tail -20 "$log" >&2
     else
-      run "native-ebbrt-$n" ip netns exec "$ns" -- 10.79.0.2:11211 5ms 500 "$SWEEP_NATIVE"
+      run "native-$label-$n" ip netns exec "$ns" -- 10.79.0.2:11211 5ms 500 "$SWEEP_NATIVE"
       grep -E "starved|panic|error" "$log" >&2
     fi
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p"; done
     kill_qemu_below "$tool"
     wait "$tool"; rm -f "$log"
+    [ "${LINUX:-1}" = 0 ] && continue
     # Linux 6.1 in the same QEMU: n vCPUs, memcached -t n.
     export NETNS=ebbrt-mcvs-linux WORK=${TMPDIR:-/tmp}/ebbrt-mcvs-linuxvm
     if "$LINUX_VM" start --smp "$n" --threads "$n" >&2; then

@@ -5,6 +5,11 @@
                                        (hosted, native), a curve per server
     plot-p99.py --table OUT_DIR...     the results as a Markdown table
 
+    --machine ENV=TEXT (before the OUT_DIRs, repeatable) names under a
+    panel's title the machine its runs came from, e.g.
+    --machine "hosted=Intel Xeon, 2 vCPUs" when the panels were measured
+    on different machines.
+
 A run found in several OUT_DIRs is taken from the last. OUT_DIR holds <env>-<server>-<cores>-sweep.json and -search.json as
 memcached-vs.sh writes them. The figure is plain SVG written here (no
 plotting library needed): log-log axes, the SLA of each panel as a dashed
@@ -17,11 +22,12 @@ ENVS = [("hosted", "hosted: Linux process, loopback client", 500.0),
         ("native", "QEMU (TCG), virtio-net on a netns tap", 5000.0)]
 STYLE = {("ebbrt", "1"): ("#d62728", "EbbRT 1 core"),
          ("ebbrt", "2"): ("#ff7f0e", "EbbRT 2 cores"),
+         ("ebbrt2q", "2"): ("#8c564b", "EbbRT 2 cores, 2 queue pairs"),
          ("memcached", "1"): ("#1f77b4", "memcached 1.6, -t 1"),
          ("memcached", "2"): ("#17becf", "memcached 1.6, -t 2"),
          ("linux", "1"): ("#1f77b4", "Linux guest, memcached -t 1, 1 vCPU"),
          ("linux", "2"): ("#17becf", "Linux guest, memcached -t 2, 2 vCPUs")}
-ORDER = ["ebbrt", "memcached", "linux"]
+ORDER = ["ebbrt", "ebbrt2q", "memcached", "linux"]
 
 
 def load(outs):
@@ -78,9 +84,10 @@ def table(out):
         print(f"- {env} {server} {cores}: carried up to {max(ok) if ok else 0:,.0f}/s; {pts}")
 
 
-def svg(out, path):
+def svg(out, path, machines=None):
+    machines = machines or {}
     runs = load(out)
-    W, H, PW, PH, ML, MT = 1000, 440, 390, 320, 80, 40
+    W, H, PW, PH, ML, MT = 1000, 450, 390, 320, 80, 50
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
              f'font-family="sans-serif" font-size="12">',
              f'<rect width="{W}" height="{H}" fill="white"/>']
@@ -96,7 +103,9 @@ def svg(out, path):
         ox = ML + pi * (PW + 110)
         fx = lambda x: ox + PW * (math.log10(x) - math.log10(x0)) / (math.log10(x1) - math.log10(x0))
         fy = lambda y: MT + PH - PH * (math.log10(y) - math.log10(y0)) / (math.log10(y1) - math.log10(y0))
-        parts.append(f'<text x="{ox + PW / 2}" y="{MT - 15}" text-anchor="middle" font-weight="bold">{title}</text>')
+        parts.append(f'<text x="{ox + PW / 2}" y="{MT - 22}" text-anchor="middle" font-weight="bold">{title}</text>')
+        if env in machines:
+            parts.append(f'<text x="{ox + PW / 2}" y="{MT - 7}" text-anchor="middle">({machines[env]})</text>')
         parts.append(f'<rect x="{ox}" y="{MT}" width="{PW}" height="{PH}" fill="none" stroke="black"/>')
         d = x0
         while d <= x1 * 1.001:
@@ -149,9 +158,14 @@ def svg(out, path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "--table":
-        table(sys.argv[2:])
-    elif len(sys.argv) >= 3:
-        svg(sys.argv[1:-1], sys.argv[-1])
+    args, machines = sys.argv[1:], {}
+    while len(args) >= 2 and args[0] == "--machine" and "=" in args[1]:
+        env, text = args[1].split("=", 1)
+        machines[env] = text
+        args = args[2:]
+    if len(args) >= 2 and args[0] == "--table":
+        table(args[1:])
+    elif len(args) >= 2:
+        svg(args[:-1], args[-1], machines)
     else:
         sys.exit(__doc__)
