@@ -74,6 +74,16 @@ run() {
   "${pre[@]}" $LG_PREFIX "$L" --server "$server" "${common[@]}" --sla-p99 "$sla" --search \
     --qps "$start" --search-steps "$STEPS" --search-retries "$RETRIES" >"$OUT/$name-search.json" 2>"$OUT/$name-search.log"
   tail -3 "$OUT/$name-search.log" >&2
+  # A search ends past what the server carries; a guest may stay
+  # unreachable for a while working off that overload: the sweep waits
+  # (up to 2 minutes) until it takes a connection again.
+  local i
+  for i in $(seq 1 120); do
+    "${pre[@]}" python3 -c "import socket; h, p = '$server'.rsplit(':', 1); socket.create_connection((h, int(p)), 1).close()" \
+      2>/dev/null && break
+    [ "$i" = 1 ] && echo "== $name: waiting for $server to take connections again" >&2
+    sleep 1
+  done
   echo "== $name: sweep $sweep" >&2
   "${pre[@]}" $LG_PREFIX "$L" --server "$server" "${common[@]}" --sweep "$sweep" \
     >"$OUT/$name-sweep.json" 2>"$OUT/$name-sweep.log"

@@ -176,6 +176,8 @@ fn run(c: &Config) -> Result<bool, String> {
     };
 
     out.line(&Step::header());
+    // Steps that could not run at all: (offered/s, why).
+    let mut unrun_steps: Vec<(f64, String)> = Vec::new();
     let mut search_json = Value::Null;
     if c.search {
         let sla = c.sla_p99.expect("checked: --search needs --sla-p99");
@@ -190,18 +192,29 @@ fn run(c: &Config) -> Result<bool, String> {
             max_steps: c.search_steps,
             retries: c.search_retries,
         };
-        let mut failure: Option<String> = None;
+        // A step that could not run (the server refused or did not answer
+        // the connections) fails; the search goes on, as a server that was
+        // briefly unreachable (a guest still working off an overload) may
+        // answer at a lower rate. After UNRUN_LIMIT of them in a row it has
+        // gone, and the search stops there with what it measured.
+        let mut gone = false;
+        let mut in_a_row = 0;
+        // For each step of the search, its index in `steps` if it ran.
+        let mut ran: Vec<Option<usize>> = Vec::new();
         let outcome = search::run(&plan, &criteria, |qps| {
-            if failure.is_some() {
-                return search::Measured {
-                    p99_ns: u64::MAX,
-                    achieved_qps: 0.0,
-                    scheduled_qps: qps,
-                    errors: 1,
-                };
+            let unrun = search::Measured {
+                p99_ns: u64::MAX,
+                achieved_qps: 0.0,
+                scheduled_qps: qps,
+                errors: 1,
+            };
+            if gone {
+                ran.push(None);
+                return unrun;
             }
             match measure(qps) {
                 Ok(step) => {
+                    in_a_row = 0;
                     let m = search::Measured {
                         p99_ns: step.p99_ns(),
                         achieved_qps: step.achieved_qps,
@@ -216,23 +229,18 @@ fn run(c: &Config) -> Result<bool, String> {
                     for msg in step.messages.iter().take(3) {
                         out.line(&format!("  {msg}"));
                     }
+                    ran.push(Some(steps.len()));
                     steps.push(step);
                     m
                 }
                 Err(e) => {
-                    failure = Some(e);
-                    search::Measured {
-                        p99_ns: u64::MAX,
-                        achieved_qps: 0.0,
-                        scheduled_qps: qps,
-                        errors: 1,
-                    }
+                    in_a_row += 1;
+                    gone = unrun_step(&out, &mut unrun_steps, qps, e, in_a_row);
+                    ran.push(None);
+                    unrun
                 }
             }
         });
-        if let Some(e) = failure {
-            return Err(e);
-        }
         // Overload leaves requests unanswered by design; what must never
         // happen at any load is a wrong value, an error reply or a lost
         // connection.
@@ -240,7 +248,7 @@ fn run(c: &Config) -> Result<bool, String> {
             s.stats.mismatches + s.stats.stale + s.stats.error_replies + s.stats.connection_errors
                 == 0
         });
-        let best = outcome.best.map(|i| &steps[i]);
+        let best = outcome.best.and_then(|i| ran[i]).map(|i| &steps[i]);
         match best {
             Some(b) => out.line(&format!(
                 "best: {:.0} requests/s offered, {:.0}/s achieved, p99 {:.1} µs ≤ SLA {:.1} µs",
@@ -260,8 +268,9 @@ fn run(c: &Config) -> Result<bool, String> {
         search_json = json!({
             "sla_p99_us": sla.as_secs_f64() * 1e6,
             // Verdicts of the top-level "steps", in the same order.
-            "pass": outcome.steps.iter().map(|step| step.2).collect::<Vec<_>>(),
-            "best_index": outcome.best,
+            "pass": outcome.steps.iter().zip(&ran).filter(|(_, r)| r.is_some())
+                .map(|(step, _)| step.2).collect::<Vec<_>>(),
+            "best_index": outcome.best.and_then(|i| ran[i]),
             "best": best.map(Step::json),
         });
     } else {
@@ -270,8 +279,19 @@ fn run(c: &Config) -> Result<bool, String> {
         } else {
             c.sweep.clone()
         };
+        let mut in_a_row = 0;
         for qps in rates {
-            let step = measure(qps)?;
+            let step = match measure(qps) {
+                Ok(step) => step,
+                Err(e) => {
+                    in_a_row += 1;
+                    if unrun_step(&out, &mut unrun_steps, qps, e, in_a_row) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            in_a_row = 0;
             out.line(&step.row());
             if let Some(note) = step.lag_note() {
                 out.line(&format!("  {note}"));
@@ -303,13 +323,24 @@ fn run(c: &Config) -> Result<bool, String> {
         }
     }
 
+    ok &= unrun_steps.is_empty();
     let mut final_json = Value::Null;
     let mut lost = 0;
     if c.verify_final {
-        let f = final_check(c, &load, evictions_before, &out)?;
-        ok &= f.ok;
-        lost = f.stats.lost;
-        final_json = f.json();
+        match final_check(c, &load, evictions_before, &out) {
+            Ok(f) => {
+                ok &= f.ok;
+                lost = f.stats.lost;
+                final_json = f.json();
+            }
+            Err(e) => {
+                // What was measured stays reported; the read-back did not
+                // happen, which fails the run.
+                out.line(&format!("final check: could not run: {e}"));
+                final_json = json!({ "error": e });
+                ok = false;
+            }
+        }
     }
     let stale: u64 = steps.iter().map(|s| s.stats.stale).sum::<u64>()
         + final_json["stale"].as_u64().unwrap_or(0);
@@ -321,6 +352,8 @@ fn run(c: &Config) -> Result<bool, String> {
             "steps": steps.iter().map(Step::json).collect::<Vec<_>>(),
             "search": search_json,
             "final_check": final_json,
+            // Steps that could not run (the server unreachable), in order.
+            "unrun": unrun_steps.iter().map(|(q, e)| json!({"offered_qps": q, "error": e})).collect::<Vec<_>>(),
             // Over every step and the final read-back.
             "stale": stale,
             "lost": lost,
@@ -332,6 +365,31 @@ fn run(c: &Config) -> Result<bool, String> {
         );
     }
     Ok(ok)
+}
+
+/// Steps in a row that could not run after which the server counts as
+/// gone and a search or sweep ends.
+const UNRUN_LIMIT: usize = 2;
+
+/// Reports a step at `qps` that could not run because of `e` (the
+/// `in_a_row`-th such in a row) and records it; whether the server counts
+/// as gone.
+fn unrun_step(
+    out: &Out,
+    unrun: &mut Vec<(f64, String)>,
+    qps: f64,
+    e: String,
+    in_a_row: usize,
+) -> bool {
+    out.line(&format!("{qps:>10.0}  could not run: {e}"));
+    unrun.push((qps, e));
+    let gone = in_a_row >= UNRUN_LIMIT;
+    if gone {
+        out.line(&format!(
+            "  {in_a_row} steps in a row could not run: the server has gone; stopping with what was measured"
+        ));
+    }
+    gone
 }
 
 fn config_json(c: &Config, addr: &str) -> Value {

@@ -417,3 +417,102 @@ fn misses_are_counted_in_each_protocol_and_are_no_error() {
         assert_eq!(step["errors"], 0, "{step:#}");
     }
 }
+
+/// Runs loadgen with `args` against `server`, kills the server once the
+/// first step's row is printed, and returns loadgen's exit code, its JSON
+/// and its progress lines.
+fn run_and_kill_server_after_first_step(
+    mut server: Memcached,
+    args: &[&str],
+) -> (Option<i32>, Value, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", server.port),
+            "--json",
+            "--keys",
+            "200",
+            "--duration",
+            "0.5s",
+            "--protocol",
+            "binary",
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("loadgen runs");
+    let mut progress = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        progress += &line;
+        progress.push('\n');
+        // A step's row starts with its offered rate.
+        if line.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+            break;
+        }
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for line in lines {
+        progress += &line.unwrap();
+        progress.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("loadgen printed no JSON ({e}):\n{stdout}\n{progress}"));
+    (out.status.code(), doc, progress)
+}
+
+#[test]
+fn a_server_that_vanishes_ends_a_sweep_with_what_was_measured() {
+    let Some(server) = start() else { return };
+    let (code, doc, progress) =
+        run_and_kill_server_after_first_step(server, &["--sweep", "200,200,200,200,200,200"]);
+    // Not an error exit (2) that prints nothing: the run failed (1), and
+    // says what it measured and what it could not run.
+    assert_eq!(code, Some(1), "{progress}");
+    let steps = doc["steps"].as_array().unwrap();
+    let unrun = doc["unrun"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{doc:#}");
+    assert!(steps[0]["completed"].as_u64().unwrap() > 0, "{doc:#}");
+    // Two in a row could not connect: the server has gone, the sweep ends.
+    assert_eq!(unrun.len(), 2, "{doc:#}");
+    assert!(steps.len() + unrun.len() < 6, "{doc:#}");
+    for u in unrun {
+        assert!(u["error"].as_str().unwrap().contains("refused"), "{u:#}");
+    }
+    assert!(progress.contains("the server has gone"), "{progress}");
+    assert_eq!(doc["ok"], false);
+}
+
+#[test]
+fn a_server_that_vanishes_ends_a_search_with_what_was_measured() {
+    let Some(server) = start() else { return };
+    let (code, doc, progress) = run_and_kill_server_after_first_step(
+        server,
+        &[
+            "--qps",
+            "100",
+            "--sla-p99",
+            "60s",
+            "--search",
+            "--search-steps",
+            "6",
+        ],
+    );
+    assert_eq!(code, Some(1), "{progress}");
+    let steps = doc["steps"].as_array().unwrap();
+    let pass = doc["search"]["pass"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{doc:#}");
+    // One verdict per step that ran; the best, if any, is one of them.
+    assert_eq!(pass.len(), steps.len(), "{doc:#}");
+    if let Some(i) = doc["search"]["best_index"].as_u64() {
+        assert_eq!(pass[i as usize], true, "{doc:#}");
+        assert_eq!(doc["search"]["best"], steps[i as usize], "{doc:#}");
+    }
+    assert_eq!(doc["unrun"].as_array().unwrap().len(), 2, "{doc:#}");
+    assert!(progress.contains("the server has gone"), "{progress}");
+}
