@@ -45,7 +45,7 @@ STEPS=${STEPS:-12}
 RETRIES=${RETRIES:-1}
 LINUX_VM=${LINUX_VM:-$root/../shared/tools/linux-vm-memcached}
 SWEEP_HOSTED=${SWEEP_HOSTED:-2000,5000,10000,20000,40000,60000,80000,120000,160000,240000}
-SWEEP_NATIVE=${SWEEP_NATIVE:-250,500,1000,2000,3000,4000,6000,8000,12000,16000,24000}
+SWEEP_NATIVE=${SWEEP_NATIVE:-250,500,1000,2000,3000,4000,6000,8000,12000,16000,24000,32000,48000,64000}
 ONLY_CORES=${ONLY_CORES:-1 2}
 # A prefix for every loadgen command, e.g. "chrt -f 20": the generator at
 # a real-time priority, so that on a shared host its own wake-ups are not

@@ -65,9 +65,14 @@ pub struct Stats {
     /// Nanoseconds from each request's scheduled time to its reply (on the
     /// connections that record).
     pub latency: Histogram<u64>,
-    /// Nanoseconds from each request's scheduled time to its write: how
-    /// far the generator itself fell behind (on the same connections).
+    /// Nanoseconds from each request's scheduled time to its write, for
+    /// the requests that were not held back by a full pipelining window:
+    /// how far the generator itself fell behind (on the same connections).
     pub send_lag: Histogram<u64>,
+    /// The same for the requests that became due while their
+    /// connection already had `depth` requests outstanding: they waited
+    /// for the server, not for the generator.
+    pub window_wait: Histogram<u64>,
     /// Requests in the schedules.
     pub scheduled: u64,
     /// Requests written.
@@ -114,6 +119,7 @@ impl Default for Stats {
         Stats {
             latency: histogram(),
             send_lag: histogram(),
+            window_wait: histogram(),
             scheduled: 0,
             sent: 0,
             completed: 0,
@@ -143,6 +149,9 @@ impl Stats {
             .expect("histograms share bounds");
         self.send_lag
             .add(&o.send_lag)
+            .expect("histograms share bounds");
+        self.window_wait
+            .add(&o.window_wait)
             .expect("histograms share bounds");
         self.scheduled += o.scheduled;
         self.sent += o.sent;
@@ -203,6 +212,12 @@ struct Conn {
     dead: bool,
     /// Whether its latencies (and send lag) go into the histograms.
     record: bool,
+    /// Since when `depth` requests have been outstanding, while they are.
+    full_from: Option<u64>,
+    /// The last interval (from, to) in which the window was full; a
+    /// request due inside it was held back by the server, not the
+    /// generator. Empty (from > to) at first.
+    last_full: (u64, u64),
 }
 
 /// What a connection's handlers need besides the connection.
@@ -232,6 +247,12 @@ impl Conn {
     }
 
     fn issue(&mut self, now: u64, depth: usize, cx: &mut Ctx<'_>) {
+        if let Some(from) = self.full_from
+            && self.inflight.len() < depth
+        {
+            self.last_full = (from, now);
+            self.full_from = None;
+        }
         while let Some(r) = self.schedule.get(self.next) {
             if r.at_ns > now || self.inflight.len() >= depth {
                 break;
@@ -265,16 +286,28 @@ impl Conn {
             };
             cx.stats.sent += 1;
             if self.record {
-                cx.stats.send_lag.saturating_record((now - r.at_ns).max(1));
+                let lag = (now - r.at_ns).max(1);
+                let (from, to) = self.last_full;
+                if (from..=to).contains(&r.at_ns) {
+                    cx.stats.window_wait.saturating_record(lag);
+                } else {
+                    cx.stats.send_lag.saturating_record(lag);
+                }
             }
+            let due = r.at_ns;
             self.inflight.push_back(Pending {
-                at_ns: r.at_ns,
+                at_ns: due,
                 key: r.key,
                 set: r.is_set(),
                 opaque: self.opaque,
                 version,
                 mark,
             });
+            // Full from this request's due time on: a request due after
+            // it waits for a reply, whenever the generator got to it.
+            if self.inflight.len() >= depth && self.full_from.is_none() {
+                self.full_from = Some(due);
+            }
         }
     }
 
@@ -585,6 +618,8 @@ fn run_thread(load: &Load, share: Vec<Share>, start: Instant, deadline: u64) -> 
             opaque: 0,
             dead: false,
             record,
+            full_from: None,
+            last_full: (1, 0),
         });
     }
     if let Some(wait) = start.checked_duration_since(Instant::now()) {

@@ -223,7 +223,7 @@ fn run(c: &Config) -> Result<bool, String> {
                     };
                     let verdict = if criteria.passes(&m) { "pass" } else { "fail" };
                     out.line(&format!("{}  {verdict}", step.row()));
-                    if let Some(note) = step.lag_note() {
+                    for note in [step.lag_note(), step.window_note()].into_iter().flatten() {
                         out.line(&format!("  {note}"));
                     }
                     for msg in step.messages.iter().take(3) {
@@ -293,7 +293,7 @@ fn run(c: &Config) -> Result<bool, String> {
             };
             in_a_row = 0;
             out.line(&step.row());
-            if let Some(note) = step.lag_note() {
+            for note in [step.lag_note(), step.window_note()].into_iter().flatten() {
                 out.line(&format!("  {note}"));
             }
             for msg in &step.messages {

@@ -22,8 +22,14 @@ pub struct Step {
     pub latency_us: [f64; 5],
     /// Mean latency, microseconds.
     pub mean_us: f64,
-    /// p99 and maximum of how late requests were written, microseconds.
+    /// p99 and maximum of how late requests were written, microseconds,
+    /// of those not held back by a full pipelining window: the
+    /// generator's own lateness.
     pub send_lag_us: [f64; 2],
+    /// Requests that became due while their connection's window
+    /// (`--depth`) was full, and the p99 and maximum of how long they
+    /// waited to be written, microseconds: the server's backlog.
+    pub window_wait: (u64, [f64; 2]),
     /// The counts.
     pub stats: Counts,
     /// The first few error messages.
@@ -87,6 +93,13 @@ impl Step {
             latency_us: [q(0.5), q(0.9), q(0.99), q(0.999), us(h.max())],
             mean_us: h.mean() / 1000.0,
             send_lag_us: [us(s.send_lag.value_at_quantile(0.99)), us(s.send_lag.max())],
+            window_wait: (
+                s.window_wait.len(),
+                [
+                    us(s.window_wait.value_at_quantile(0.99)),
+                    us(s.window_wait.max()),
+                ],
+            ),
             stats: Counts {
                 scheduled: s.scheduled,
                 sent: s.sent,
@@ -122,6 +135,21 @@ impl Step {
             format!(
                 "note: the generator wrote its p99 request {lag:.0} µs late (p99 latency {p99:.0} µs): a busy CPU or \
                  too few --threads; the latencies include that wait"
+            )
+        })
+    }
+
+    /// A note when requests waited for the pipelining window (at least
+    /// 1 % of those written): the server fell behind, and how far.
+    pub fn window_note(&self) -> Option<String> {
+        let (held, [p99, max]) = self.window_wait;
+        let share = held as f64 / self.stats.sent.max(1) as f64;
+        (share >= 0.01).then(|| {
+            format!(
+                "note: {:.1} % of the requests came due while their connection had --depth requests \
+                 outstanding (the server behind) and were written up to {max:.0} µs late (p99 {p99:.0} µs); \
+                 not counted in lag99",
+                share * 100.0
             )
         })
     }
@@ -178,6 +206,7 @@ impl Step {
             "duration_s": self.duration_s,
             "latency_us": {"p50": l[0], "p90": l[1], "p99": l[2], "p999": l[3], "max": l[4], "mean": self.mean_us},
             "send_lag_us": {"p99": self.send_lag_us[0], "max": self.send_lag_us[1]},
+            "window_wait_us": {"held": self.window_wait.0, "p99": self.window_wait.1[0], "max": self.window_wait.1[1]},
             "scheduled": c.scheduled, "sent": c.sent, "completed": c.completed,
             "gets": c.gets, "sets": c.sets, "hits": c.hits, "misses": c.misses, "not_stored": c.not_stored,
             "error_replies": c.error_replies, "connection_errors": c.connection_errors,
@@ -225,6 +254,20 @@ mod tests {
             13
         );
         assert_eq!(step.lag_note(), None);
+        assert_eq!(step.window_note(), None);
+        s.sent = 1000;
+        for _ in 0..20 {
+            s.window_wait.record(3_000_000).unwrap();
+        }
+        let held = Step::new(600.0, 1.0, &s);
+        assert_eq!(held.json()["window_wait_us"]["held"], 20);
+        let note = held.window_note().unwrap();
+        assert!(
+            note.contains("2.0 %") && note.contains("3000 µs late"),
+            "{note}"
+        );
+        // The window's waits are not the generator's lateness.
+        assert_eq!(held.lag_note(), None);
         s.send_lag.record(600_000).unwrap();
         let late = Step::new(600.0, 1.0, &s);
         assert!(

@@ -218,6 +218,34 @@ fn the_depth_limit_holds_requests_back() {
 }
 
 #[test]
+fn requests_held_by_a_full_window_are_the_servers_wait_not_send_lag() {
+    // Depth 1 and a server that answers each request 20 ms after reading
+    // it: of the ten requests due at once, the first is written at once
+    // and the other nine wait for the window, one reply each.
+    let (addr, server) = fake(|mut s| {
+        while let Some(r) = try_read_request(&mut s) {
+            std::thread::sleep(Duration::from_millis(20));
+            let reply = if r.opcode == 0x01 {
+                response(&r, &[], &[], &[])
+            } else {
+                response_with(&r, 1, &[], &[], b"Not found")
+            };
+            s.write_all(&reply).unwrap();
+        }
+    });
+    let s = run(addr, 1, Duration::from_secs(30));
+    server.join().unwrap();
+    assert_eq!((s.sent, s.completed, s.errors()), (10, 10, 0));
+    assert_eq!((s.send_lag.len(), s.window_wait.len()), (1, 9));
+    // The last one waited for nine replies: at least 180 ms.
+    assert!(
+        s.window_wait.max() >= 180_000_000,
+        "{}",
+        s.window_wait.max()
+    );
+}
+
+#[test]
 fn a_closed_connection_is_an_error_and_its_requests_unfinished() {
     let (addr, server) = fake(drop);
     let s = run(addr, 10, Duration::from_secs(30));
