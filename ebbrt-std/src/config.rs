@@ -15,6 +15,8 @@ use crate::logger::Filter;
 pub(crate) struct Config {
     pub(crate) cores: usize,
     pub(crate) log: Filter,
+    /// Whether each core's thread is pinned to a CPU (`ebbrt.pin`).
+    pub(crate) pin: Pin,
 }
 
 /// A configuration value that cannot be used. Reported on stderr, and the
@@ -33,6 +35,10 @@ pub(crate) enum ConfigError {
         origin: &'static str,
         why: String,
     },
+    #[error(
+        "invalid `ebbrt.pin={0}` in EBBRT_ARGS: expected auto (the default: pin when there are more CPUs than cores), 1 (pin each core's thread to a CPU) or 0 (let Linux place them)"
+    )]
+    BadPin(String),
     #[error("the environment variable {0} is not valid UTF-8")]
     NotUnicode(&'static str),
     #[error("command-line argument {0:?} is not valid UTF-8")]
@@ -93,6 +99,50 @@ fn split_args(argv: Vec<String>) -> Result<(Option<String>, Vec<String>), Config
     Ok((cores, app))
 }
 
+/// Whether core threads are pinned to CPUs (`ebbrt.pin` in the boot
+/// arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pin {
+    /// `ebbrt.pin=1`: each core's thread on one CPU, always.
+    Always,
+    /// `ebbrt.pin=0`: where Linux's scheduler puts them.
+    Never,
+    /// `ebbrt.pin=auto`, the default: pinned when the process may use more
+    /// CPUs than it has cores. With as many cores as CPUs (or more), every
+    /// other thread of the machine — a client on loopback, say — shares a
+    /// CPU with a core, and a pinned core cannot move off a CPU that
+    /// thread is using while another is free: measured on 2 CPUs, 2 pinned
+    /// cores carried about 0.7× the load of 2 unpinned ones at the same
+    /// tail (docs/benchmarks.md, "memcached (issue 11)").
+    Auto,
+}
+
+impl Pin {
+    /// Whether `cores` cores on `cpus` usable CPUs are pinned.
+    pub(crate) fn applies(self, cores: usize, cpus: usize) -> bool {
+        match self {
+            Pin::Always => true,
+            Pin::Never => false,
+            Pin::Auto => cores < cpus,
+        }
+    }
+}
+
+/// The pinning the boot arguments `boot` ask for.
+pub(crate) fn parse_pin(boot: &str) -> Result<Pin, ConfigError> {
+    match lookup(boot, "ebbrt.pin") {
+        None | Some("auto") => Ok(Pin::Auto),
+        Some("1") => Ok(Pin::Always),
+        Some("0") => Ok(Pin::Never),
+        Some(v) => Err(ConfigError::BadPin(v.to_owned())),
+    }
+}
+
+/// [`parse_pin`] of this process's boot arguments.
+pub(crate) fn pin_from_process() -> Result<Pin, ConfigError> {
+    parse_pin(boot_line())
+}
+
 fn parse_cores(value: &str, origin: &'static str) -> Result<usize, ConfigError> {
     match value.trim().parse::<usize>() {
         Ok(n) if (1..=MAX_CORES).contains(&n) => Ok(n),
@@ -137,7 +187,8 @@ pub(crate) fn parse(src: Sources<'_>) -> Result<Config, ConfigError> {
         origin,
         why,
     })?;
-    Ok(Config { cores, log })
+    let pin = parse_pin(src.boot)?;
+    Ok(Config { cores, log, pin })
 }
 
 fn env_var(name: &'static str) -> Result<Option<String>, ConfigError> {
@@ -295,5 +346,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ok.log.max_level(), log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn pinning_is_auto_unless_the_boot_args_say_otherwise() {
+        let pin = |boot| parse_with(&[], None, boot).unwrap().pin;
+        assert_eq!(pin(""), Pin::Auto);
+        assert_eq!(pin("ebbrt.pin=auto"), Pin::Auto);
+        assert_eq!(pin("ebbrt.pin=1"), Pin::Always);
+        assert_eq!(pin("x=1 ebbrt.pin=0"), Pin::Never);
+        // Auto pins only when CPUs are left over for the rest of the machine.
+        assert!(Pin::Auto.applies(1, 2));
+        assert!(!Pin::Auto.applies(2, 2));
+        assert!(!Pin::Auto.applies(4, 2));
+        assert!(Pin::Always.applies(2, 2));
+        assert!(!Pin::Never.applies(1, 8));
+        for bad in ["ebbrt.pin=no", "ebbrt.pin", "ebbrt.pin=2"] {
+            let e = parse_with(&[], None, bad).unwrap_err();
+            assert!(matches!(e, ConfigError::BadPin(_)), "{bad}: {e:?}");
+            assert!(e.to_string().contains("expected auto"), "{e}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! # ebbrt-std
 //!
 //! The hosted EbbRT runtime: an EbbRT instance as an ordinary Linux process,
-//! with one pinned thread per core, each running the platform-independent
+//! with one thread per core (pinned to a CPU when CPUs are left over: see
+//! `ebbrt.pin` below), each running the platform-independent
 //! event loop of `ebbrt-core` over its own `mio::Poll`.
 //!
 //! What this crate owns:
@@ -36,7 +37,12 @@
 //! - boot arguments: `EBBRT_ARGS="key=value key2=value2"`, the hosted
 //!   equivalent of the native kernel command line ([`boot_arg`]);
 //! - the log filter: `EBBRT_LOG` (e.g. `debug` or `warn,ebbrt_std=trace`),
-//!   else `ebbrt.log` in `EBBRT_ARGS`, else `info`.
+//!   else `ebbrt.log` in `EBBRT_ARGS`, else `info`;
+//! - pinning: `ebbrt.pin` in `EBBRT_ARGS`: `auto` (the default) pins each
+//!   core's thread to one CPU when the process may use more CPUs than it
+//!   has cores, and otherwise leaves them to Linux's scheduler (with a
+//!   core on every CPU, a pinned core cannot move off a CPU that another
+//!   busy thread needs); `1` always pins, `0` never does.
 //!
 //! A bad value prints a clear message and exits with status 2.
 #![warn(missing_docs)]

@@ -1,6 +1,6 @@
 //! The start sequence of a hosted instance (the shape every runtime shares):
 //! declare the cores, install the platform, check the component registry,
-//! start one pinned thread per core, run the application's main future on
+//! start one thread per core (pinned to a CPU when CPUs are left over), run the application's main future on
 //! core 0, and exit with its code once it completes.
 
 use std::any::Any;
@@ -82,8 +82,11 @@ pub(crate) fn enter_core(core: CoreId, poll: mio::Poll, cpu_to_pin: Option<usize
 ///
 /// `make` runs on core 0 (the process's main thread) and builds the main
 /// future there, so the future need not be `Send`. Every other core gets a
-/// thread of its own; each core's thread is pinned to one of the CPUs the
-/// process may use (round-robin when there are more cores than CPUs). The
+/// thread of its own; when the process may use more CPUs than it has
+/// cores, each core's thread is pinned to one of them; with as many cores
+/// as CPUs or more, the threads are left to Linux's scheduler, which can
+/// move a core off a CPU that another busy thread of the machine needs
+/// (`ebbrt.pin=1` or `0` in `EBBRT_ARGS` decides instead). The
 /// core count comes from `--cores N`/`--cores=N`, `EBBRT_CORES`, or
 /// `ebbrt.cores` in `EBBRT_ARGS` (see the crate docs); [`crate::args`]
 /// returns the arguments left for the application.
@@ -111,7 +114,7 @@ where
     };
     logger::init(cfg.log);
     let cores = cfg.cores;
-    let done_rx = start(cores).unwrap_or_else(|e| {
+    let done_rx = start(cores, cfg.pin).unwrap_or_else(|e| {
         eprintln!("ebbrt: error: {e}");
         std::process::exit(EXIT_START);
     });
@@ -137,27 +140,35 @@ where
 /// on threads of their own and enters the calling thread as core 0 (which
 /// runs no loop yet). Returns the channel on which each of cores 1..
 /// reports leaving its loop.
-fn start(cores: usize) -> Result<mpsc::Receiver<()>, StartError> {
+fn start(cores: usize, pin: config::Pin) -> Result<mpsc::Receiver<()>, StartError> {
     let mut polls = boot(cores)?.into_iter();
     let poll0 = polls.next().expect("an instance has at least one core");
     install_panic_hook();
-    let (cpu0, done_rx) = start_other_cores(polls)?;
+    let (cpu0, done_rx) = start_other_cores(polls, pin)?;
     enter_core(CoreId(0), poll0, cpu0);
     Ok(done_rx)
 }
 
 /// Starts the threads of cores 1.. (`polls` holds their `mio::Poll`s, in
-/// order), each pinned and running its event loop; returns the CPU to pin
-/// core 0 to, and a channel on which each core thread reports leaving its
-/// loop.
+/// order), each running its event loop, pinned as `pin` says; returns
+/// the CPU to pin core 0 to, and a channel on which each core thread
+/// reports leaving its loop.
 fn start_other_cores(
     polls: impl Iterator<Item = mio::Poll>,
+    pin: config::Pin,
 ) -> Result<(Option<usize>, mpsc::Receiver<()>), StartError> {
     let cores = cpu::count();
-    let cpus = affinity::allowed_cpus().unwrap_or_else(|e| {
+    let mut cpus = affinity::allowed_cpus().unwrap_or_else(|e| {
         log::warn!("cannot read the CPUs this process may use ({e}); cores run unpinned");
         Vec::new()
     });
+    if !cpus.is_empty() && !pin.applies(cores, cpus.len()) {
+        log::debug!(
+            "{cores} cores on {} CPUs: the core threads run unpinned ({pin:?}; ebbrt.pin=1 pins them)",
+            cpus.len()
+        );
+        cpus.clear();
+    }
     if cores > cpus.len() && !cpus.is_empty() {
         log::info!(
             "{cores} cores on {} CPUs: several cores share a CPU",
@@ -190,7 +201,8 @@ fn start_other_cores(
 ///
 /// Cores 1.. run their event loops on threads of their own, as under
 /// [`start_main`]; every core's thread, the calling one included, is pinned
-/// to one of the CPUs the process may use (round-robin). Core 0 runs no
+/// to one of the CPUs the process may use as under [`start_main`]
+/// (`ebbrt.pin`). Core 0 runs no
 /// loop of its own: the caller drives it with
 /// [`ebbrt_core::exec::block_on`], as often as it likes, and may use Ebbs
 /// and spawn tasks on it between calls. The instance lives until the process
@@ -210,9 +222,13 @@ fn start_other_cores(
 /// An invalid core count, a runtime already started in this process (only
 /// one instance per process), or a core that could not be set up.
 pub fn enter_instance(cores: usize) -> Result<(), StartError> {
+    let pin = config::pin_from_process().unwrap_or_else(|e| {
+        log::warn!("{e}; using the default");
+        config::Pin::Auto
+    });
     // Nobody waits for cores 1.. to leave their loops: the instance lives
     // until the process exits.
-    start(cores).map(drop)
+    start(cores, pin).map(drop)
 }
 
 /// Reports the outcome of the application's main future.

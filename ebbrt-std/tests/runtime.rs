@@ -195,7 +195,7 @@ fn drive() {
             let o = run(
                 "report",
                 &["alpha", "--cores", "3", "beta", "--", "--cores=9"],
-                &[("EBBRT_ARGS", "probe.key=value other=1")],
+                &[("EBBRT_ARGS", "probe.key=value other=1 ebbrt.pin=1")],
             );
             expect(o.code == Some(0), "exit 0", &o)?;
             expect(o.stdout.contains("cores=3\n"), "three cores", &o)?;
@@ -213,10 +213,32 @@ fn drive() {
                 expect(
                     o.stdout
                         .contains(&format!("core {c} ran on {c} pinned to 1 cpu(s)")),
-                    "each core on its own pinned thread",
+                    "each core on its own pinned thread (ebbrt.pin=1)",
                     &o,
                 )?;
             }
+            // The default pins only when CPUs are left over: with more
+            // cores than this process has CPUs, none is pinned.
+            let all = thread_cpus();
+            let unpinned = run("report", &["--cores", &(all + 1).to_string()], &[]);
+            expect(
+                unpinned.code == Some(0),
+                "exit 0 with more cores than CPUs",
+                &unpinned,
+            )?;
+            expect(
+                unpinned
+                    .stdout
+                    .contains(&format!("core 0 ran on 0 pinned to {all} cpu(s)")),
+                "more cores than CPUs: unpinned by default",
+                &unpinned,
+            )?;
+            let bad = run("report", &[], &[("EBBRT_ARGS", "ebbrt.pin=sometimes")]);
+            expect(
+                bad.code == Some(2) && bad.stderr.contains("invalid `ebbrt.pin=sometimes`"),
+                "a bad ebbrt.pin is a configuration error",
+                &bad,
+            )?;
             expect(o.stdout.contains("via console\n"), "console::print", &o)?;
             expect(o.stderr.contains("to stderr\n"), "console::eprint", &o)?;
             expect(

@@ -18,7 +18,9 @@
 # Every JSON document stays in OUT (default /tmp/memcached-reps):
 # <server>-<N>-<rep>-<search|fixed>.json; one line per turn on stdout and in
 # OUT/summary.txt. Needs memcached on the host. Environment: OUT, REPS,
-# ONLY_CORES ("1 2"), SLA, QPS, FIXED, DURATION (search step, 3s), CONNS (8).
+# ONLY_CORES ("1 2"), SLA, QPS, FIXED, DURATION (search step, 3s), CONNS (8),
+# SERVERS ("memcached ebbrt"; also "ebbrt-unpinned": ours with
+# EBBRT_ARGS=ebbrt.pin=0, its core threads not pinned to CPUs).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -31,6 +33,7 @@ QPS=${QPS:-80000}
 FIXED=${FIXED:-10s}
 DURATION=${DURATION:-3s}
 CONNS=${CONNS:-8}
+SERVERS=${SERVERS:-memcached ebbrt}
 mkdir -p "$OUT"
 : >"$OUT/summary.txt"
 cargo build -q --release -p ebbrt-loadgen -p memcached || exit 1
@@ -52,14 +55,19 @@ wait_port() {
 hz=$(getconf CLK_TCK)
 for rep in $(seq 1 "$REPS"); do
   for n in $ONLY_CORES; do
-    for server in memcached ebbrt; do
-      if [ "$server" = memcached ]; then
-        memcached -u root -l 127.0.0.1 -p 21411 -U 0 -t "$n" -m 256 -c 4096 &
-        port=21411
-      else
-        "$CARGO_TARGET_DIR/release/memcached" --cores "$n" -- -p 21412 -l 127.0.0.1 -m 256 >/dev/null &
-        port=21412
-      fi
+    for server in $SERVERS; do
+      case $server in
+        memcached)
+          memcached -u root -l 127.0.0.1 -p 21411 -U 0 -t "$n" -m 256 -c 4096 &
+          port=21411 ;;
+        ebbrt)
+          "$CARGO_TARGET_DIR/release/memcached" --cores "$n" -- -p 21412 -l 127.0.0.1 -m 256 >/dev/null &
+          port=21412 ;;
+        ebbrt-unpinned)
+          EBBRT_ARGS=ebbrt.pin=0 "$CARGO_TARGET_DIR/release/memcached" --cores "$n" -- -p 21413 -l 127.0.0.1 -m 256 >/dev/null 2>&1 &
+          port=21413 ;;
+        *) echo "unknown server $server (memcached, ebbrt, ebbrt-unpinned)" >&2; exit 2 ;;
+      esac
       pid=$!
       if ! wait_port "$port"; then
         echo "$server -t $n did not start" >&2
