@@ -48,6 +48,7 @@ pub mod iobuf;
 pub mod memory;
 pub mod platform;
 pub mod registry;
+pub mod sync;
 pub mod test_support;
 pub mod time;
 

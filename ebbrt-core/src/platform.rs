@@ -6,6 +6,8 @@
 //! Core identity and the core count are not here: they live in the per-core
 //! block that the runtime sets up with [`crate::cpu::enter`].
 
+use core::sync::atomic::AtomicU32;
+
 use crate::cpu::CoreId;
 use crate::time::Instant;
 
@@ -37,6 +39,23 @@ pub trait Platform: Sync + 'static {
     fn idle_poll(&self) {
         self.poll()
     }
+
+    /// Called by a [`crate::sync::Mutex`] waiter that has spun for a while
+    /// on a lock whose word `word` still holds `expected`: returns when it
+    /// may be worth trying again. The default spins once (a native core is
+    /// never preempted, so the holder is running and will release soon);
+    /// hosted, the thread sleeps until [`Platform::lock_wake`] (a futex),
+    /// so that a holder that Linux preempted can have this CPU.
+    fn lock_wait(&self, word: &AtomicU32, expected: u32) {
+        let _ = (word, expected);
+        core::hint::spin_loop();
+    }
+
+    /// Wakes one waiter sleeping in [`Platform::lock_wait`] on `word`. The
+    /// default does nothing (its waiters spin).
+    fn lock_wake(&self, word: &AtomicU32) {
+        let _ = word;
+    }
 }
 
 static PLATFORM: spin::Once<&'static dyn Platform> = spin::Once::new();
@@ -50,6 +69,12 @@ pub fn install(p: &'static dyn Platform) -> bool {
         p
     });
     installed
+}
+
+/// The running platform, if a runtime has started.
+#[inline]
+pub fn try_get() -> Option<&'static dyn Platform> {
+    PLATFORM.get().copied()
 }
 
 /// The running platform.

@@ -27,8 +27,8 @@
 //! What it must not do: implement anything the Ebb model or the executor
 //! already provide (those live in `ebbrt-core` and run unchanged here), or
 //! let an application tell it apart from the native runtime beyond what
-//! the shared interfaces say. Unsafe code stays in the two small system
-//! call wrappers (`affinity`, `timer`).
+//! the shared interfaces say. Unsafe code stays in the three small system
+//! call wrappers (`affinity`, `futex`, `timer`).
 //!
 //! Configuration (read once by [`start_main`]):
 //! - the core count: `--cores N` / `--cores=N` on the command line, else the
@@ -50,6 +50,7 @@
 mod affinity;
 pub mod catalog;
 mod config;
+mod futex;
 mod io_error;
 mod logger;
 pub mod net;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use ebbrt_core::cpu::CoreId;
 use ebbrt_core::platform::Platform;
 use ebbrt_core::time::Instant;
+use std::sync::atomic::AtomicU32;
 
 use crate::reactor;
 
@@ -77,6 +78,14 @@ impl Platform for HostedPlatform {
 
     fn poll(&self) {
         reactor::turn(Some(Duration::ZERO));
+    }
+
+    fn lock_wait(&self, word: &AtomicU32, expected: u32) {
+        crate::futex::wait(word, expected);
+    }
+
+    fn lock_wake(&self, word: &AtomicU32) {
+        crate::futex::wake_one(word);
     }
 }
 

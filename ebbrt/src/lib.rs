@@ -23,7 +23,7 @@
 pub use ebbrt_core::{
     Ebb, EbbError, EbbId, EbbKind, EbbRef, IoBuf, IoBufChain, JoinHandle, PerCore, PerCoreRoot,
     Shared, StaticEbb, console, cpu, ebb, exec, interface, io, iobuf, on_each_core, platform,
-    registry, spawn_local, spawn_on, time,
+    registry, spawn_local, spawn_on, sync, time,
 };
 pub use ebbrt_macros::{main, test};
 

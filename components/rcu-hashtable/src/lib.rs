@@ -22,8 +22,10 @@
 //! What it owns: the map and a shared Ebb of it for byte-string keys and
 //! [`IoBuf`] values ([`IoBufTable`], made at run time under a fresh id).
 //! Its `unsafe` code is all in the `raw` module, each block with the
-//! invariant it relies on. What it must not do: block a core (writers spin
-//! only on the table's own lock, held for one update or one resize), or free
+//! invariant it relies on. What it must not do: block a core (writers wait
+//! only on the table's own lock, held for one update or one resize: an
+//! `ebbrt_core::sync::Mutex`, which spins natively and, hosted, sleeps
+//! after a while so that a holder Linux preempted gets the CPU), or free
 //! anything a reader could still reach.
 //!
 //! Costs to know: a resize rehashes the whole table under the writer lock
@@ -69,7 +71,7 @@ pub struct RcuHashMap<K, V, R: Reclaim = CoreRcu, S = DefaultHasher> {
 /// The map's state; callbacks reach it through a `Weak`.
 struct Inner<K, V, R, S> {
     table: AtomicPtr<Table<K, V>>,
-    writer: spin::Mutex<()>,
+    writer: ebbrt_core::sync::Mutex<()>,
     len: AtomicUsize,
     versions: AtomicU64,
     /// False from a resize until the old bucket array is freed (I3).
@@ -169,7 +171,7 @@ where
         RcuHashMap {
             inner: Arc::new(Inner {
                 table: AtomicPtr::new(Box::into_raw(Table::new(buckets, 0))),
-                writer: spin::Mutex::new(()),
+                writer: ebbrt_core::sync::Mutex::new(()),
                 len: AtomicUsize::new(0),
                 versions: AtomicU64::new(1),
                 resizable: AtomicBool::new(true),

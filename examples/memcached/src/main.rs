@@ -10,7 +10,7 @@
 //! whose values are the stored buffers themselves (`TcpStream::write_chain`).
 //! All cores share one cache: by default [`memcached::RcuStore`] (an RCU
 //! hash table Ebb, reads without locks), or [`memcached::MemStore`] (one
-//! spin lock) with `--store mem`.
+//! lock) with `--store mem`.
 //!
 //! Options, memcached's names (default in brackets):
 //! - boot arguments (native: the kernel command line; hosted:

@@ -1,5 +1,5 @@
 //! [`MemStore`]: the simple store — one hash map and one exact LRU order
-//! behind a spin lock, shared by every core. The server's other store
+//! behind one lock (`ebbrt::sync::Mutex`), shared by every core. The server's other store
 //! (`--store mem`); the default is [`RcuStore`](crate::RcuStore).
 
 use alloc::collections::BTreeMap;
@@ -7,8 +7,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use ebbrt::IoBuf;
+use ebbrt::sync::Mutex;
 use hashbrown::HashMap;
-use spin::Mutex;
 
 use crate::store::{
     ArithOutcome, ArithRequest, DeleteOptions, DeleteOutcome, GetOptions, ItemView, Mode, Store,

@@ -29,10 +29,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use ebbrt::sync::Mutex;
 use ebbrt::{EbbError, EbbRef, IoBuf, Shared, ebb};
 use ebbrt_rcu::{CoreRcu, Reclaim};
 use ebbrt_rcu_hashtable::{Action, DefaultHasher, RcuHashMap};
-use spin::Mutex;
 
 use crate::clock_ring::{ClockRing, NO_SLOT, Slotted};
 use crate::mem_store::{ITEM_OVERHEAD, counter_text, parse_counter};
