@@ -33,3 +33,49 @@ pub(crate) fn wake_one(word: &AtomicU32) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::thread;
+
+    use ebbrt_core::sync::Mutex;
+
+    #[test]
+    fn a_contended_mutex_sleeps_and_every_waiter_is_woken() {
+        // With the hosted platform installed, waiters past their spins
+        // sleep here (futex) and are woken by the releases: a lost wake-up
+        // would hang this test, a broken exclusion would lose an update.
+        crate::testing::instance();
+        assert!(ebbrt_core::platform::try_get().is_some());
+        let m = Arc::new(Mutex::new(0u64));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let m = m.clone();
+                thread::spawn(move || {
+                    for i in 0..2_000 {
+                        let mut g = m.lock();
+                        *g += 1;
+                        if i % 100 == 0 {
+                            // Held across a sleep: the others give up spinning.
+                            thread::sleep(std::time::Duration::from_micros(200));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*m.lock(), 12_000);
+        assert!(!m.is_locked());
+    }
+
+    #[test]
+    fn wait_returns_at_once_when_the_word_has_changed() {
+        let word = std::sync::atomic::AtomicU32::new(1);
+        // Expected 2, word 1: the kernel returns EAGAIN instead of sleeping.
+        super::wait(&word, 2);
+        super::wake_one(&word);
+    }
+}
