@@ -367,8 +367,8 @@ fn run(c: &Config) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// Steps in a row that could not run after which the server counts as
-/// gone and a search or sweep ends.
+/// Steps in a row that could not run after which a search or sweep ends
+/// (the server has gone, as a rule).
 const UNRUN_LIMIT: usize = 2;
 
 /// Reports a step at `qps` that could not run because of `e` (the
@@ -386,7 +386,7 @@ fn unrun_step(
     let gone = in_a_row >= UNRUN_LIMIT;
     if gone {
         out.line(&format!(
-            "  {in_a_row} steps in a row could not run: the server has gone; stopping with what was measured"
+            "  {in_a_row} steps in a row could not run (the server gone, or the reason above): stopping with what was measured"
         ));
     }
     gone
