@@ -99,6 +99,9 @@ unsafe impl lock_api::RawMutex for RawLock {
             .is_ok()
     }
 
+    // SAFETY: the caller holds the lock (`RawMutex::unlock`'s contract,
+    // which `lock_api`'s guard keeps); the body itself does nothing unsafe:
+    // one atomic swap and, if someone may sleep, a wake of the word.
     #[inline]
     unsafe fn unlock(&self) {
         if self.state.swap(UNLOCKED, Release) == CONTENDED
