@@ -42,13 +42,16 @@ pub trait Platform: Sync + 'static {
 
     /// Called by a [`crate::sync::Mutex`] waiter that has spun for a while
     /// on a lock whose word `word` still holds `expected`: returns when it
-    /// may be worth trying again. The default spins once (a native core is
-    /// never preempted, so the holder is running and will release soon);
-    /// hosted, the thread sleeps until [`Platform::lock_wake`] (a futex),
-    /// so that a holder that Linux preempted can have this CPU.
+    /// may be worth trying again. The default spins, reading the word
+    /// until it changes (a native core is never preempted, so the holder is
+    /// running and will release soon; reading, not writing, keeps the line
+    /// shared among the waiters); hosted, the thread sleeps until
+    /// [`Platform::lock_wake`] (a futex), so that a holder that Linux
+    /// preempted can have this CPU.
     fn lock_wait(&self, word: &AtomicU32, expected: u32) {
-        let _ = (word, expected);
-        core::hint::spin_loop();
+        while word.load(core::sync::atomic::Ordering::Relaxed) == expected {
+            core::hint::spin_loop();
+        }
     }
 
     /// Wakes one waiter sleeping in [`Platform::lock_wait`] on `word`. The
