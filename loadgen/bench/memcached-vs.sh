@@ -33,7 +33,9 @@
 # LG_PREFIX and SERVER_PREFIX (below), QUEUES (native: queue pairs of
 # ours, default 1; with 2 its runs are named native-ebbrt2q-N and each
 # core owns its queue pair and stack), LINUX (native: 0 skips the Linux
-# guest).
+# guest), APPEND (native: more boot arguments of ours, e.g.
+# memcached.listen=all) with LABEL_SUFFIX (appended to its runs' label,
+# e.g. -all).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -132,8 +134,9 @@ native() {
     local log; log=$(mktemp)
     local q=${QUEUES:-1} label=ebbrt
     [ "$q" -gt 1 ] && label=ebbrt${q}q
+    label=$label${LABEL_SUFFIX:-}
     cargo ebbrt run memcached --release --net tap --queues "$q" --cores "$n" --mem 512M --timeout 1800 \
-      --append "memcached.m=256 memcached.epoch=$(date +%s)" >"$log" 2>&1 &
+      --append "memcached.m=256 memcached.epoch=$(date +%s) ${APPEND:-}" >"$log" 2>&1 &
     local tool=$!
     for _ in $(seq 1 600); do grep -q "listening on" "$log" && break; sleep 1; done
     local ns; ns=$(sed -n 's/.*network namespace \(ebbrt-net-[0-9]*\).*/\1/p' "$log" | head -1)

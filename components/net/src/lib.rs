@@ -79,6 +79,16 @@ pub use stack::{AddrHook, Stack, StackOptions, StackStats};
 pub use tcp::{ListenOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
+/// Whether the calling core owns a network stack (one per NIC queue pair).
+/// A core that does not reaches core 0's stack across cores for every
+/// socket operation: with fewer queue pairs than cores, a server whose
+/// requests are cheap serves more by listening only where this is true.
+/// The hosted runtime's `net` has the same function (always true there:
+/// every core reaches the host's stack directly).
+pub fn has_local_stack() -> bool {
+    NetworkManager::get().local_stack().is_some()
+}
+
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

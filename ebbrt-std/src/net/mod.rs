@@ -46,5 +46,14 @@ pub use core::net::SocketAddr;
 pub use tcp::{ListenOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
+/// Whether the calling core owns a network stack: hosted, always (every
+/// core's sockets are the host kernel's, reached directly). Natively
+/// (`ebbrt_net::has_local_stack`) only the cores with a NIC queue pair of
+/// their own do; the function exists in both so that a server's source
+/// builds for either.
+pub fn has_local_stack() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,12 @@
 //! memcached: a drop-in memcached server (ASCII, binary and meta
 //! protocols) with a TCP listener on every core, hosted and native.
 //!
-//! Every core binds the same address and serves the connections its own
-//! listener accepts (hosted through `SO_REUSEPORT`; natively each core's
-//! network stack), as `examples/echo` does. Each connection is a task on
+//! Every core that owns a network stack binds the same address and serves
+//! the connections its own listener accepts (hosted every core, through
+//! `SO_REUSEPORT`; natively one core per NIC queue pair, each with its
+//! stack), as `examples/echo` does. With fewer queue pairs than cores the
+//! others stay out of it unless `memcached.listen=all` (their every read
+//! and write would cross to core 0's stack and back). Each connection is a task on
 //! its core that feeds what it reads to a [`memcached::Session`] and
 //! writes back the replies of everything whole it received (one write per
 //! read, so pipelined requests are answered in one batch), as a chain
@@ -19,16 +22,17 @@
 //!   [1024], `memcached.I=` item size, with `k`/`m` [1m], `memcached.buffers=`
 //!   each connection's receive and send buffer, with `k`/`m` (at least 1k)
 //!   [the runtime's: 64 KiB natively], `memcached.store=` `rcu` or `mem`
-//!   [rcu], `memcached.t=`
-//!   threads (reported only; every core serves), `memcached.epoch=` Unix
+//!   [rcu], `memcached.listen=` `stacks` (the cores that own a network
+//!   stack) or `all` [stacks], `memcached.t=`
+//!   threads (reported only), `memcached.epoch=` Unix
 //!   time at boot (native: the kernel has no wall clock; without it the
 //!   clock starts at 0 and absolute expiry times lie far in the future);
 //! - hosted, also memcached's flags, which win: `-p`, `-l`, `-m`, `-c`,
 //!   `-I`, `-t`, and `-U 0`, `-u`, `-v` accepted and ignored; and
-//!   `--buffers SIZE` and `--store rcu|mem`.
+//!   `--buffers SIZE`, `--store rcu|mem` and `--listen stacks|all`.
 //!
 //! It prints `memcached: listening on ADDR on N cores` once every core
-//! listens, and serves until it is killed.
+//! that is to listen does, and serves until it is killed.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 // `deny`, not `forbid`: natively `#[ebbrt::main]` emits the kernel entry point,
 // which allows the unsafe code of its own expansion.
@@ -85,6 +89,20 @@ struct Options {
     buffers: Option<usize>,
     /// Which store keeps the items.
     store: StoreKind,
+    /// Which cores listen.
+    listen: ListenCores,
+}
+
+/// Which cores take connections.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum ListenCores {
+    /// Those that own a network stack (`ebbrt::net::has_local_stack`):
+    /// hosted every core, natively one per NIC queue pair. A core without
+    /// one would reach core 0's stack across cores for every read and
+    /// write, which costs more than a memcached request.
+    Stacks,
+    /// Every core, with or without a stack of its own.
+    All,
 }
 
 /// The stores the server can keep its items in.
@@ -108,6 +126,7 @@ impl Default for Options {
             epoch: None,
             buffers: None,
             store: StoreKind::Rcu,
+            listen: ListenCores::Stacks,
         }
     }
 }
@@ -163,13 +182,21 @@ impl Options {
                     _ => return Err(bad(key, value, "`rcu` or `mem`")),
                 }
             }
+            "listen" | "--listen" => {
+                self.listen = match value {
+                    "stacks" => ListenCores::Stacks,
+                    "all" => ListenCores::All,
+                    _ => return Err(bad(key, value, "`stacks` or `all`")),
+                }
+            }
             // UDP is off, as in memcached 1.6 by default; only 0 is honest.
             "-U" if value == "0" => {}
             "-u" => {}
             _ => {
                 return Err(StartError::BadArgument(alloc::format!(
                     "unknown option `{key}` (usage: memcached [-p PORT] [-l ADDR] [-m MB] \
-                     [-c CONNS] [-I SIZE] [-t THREADS] [--buffers SIZE] [--store rcu|mem])"
+                     [-c CONNS] [-I SIZE] [-t THREADS] [--buffers SIZE] [--store rcu|mem] \
+                     [--listen stacks|all])"
                 )));
             }
         }
@@ -179,7 +206,7 @@ impl Options {
     fn load() -> Result<Options, StartError> {
         let mut o = Options::default();
         for key in [
-            "port", "addr", "m", "c", "I", "t", "epoch", "buffers", "store",
+            "port", "addr", "m", "c", "I", "t", "epoch", "buffers", "store", "listen",
         ] {
             let name = alloc::format!("memcached.{key}");
             if let Some(v) = ebbrt::runtime::boot_arg(&name) {
@@ -375,16 +402,34 @@ async fn main() -> Result<(), StartError> {
         None => ListenOptions::new(),
     };
     let local = listen_here(cache, SocketAddr::new(o.addr, o.port), opts)?;
+    let listen = o.listen;
     let others: Vec<_> = cpu::all()
         .skip(1)
         .map(|core| {
-            ebbrt::exec::spawn_on_with(core, move || async move { listen_here(cache, local, opts) })
+            ebbrt::exec::spawn_on_with(core, move || async move {
+                if listen == ListenCores::Stacks && !ebbrt::net::has_local_stack() {
+                    return Ok(false);
+                }
+                listen_here(cache, local, opts).map(|_| true)
+            })
         })
         .collect();
+    let mut listening = 1;
     for bound in others {
-        bound.await?;
+        if bound.await? {
+            listening += 1;
+        }
     }
-    ebbrt::println!("memcached: listening on {local} on {} cores", cpu::count());
+    if listening < cpu::count() {
+        ebbrt::println!(
+            "memcached: listening on {local} on {listening} cores ({} of {} own no network \
+             stack: fewer NIC queue pairs than cores; memcached.listen=all adds them)",
+            cpu::count() - listening,
+            cpu::count()
+        );
+    } else {
+        ebbrt::println!("memcached: listening on {local} on {listening} cores");
+    }
     core::future::pending::<()>().await;
     Ok(())
 }
