@@ -39,6 +39,7 @@
 //! assert_send::<ebbrt_std::net::UdpSocket>();
 //! ```
 
+mod balance;
 mod tcp;
 mod udp;
 

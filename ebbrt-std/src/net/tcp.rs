@@ -2,17 +2,21 @@
 
 use core::cell::{Cell, RefCell};
 use core::fmt;
+use core::future::Future;
 use core::net::SocketAddr;
+use core::pin::pin;
+use core::task::Poll;
 use core::time::Duration;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use ebbrt_core::io;
 use ebbrt_core::iobuf::{IoBuf, IoBufChain};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
+use super::balance::{Member, Membership, Place};
 use crate::io_error::{exhausts, from_std};
 use crate::reactor::Async;
 
@@ -125,10 +129,10 @@ impl ListenOptions {
         socket.bind(&addr.into()).map_err(from_std)?;
         socket.listen(BACKLOG).map_err(from_std)?;
         let listener = mio::net::TcpListener::from_std(socket.into());
+        let bound = listener.local_addr().map_err(from_std)?;
         Ok(TcpListener {
             inner: Async::new(listener)?,
-            max_connections: self.max_connections,
-            live: Rc::new(Cell::new(0)),
+            membership: Membership::join(bound, self.max_connections),
             episode: Episode::default(),
         })
     }
@@ -214,12 +218,20 @@ fn exhausted_what(e: &io::Error) -> &'static str {
 
 /// A place among a listener's live connections, given back when the
 /// stream drops.
-struct Admitted(Rc<Cell<usize>>);
+struct Admitted(Arc<Member>);
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.0.left();
     }
+}
+
+/// What a listener's `accept` found.
+enum Got {
+    /// A connection its own socket accepted.
+    Own(io::Result<(mio::net::TcpStream, SocketAddr)>),
+    /// One another core's listener accepted and handed over.
+    Handed((std::net::TcpStream, SocketAddr)),
 }
 
 /// A TCP socket listening for connections, owned by the core that bound it.
@@ -227,15 +239,23 @@ impl Drop for Admitted {
 /// Hosted, the socket has `SO_REUSEPORT` (and `SO_REUSEADDR`) set, so that
 /// each core can bind its own listener on the same port; Linux then spreads
 /// new connections over the listeners by a hash of the connection's
-/// addresses. A consequence: binding succeeds on a port that another
+/// addresses. Since a hash spreads a few connections unevenly, the
+/// listeners this process binds to one address share them out: the core
+/// whose listener accepted a connection hands it to the listener with the
+/// fewest live connections (itself among equals; one hand-off across cores
+/// per connection, none per read or write), so that connections are spread
+/// as evenly as they are open. (Natively, with one NIC queue pair the stack
+/// gives new connections to the cores' listeners in turn; with several, the
+/// NIC steers each connection to a queue pair by a hash, and it stays
+/// there.) A consequence of `SO_REUSEPORT`: binding succeeds on a port that another
 /// `SO_REUSEPORT` socket of the same user already holds (another EbbRT
 /// process, say), and the two share its connections. A port held by a
 /// socket without `SO_REUSEPORT` gives [`ErrorKind::AddrInUse`](io::ErrorKind::AddrInUse).
 pub struct TcpListener {
     inner: Async<mio::net::TcpListener>,
-    max_connections: Option<usize>,
-    /// Accepted streams still alive.
-    live: Rc<Cell<usize>>,
+    /// Its live connections, its limit, and the listeners it shares
+    /// connections with.
+    membership: Membership,
     episode: Episode,
 }
 
@@ -262,9 +282,25 @@ impl TcpListener {
             if let Some(d) = self.episode.delay.get() {
                 ebbrt_core::exec::sleep(d).await;
             }
-            let (stream, peer) = match self.inner.read_with(|l| l.accept()).await {
-                Ok(got) => got,
-                Err(e) => {
+            let got = {
+                let me = self.membership.me();
+                let mut own = pin!(self.inner.read_with(|l| l.accept()));
+                core::future::poll_fn(|cx| {
+                    if let Some(handed) = me.take(cx) {
+                        return Poll::Ready(Got::Handed(handed));
+                    }
+                    own.as_mut().poll(cx).map(Got::Own)
+                })
+                .await
+            };
+            let (stream, peer) = match got {
+                // Counted by the core that handed it over.
+                Got::Handed((stream, peer)) => {
+                    let admitted = Admitted(self.membership.me().clone());
+                    return self.admit(mio::net::TcpStream::from_std(stream), peer, admitted);
+                }
+                Got::Own(Ok(got)) => got,
+                Got::Own(Err(e)) => {
                     if exhausts(&e) {
                         self.episode.failed(self.local_addr().ok(), &e);
                     }
@@ -272,23 +308,35 @@ impl TcpListener {
                 }
             };
             self.episode.worked(self.local_addr().ok());
-            if let Some(max) = self.max_connections
-                && self.live.get() >= max
-            {
-                // A reset, not a close that the peer would take for an
-                // empty answer.
-                let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                drop(stream);
-                self.episode.refused(self.local_addr().ok(), max);
-                continue;
+            match self.membership.place() {
+                Place::Here => {
+                    let admitted = Admitted(self.membership.me().clone());
+                    return self.admit(stream, peer, admitted);
+                }
+                Place::There(member) => member.give((stream.into(), peer)),
+                Place::Full => {
+                    // A reset, not a close that the peer would take for an
+                    // empty answer.
+                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    drop(stream);
+                    self.episode
+                        .refused(self.local_addr().ok(), self.membership.me().max());
+                }
             }
-            self.episode.admitted(self.local_addr().ok());
-            self.live.set(self.live.get() + 1);
-            let admitted = Admitted(self.live.clone());
-            let mut s = TcpStream::from_mio(stream)?;
-            s.admitted = Some(admitted);
-            return Ok((s, peer));
         }
+    }
+
+    /// Makes a counted connection a stream of this core.
+    fn admit(
+        &self,
+        stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        admitted: Admitted,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
+        self.episode.admitted(self.local_addr().ok());
+        let mut s = TcpStream::from_mio(stream)?;
+        s.admitted = Some(admitted);
+        Ok((s, peer))
     }
 
     /// The address the listener is bound to.
@@ -304,8 +352,7 @@ impl TcpListener {
         listener.set_nonblocking(true).map_err(from_std)?;
         Ok(TcpListener {
             inner: Async::new(mio::net::TcpListener::from_std(listener))?,
-            max_connections: None,
-            live: Rc::new(Cell::new(0)),
+            membership: Membership::solo(None),
             episode: Episode::default(),
         })
     }

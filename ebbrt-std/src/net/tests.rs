@@ -223,6 +223,80 @@ fn every_core_may_bind_the_same_port() {
 }
 
 #[test]
+fn a_process_listeners_share_connections_evenly() {
+    // Listeners on cores 0 and 1 share the port; each connection is told
+    // which core serves it and then echoes until the client closes it.
+    async fn serve(l: TcpListener) {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            spawn_local(async move {
+                s.write_all(&[cpu::current().0 as u8]).await.unwrap();
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+    let addr = run_on(0, || async {
+        let l = TcpListener::bind(loopback()).unwrap();
+        let addr = l.local_addr().unwrap();
+        spawn_local(serve(l)).detach();
+        addr
+    });
+    run_on(1, move || async move {
+        let l = TcpListener::bind(addr).unwrap();
+        spawn_local(serve(l)).detach();
+    });
+    let connect = || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        // The connection works whichever core's socket accepted it.
+        c.write_all(b"ping").unwrap();
+        let mut echo = [0u8; 4];
+        c.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ping");
+        (c, b[0] as usize)
+    };
+    // Held open, 8 connections split 4/4 whatever Linux's hash chose (it
+    // alone splits 8 connections evenly about 27 % of the time).
+    let mut held = Vec::new();
+    let mut seen = [0u32; 2];
+    for _ in 0..8 {
+        let (c, core) = connect();
+        seen[core] += 1;
+        held.push((c, core));
+    }
+    assert_eq!(seen, [4, 4], "connections were not spread evenly");
+    // Three of core 1's close: the next three go to core 1.
+    let mut closed = 0;
+    held.retain(|(_, core)| {
+        let keep = *core != 1 || closed == 3;
+        closed += usize::from(!keep);
+        keep
+    });
+    // The server's streams drop once their tasks have read the end.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = [0u32; 2];
+    for _ in 0..3 {
+        let (c, core) = connect();
+        again[core] += 1;
+        held.push((c, core));
+    }
+    assert_eq!(
+        again,
+        [0, 3],
+        "new connections did not go where there was room"
+    );
+}
+
+#[test]
 fn connect_to_a_closed_port_is_refused() {
     let addr = closed_port();
     let e = run_on(1, move || async move {
