@@ -188,16 +188,12 @@ fn several_tasks_may_wait_on_one_listener() {
     assert_eq!(accepted, 3);
 }
 
-#[test]
-fn every_core_may_bind_the_same_port() {
-    // Listeners on cores 0 and 1 share the port; each answers with its core.
-    async fn serve(l: TcpListener) {
-        loop {
-            let (s, _) = l.accept().await.unwrap();
-            s.write_all(&[cpu::current().0 as u8]).await.unwrap();
-        }
-    }
-    let addr = run_on(0, || async {
+/// Binds a listener on a free loopback port on core 0 and one on the same
+/// port on core 1, each served by `serve`; returns the address.
+fn listen_on_cores_0_and_1<Fut: Future<Output = ()> + 'static>(
+    serve: fn(TcpListener) -> Fut,
+) -> SocketAddr {
+    let addr = run_on(0, move || async move {
         let l = TcpListener::bind(loopback()).unwrap();
         let addr = l.local_addr().unwrap();
         spawn_local(serve(l)).detach();
@@ -207,6 +203,19 @@ fn every_core_may_bind_the_same_port() {
         let l = TcpListener::bind(addr).unwrap();
         spawn_local(serve(l)).detach();
     });
+    addr
+}
+
+#[test]
+fn every_core_may_bind_the_same_port() {
+    // Listeners on cores 0 and 1 share the port; each answers with its core.
+    async fn serve(l: TcpListener) {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            s.write_all(&[cpu::current().0 as u8]).await.unwrap();
+        }
+    }
+    let addr = listen_on_cores_0_and_1(serve);
     // Clients from a plain thread; each learns which core accepted it.
     let mut seen = [0u32; 2];
     for _ in 0..64 {
@@ -241,16 +250,7 @@ fn a_process_listeners_share_connections_evenly() {
             .detach();
         }
     }
-    let addr = run_on(0, || async {
-        let l = TcpListener::bind(loopback()).unwrap();
-        let addr = l.local_addr().unwrap();
-        spawn_local(serve(l)).detach();
-        addr
-    });
-    run_on(1, move || async move {
-        let l = TcpListener::bind(addr).unwrap();
-        spawn_local(serve(l)).detach();
-    });
+    let addr = listen_on_cores_0_and_1(serve);
     let connect = || {
         use std::io::{Read, Write};
         let mut c = std::net::TcpStream::connect(addr).unwrap();
