@@ -109,7 +109,7 @@ hosted() {
     wait_port 127.0.0.1 21411
     run "hosted-memcached-$n" -- 127.0.0.1:21411 500us 5000 "$SWEEP_HOSTED"
     kill "$mc"; wait "$mc" 2>/dev/null
-    # Ours, hosted: n pinned cores.
+    # Ours, hosted: n cores (pinned only if the host has more CPUs: ebbrt.pin=auto).
     $SERVER_PREFIX "$CARGO_TARGET_DIR/release/memcached" --cores "$n" -- -p 21412 -l 127.0.0.1 -m 256 &
     local eb=$!
     wait_port 127.0.0.1 21412
