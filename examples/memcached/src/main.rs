@@ -1,14 +1,15 @@
 //! memcached: a drop-in memcached server (ASCII, binary and meta
-//! protocols) with a TCP listener on every core, hosted and native.
+//! protocols) with a TCP listener on every core that owns a network stack,
+//! hosted and native.
 //!
-//! Every core that owns a network stack binds the same address and serves
-//! the connections its own listener accepts (hosted every core, through
-//! `SO_REUSEPORT`; natively one core per NIC queue pair, each with its
-//! stack), as `examples/echo` does. With fewer queue pairs than cores the
-//! others stay out of it unless `memcached.listen=all` (their every read
-//! and write would cross to core 0's stack and back). Each connection is a task on
-//! its core that feeds what it reads to a [`memcached::Session`] and
-//! writes back the replies of everything whole it received (one write per
+//! Every such core binds the same address and serves the connections its
+//! own listener accepts (hosted every core, through `SO_REUSEPORT`, the
+//! process's listeners sharing connections out evenly; natively one core
+//! per NIC queue pair, each with its stack), as `examples/echo` does. With
+//! fewer queue pairs than cores the others stay out of it unless
+//! `memcached.listen=all` (their every read and write would cross to core
+//! 0's stack and back). Each connection is a task on its core that feeds
+//! what it reads to a [`memcached::Session`] and writes back the replies of everything whole it received (one write per
 //! read, so pipelined requests are answered in one batch), as a chain
 //! whose values are the stored buffers themselves (`TcpStream::write_chain`).
 //! All cores share one cache: by default [`memcached::RcuStore`] (an RCU
