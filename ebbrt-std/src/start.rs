@@ -1,7 +1,8 @@
 //! The start sequence of a hosted instance (the shape every runtime shares):
 //! declare the cores, install the platform, check the component registry,
-//! start one thread per core (pinned to a CPU when CPUs are left over), run the application's main future on
-//! core 0, and exit with its code once it completes.
+//! start one thread per core (pinned to a CPU when CPUs are left over), run
+//! the application's main future on core 0, and exit with its code once it
+//! completes.
 
 use std::any::Any;
 use std::future::Future;
@@ -201,8 +202,7 @@ fn start_other_cores(
 ///
 /// Cores 1.. run their event loops on threads of their own, as under
 /// [`start_main`]; every core's thread, the calling one included, is pinned
-/// to one of the CPUs the process may use as under [`start_main`]
-/// (`ebbrt.pin`). Core 0 runs no
+/// to a CPU or not as under [`start_main`] (`ebbrt.pin`). Core 0 runs no
 /// loop of its own: the caller drives it with
 /// [`ebbrt_core::exec::block_on`], as often as it likes, and may use Ebbs
 /// and spawn tasks on it between calls. The instance lives until the process

@@ -108,16 +108,21 @@ impl Membership {
     /// it there: the member with the fewest live connections below its
     /// limit, this one among equals.
     pub(super) fn place(&self) -> Place {
-        let Some((_, group)) = &self.group else {
-            return self.me.admit_here();
+        // A listener outside any group is a group of one.
+        let guard;
+        let members: &[Arc<Member>] = match &self.group {
+            Some((_, group)) => {
+                guard = lock(&group.members);
+                &guard
+            }
+            None => core::slice::from_ref(&self.me),
         };
-        let members = lock(&group.members);
         let mut best: Option<(&Arc<Member>, usize)> = None;
         let mine = self.me.live.load(Ordering::Relaxed);
         if mine < self.me.max {
             best = Some((&self.me, mine));
         }
-        for m in members.iter() {
+        for m in members {
             let n = m.live.load(Ordering::Relaxed);
             if n < m.max && best.is_none_or(|(_, b)| n < b) {
                 best = Some((m, n));
@@ -168,14 +173,6 @@ impl Member {
     /// The limit, for messages.
     pub(super) fn max(&self) -> usize {
         self.max
-    }
-
-    fn admit_here(self: &Arc<Member>) -> Place {
-        if self.live.load(Ordering::Relaxed) >= self.max {
-            return Place::Full;
-        }
-        self.live.fetch_add(1, Ordering::Relaxed);
-        Place::Here
     }
 
     /// A connection of this listener was dropped.
